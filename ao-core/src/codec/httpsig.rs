@@ -1,0 +1,500 @@
+//! `httpsig@1.0`: TABM ⇄ HTTP message (headers and body), spec §5.2.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::codec::flat;
+use crate::sf::{self, BareItem};
+use crate::util::{b64_std, b64u};
+use crate::{Error, Key, Message, Result, Value};
+
+/// Values longer than this many bytes do not fit a header and move to the body (spec §5.2).
+pub const MAX_HEADER_LENGTH: usize = 4096;
+
+/// An HTTP message as this codec sees it: lower-case header names to values, and a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpMessage {
+    /// Header fields, lower-case names, sorted.
+    pub headers: BTreeMap<String, Bytes>,
+    /// The body, if any.
+    pub body: Option<Bytes>,
+}
+
+impl HttpMessage {
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers.get(name)
+    }
+}
+
+enum Part {
+    Binary(Bytes),
+    Map(BTreeMap<String, Bytes>),
+}
+
+/// Encodes a TABM as an HTTP message (spec §5.2.1–§5.2.2).
+pub fn encode(tabm: &Message) -> Result<HttpMessage> {
+    let mut headers: BTreeMap<String, Bytes> = BTreeMap::new();
+
+    // 1. ID-shaped keys with binary values travel in `ao-ids`.
+    let mut ao_ids = Vec::new();
+    for (k, v) in tabm.iter() {
+        if let (true, Value::Binary(b)) = (k.is_id_shaped(), v) {
+            if !ao_ids.is_empty() {
+                ao_ids.extend_from_slice(b", ");
+            }
+            ao_ids.extend_from_slice(k.as_str().as_bytes());
+            ao_ids.push(b'=');
+            sf::write_string(&mut ao_ids, b);
+        }
+    }
+    if !ao_ids.is_empty() {
+        headers.insert("ao-ids".into(), Bytes::from(ao_ids));
+    }
+
+    // 3. The inline body key.
+    let inline_key: String = match tabm.get("inline-body-key") {
+        Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ if tabm.contains("body") => "body".into(),
+        _ if tabm.contains("data") => {
+            headers.insert("inline-body-key".into(), Bytes::from_static(b"data"));
+            "data".into()
+        }
+        _ => "body".into(),
+    };
+
+    // 4. Headers and the body map.
+    let mut body_map: Vec<(&str, &Value)> = Vec::new();
+    for (k, v) in tabm.iter() {
+        let k = k.as_str();
+        if matches!(k, "commitments" | "signature" | "signature-input" | "priv") {
+            continue;
+        }
+        if matches!(v, Value::Binary(_)) && crate::key::is_id_shaped(k.as_bytes()) {
+            continue;
+        }
+        match v {
+            _ if k == "body" || k == inline_key => body_map.push((k, v)),
+            Value::Message(_) => body_map.push((k, v)),
+            Value::Binary(b) if b.len() <= MAX_HEADER_LENGTH => {
+                headers.insert(k.to_owned(), b.clone());
+            }
+            Value::Binary(_) => body_map.push((k, v)),
+            other => {
+                return Err(Error::Unencodable(format!(
+                    "httpsig@1.0 takes a TABM; key {k:?} holds a {}",
+                    other.kind()
+                )));
+            }
+        }
+    }
+
+    // 5. Flatten nested maps into parts.
+    let mut grouped: BTreeMap<String, Part> = BTreeMap::new();
+    group_maps(&body_map, "", &mut grouped, 0)?;
+
+    // 6. The body.
+    let body = if grouped.is_empty() {
+        None
+    } else if grouped.len() == 1
+        && let Some(Part::Binary(b)) = grouped.get(&inline_key)
+    {
+        Some(b.clone())
+    } else {
+        let (body, boundary, body_keys) = multipart(&grouped, &inline_key);
+        headers.insert("body-keys".into(), Bytes::from(body_keys));
+        headers.insert(
+            "content-type".into(),
+            Bytes::from(format!("multipart/form-data; boundary=\"{boundary}\"")),
+        );
+        Some(Bytes::from(body))
+    };
+
+    // 7. The content digest.
+    if let Some(b) = &body
+        && !b.is_empty()
+    {
+        headers.insert("content-digest".into(), content_digest(b));
+    }
+
+    // 8. Signatures travel from the HMAC commitment, which lists every signer.
+    if let Some(commitments) = tabm.commitments() {
+        for (_, c) in commitments.iter() {
+            let Value::Message(c) = c else { continue };
+            if c.get_str("alg") == Some("hmac-sha256") {
+                for name in ["signature", "signature-input"] {
+                    if let Some(Value::Binary(b)) = c.get(name) {
+                        headers.insert(name.into(), b.clone());
+                    }
+                }
+            }
+            for (k, v) in c.iter() {
+                if k.as_str().starts_with("hashpath")
+                    && let Value::Binary(b) = v
+                {
+                    headers.insert(k.as_str().to_owned(), b.clone());
+                }
+            }
+        }
+    }
+
+    Ok(HttpMessage { headers, body })
+}
+
+/// `sha-256=:<base64(sha256(body))>:`.
+pub fn content_digest(body: &[u8]) -> Bytes {
+    let digest = Sha256::digest(body);
+    Bytes::from(format!("sha-256=:{}:", b64_std(&digest)))
+}
+
+fn group_maps(
+    entries: &[(&str, &Value)],
+    parent: &str,
+    top: &mut BTreeMap<String, Part>,
+    depth: usize,
+) -> Result<()> {
+    if depth > crate::codec::structured::MAX_DEPTH {
+        return Err(Error::TooDeep(crate::codec::structured::MAX_DEPTH));
+    }
+    let mut flat: BTreeMap<String, Bytes> = BTreeMap::new();
+    for (k, v) in entries {
+        let full = if parent.is_empty() {
+            (*k).to_owned()
+        } else {
+            format!("{parent}/{k}")
+        };
+        match v {
+            Value::Message(m) => {
+                let children: Vec<(&str, &Value)> =
+                    m.iter().map(|(k, v)| (k.as_str(), v)).collect();
+                group_maps(&children, &full, top, depth + 1)?;
+            }
+            Value::Binary(b) if b.len() > MAX_HEADER_LENGTH => {
+                top.insert(full, Part::Binary(b.clone()));
+            }
+            Value::Binary(b) => {
+                flat.insert((*k).to_owned(), b.clone());
+            }
+            other => {
+                return Err(Error::Unencodable(format!(
+                    "httpsig@1.0 takes a TABM; key {full:?} holds a {}",
+                    other.kind()
+                )));
+            }
+        }
+    }
+    if !flat.is_empty() {
+        if parent.is_empty() {
+            for (k, v) in flat {
+                top.insert(k, Part::Binary(v));
+            }
+        } else {
+            top.insert(parent.to_owned(), Part::Map(flat));
+        }
+    }
+    Ok(())
+}
+
+fn multipart(grouped: &BTreeMap<String, Part>, inline_key: &str) -> (Vec<u8>, String, Vec<u8>) {
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(grouped.len());
+    let mut body_keys = Vec::new();
+    for (name, part) in grouped {
+        if !body_keys.is_empty() {
+            body_keys.extend_from_slice(b", ");
+        }
+        sf::write_string(&mut body_keys, name.as_bytes());
+        let (part_name, inline) = match part {
+            Part::Map(m) if m.len() == 1 && m.contains_key("body") => {
+                (format!("{name}/body"), "body")
+            }
+            _ => (name.clone(), inline_key),
+        };
+        let disposition = if part_name == inline {
+            "inline".to_owned()
+        } else {
+            format!("form-data;name=\"{part_name}\"")
+        };
+        let mut out = Vec::new();
+        match part {
+            Part::Map(m) => {
+                let mut lines: Vec<(&str, &[u8])> = m
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "body")
+                    .map(|(k, v)| (k.as_str(), &v[..]))
+                    .collect();
+                lines.push(("content-disposition", disposition.as_bytes()));
+                lines.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                for (n, (k, v)) in lines.iter().enumerate() {
+                    if n > 0 {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    out.extend_from_slice(k.as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(v);
+                }
+                if let Some(b) = m.get("body")
+                    && !b.is_empty()
+                {
+                    out.extend_from_slice(b"\r\n\r\n");
+                    out.extend_from_slice(b);
+                }
+            }
+            Part::Binary(b) => {
+                out.extend_from_slice(b"content-disposition: ");
+                out.extend_from_slice(disposition.as_bytes());
+                out.extend_from_slice(b"\r\n\r\n");
+                out.extend_from_slice(b);
+            }
+        }
+        parts.push(out);
+    }
+    let mut hasher = Sha256::new();
+    for (n, p) in parts.iter().enumerate() {
+        if n > 0 {
+            hasher.update(b"\r\n");
+        }
+        hasher.update(p);
+    }
+    let boundary = b64u(&hasher.finalize());
+    let mut body = Vec::with_capacity(
+        parts
+            .iter()
+            .map(|p| p.len() + boundary.len() + 8)
+            .sum::<usize>()
+            + 8,
+    );
+    for (n, p) in parts.iter().enumerate() {
+        if n > 0 {
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--");
+        body.extend_from_slice(boundary.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(p);
+    }
+    body.extend_from_slice(b"\r\n--");
+    body.extend_from_slice(boundary.as_bytes());
+    body.extend_from_slice(b"--");
+    (body, boundary, body_keys)
+}
+
+/// Decodes an HTTP message into a TABM (spec §5.2.3). Signatures become commitments and an HMAC
+/// commitment is added when there are signatures.
+pub fn decode(http: &HttpMessage) -> Result<Message> {
+    let body = http.body.clone().unwrap_or_default();
+    let inline_key = match http.headers.get("inline-body-key") {
+        Some(k) => String::from_utf8_lossy(k).into_owned(),
+        None => "body".to_owned(),
+    };
+    let mut flat_entries: Vec<(String, Value)> = Vec::new();
+    for (name, value) in &http.headers {
+        if matches!(name.as_str(), "body" | "body-keys") {
+            continue;
+        }
+        flat_entries.push((name.clone(), Value::Binary(value.clone())));
+    }
+    if !body.is_empty() {
+        let boundary = match http.headers.get("content-type") {
+            Some(ct) => multipart_boundary(ct),
+            None => None,
+        };
+        match boundary {
+            Some(boundary) => {
+                let (parts, body_keys) = parse_multipart(&body, &boundary, &inline_key)?;
+                flat_entries.extend(parts);
+                if !body_keys.is_empty() {
+                    flat_entries.push(("body-keys".into(), Value::Binary(Bytes::from(body_keys))));
+                }
+            }
+            None => flat_entries.push((inline_key, Value::Binary(body))),
+        }
+    }
+    let mut msg = flat::unflatten(flat_entries)?;
+
+    // ID-shaped keys come back from `ao-ids`.
+    if let Some(Value::Binary(ids)) = msg.remove("ao-ids") {
+        for (k, member) in sf::parse_dictionary(&ids)? {
+            let v = match member.as_item().map(|i| &i.bare) {
+                Some(BareItem::String(s)) => Bytes::from(s.clone()),
+                Some(BareItem::Token(t)) => Bytes::from(t.clone().into_bytes()),
+                _ => {
+                    return Err(Error::malformed(
+                        "httpsig@1.0",
+                        "ao-ids member is not a string",
+                    ));
+                }
+            };
+            msg.fields_mut().insert(Key::new(&k), Value::Binary(v));
+        }
+    }
+
+    let signature = msg.remove("signature");
+    let signature_input = msg.remove("signature-input");
+    msg.remove("commitments");
+    msg.remove("content-digest");
+    let hashpaths: Vec<(Key, Value)> = msg
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("hashpath"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, _) in &hashpaths {
+        msg.fields_mut().remove(k);
+    }
+
+    if let (Some(Value::Binary(sig)), Some(Value::Binary(input))) = (signature, signature_input) {
+        let commitments = crate::commitment::commitments_from_headers(&sig, &input, &hashpaths)?;
+        if !commitments.is_empty() {
+            msg.insert("commitments", Value::Message(commitments));
+            msg = crate::commitment::reset_hmac(&msg)?;
+        }
+    }
+    Ok(msg)
+}
+
+fn multipart_boundary(content_type: &[u8]) -> Option<String> {
+    let item = sf::parse_item(content_type).ok().or_else(|| {
+        // `multipart/form-data; boundary=…` has a space after `;`, which strict SF rejects
+        // in parameters only after the bare item; retry without it.
+        let text: Vec<u8> = content_type
+            .split(|&b| b == b';')
+            .map(|p| p.trim_ascii())
+            .collect::<Vec<_>>()
+            .join(&b';');
+        sf::parse_item(&text).ok()
+    })?;
+    item.params.iter().find_map(|(k, v)| {
+        (k == "boundary").then(|| v.as_text().map(|t| String::from_utf8_lossy(t).into_owned()))?
+    })
+}
+
+type Parts = (Vec<(String, Value)>, Vec<u8>);
+
+fn parse_multipart(body: &[u8], boundary: &str, inline_key: &str) -> Result<Parts> {
+    let open = format!("--{boundary}\r\n");
+    let close = format!("\r\n--{boundary}--");
+    let start =
+        find(body, open.as_bytes()).ok_or(Error::Multipart("no opening boundary"))? + open.len();
+    let end = rfind(body, close.as_bytes()).ok_or(Error::Multipart("no closing boundary"))?;
+    if end < start {
+        return Err(Error::Multipart("closing boundary before the first part"));
+    }
+    let inner = &body[start..end];
+    let delimiter = format!("\r\n--{boundary}");
+    let mut parts = Vec::new();
+    let mut seen_keys: Vec<String> = Vec::new();
+    for raw in split(inner, delimiter.as_bytes()) {
+        let raw = raw.strip_prefix(b"\r\n").unwrap_or(raw);
+        let (head, part_body) = match find(raw, b"\r\n\r\n") {
+            Some(i) => (&raw[..i], &raw[i + 4..]),
+            None => (raw, &[][..]),
+        };
+        let mut disposition = None;
+        let mut fields: BTreeMap<String, Bytes> = BTreeMap::new();
+        for line in split(head, b"\r\n") {
+            if line.is_empty() {
+                continue;
+            }
+            let Some(i) = find(line, b": ") else { continue };
+            let name = std::str::from_utf8(&line[..i])
+                .map_err(|_| Error::Multipart("part header name is not UTF-8"))?
+                .to_ascii_lowercase();
+            let value = Bytes::copy_from_slice(&line[i + 2..]);
+            if name == "content-disposition" {
+                disposition = Some(value);
+            } else {
+                fields.insert(name, value);
+            }
+        }
+        let disposition =
+            disposition.ok_or(Error::Multipart("part without content-disposition"))?;
+        let item = sf::parse_item(&disposition)
+            .or_else(|_| sf::parse_item(&normalise_disposition(&disposition)))
+            .map_err(|_| Error::Multipart("malformed content-disposition"))?;
+        let name = match &item.bare {
+            BareItem::Token(t) if t == "inline" => inline_key.to_owned(),
+            _ => item
+                .params
+                .iter()
+                .find(|(k, _)| k == "name")
+                .and_then(|(_, v)| v.as_text())
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .ok_or(Error::Multipart("part without a name"))?,
+        };
+        let first = name
+            .split('/')
+            .find(|s| !s.is_empty())
+            .unwrap_or(&name)
+            .to_owned();
+        if !seen_keys.contains(&first) {
+            seen_keys.push(first);
+        }
+        let value = if fields.is_empty() {
+            Value::Binary(Bytes::copy_from_slice(part_body))
+        } else {
+            let mut m = Message::new();
+            for (k, v) in fields {
+                m.fields_mut().insert(Key::new(&k), Value::Binary(v));
+            }
+            if !part_body.is_empty() {
+                m.fields_mut().insert(
+                    Key::new("body"),
+                    Value::Binary(Bytes::copy_from_slice(part_body)),
+                );
+            }
+            Value::Message(m)
+        };
+        parts.push((name, value));
+    }
+    let mut body_keys = Vec::new();
+    for (n, k) in seen_keys.iter().enumerate() {
+        if n > 0 {
+            body_keys.extend_from_slice(b", ");
+        }
+        sf::write_string(&mut body_keys, k.as_bytes());
+    }
+    Ok((parts, body_keys))
+}
+
+/// `form-data; name="x"` (with a space, as browsers and aoconnect write it) → `form-data;name="x"`.
+fn normalise_disposition(d: &[u8]) -> Vec<u8> {
+    d.split(|&b| b == b';')
+        .map(|p| p.trim_ascii())
+        .collect::<Vec<_>>()
+        .join(&b';')
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+fn split<'a>(mut hay: &'a [u8], delim: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match find(hay, delim) {
+            Some(i) => {
+                let part = &hay[..i];
+                hay = &hay[i + delim.len()..];
+                Some(part)
+            }
+            None => {
+                done = true;
+                Some(hay)
+            }
+        }
+    })
+}

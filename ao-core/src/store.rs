@@ -1,0 +1,316 @@
+//! The store as the resolver sees it (spec §8.1), and an in-memory implementation.
+//!
+//! A store is a tree of `/`-separated paths. Each path is a *binary* (raw bytes), a *group* (a
+//! directory whose children are the paths one segment below it) or a *link* (an alias of another
+//! path). Links may stand at any prefix of a path and are followed segment by segment.
+//!
+//! The trait is synchronous: reads are microseconds (an in-memory map, or redb's memory-mapped
+//! B-tree behind a cache), and a boxed future per read would cost more than the read itself.
+//! Durable writes go through [`Store::apply`], one atomic batch per call, which a store may
+//! commit together with other callers' batches (group commit).
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::RwLock;
+
+use bytes::Bytes;
+
+use crate::{Error, Result};
+
+/// How many links [`Store::resolve`] follows before reporting a cycle.
+pub const MAX_LINK_HOPS: usize = 64;
+
+/// What a path holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Raw bytes (HyperBEAM's `simple`).
+    Binary,
+    /// A group of children (HyperBEAM's `composite`).
+    Group,
+}
+
+/// One write in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Writes bytes at a path (creating the groups above it).
+    Write {
+        /// Where.
+        path: String,
+        /// What.
+        value: Bytes,
+    },
+    /// Creates an empty group (and the groups above it).
+    MakeGroup {
+        /// Where.
+        path: String,
+    },
+    /// Makes `new` an alias of `existing`. A no-op when they are equal.
+    MakeLink {
+        /// The target.
+        existing: String,
+        /// The alias.
+        new: String,
+    },
+}
+
+/// A key-value store with groups and links.
+pub trait Store: Send + Sync + Debug + 'static {
+    /// Applies a batch of writes atomically. When this returns `Ok`, the batch is as durable as
+    /// the store is configured to make it.
+    fn apply(&self, ops: Vec<Op>) -> Result<()>;
+
+    /// The raw entry at exactly `path`, without following links.
+    fn get_raw(&self, path: &str) -> Result<Option<Entry>>;
+
+    /// The names of the direct children of the group at exactly `path` (links not followed).
+    fn children(&self, path: &str) -> Result<Vec<String>>;
+
+    /// Follows links segment by segment and returns the final path.
+    fn resolve(&self, path: &str) -> Result<String> {
+        resolve_links(self, path)
+    }
+
+    /// Reads the bytes at a path, following links. A group or a missing path is `None`.
+    fn read(&self, path: &str) -> Result<Option<Bytes>> {
+        let p = self.resolve(path)?;
+        Ok(match self.get_raw(&p)? {
+            Some(Entry::Binary(b)) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// What a path holds, following links.
+    fn kind(&self, path: &str) -> Result<Option<Kind>> {
+        let p = self.resolve(path)?;
+        Ok(match self.get_raw(&p)? {
+            Some(Entry::Binary(_)) => Some(Kind::Binary),
+            Some(Entry::Group) => Some(Kind::Group),
+            Some(Entry::Link(_)) | None => None,
+        })
+    }
+
+    /// The children of a group, following links. `None` if the path is not a group.
+    fn list(&self, path: &str) -> Result<Option<Vec<String>>> {
+        let p = self.resolve(path)?;
+        match self.get_raw(&p)? {
+            Some(Entry::Group) => Ok(Some(self.children(&p)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes one binary.
+    fn write(&self, path: &str, value: Bytes) -> Result<()> {
+        self.apply(vec![Op::Write {
+            path: path.to_owned(),
+            value,
+        }])
+    }
+
+    /// Creates one group.
+    fn make_group(&self, path: &str) -> Result<()> {
+        self.apply(vec![Op::MakeGroup {
+            path: path.to_owned(),
+        }])
+    }
+
+    /// Creates one link.
+    fn make_link(&self, existing: &str, new: &str) -> Result<()> {
+        self.apply(vec![Op::MakeLink {
+            existing: existing.to_owned(),
+            new: new.to_owned(),
+        }])
+    }
+}
+
+/// A raw store entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Bytes.
+    Binary(Bytes),
+    /// A link to another path.
+    Link(String),
+    /// A group.
+    Group,
+}
+
+/// Normalises a path: `/`-joined, empty segments removed.
+pub fn join(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for p in parts {
+        for seg in p.split('/').filter(|s| !s.is_empty()) {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+/// Segment-wise link resolution shared by every store.
+pub fn resolve_links<S: Store + ?Sized>(store: &S, path: &str) -> Result<String> {
+    let mut segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut hops = 0;
+    let mut i = 0;
+    let mut prefix = String::new();
+    while i < segments.len() {
+        let candidate = if prefix.is_empty() {
+            segments[i].clone()
+        } else {
+            format!("{prefix}/{}", segments[i])
+        };
+        match store.get_raw(&candidate)? {
+            Some(Entry::Link(target)) => {
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(Error::Store(format!("link cycle resolving {path:?}")));
+                }
+                // Restart from the link target with the remaining segments appended.
+                let mut rest: Vec<String> = target
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                rest.extend(segments.drain(i + 1..));
+                segments = rest;
+                prefix.clear();
+                i = 0;
+            }
+            _ => {
+                prefix = candidate;
+                i += 1;
+            }
+        }
+    }
+    Ok(prefix)
+}
+
+/// An in-memory store: a sorted map behind a lock. Used by tests and by embedders who need no
+/// durability.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    entries: RwLock<BTreeMap<String, Entry>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Applies one op to a sorted map of entries (shared by in-memory implementations and tests).
+pub fn apply_to_map(map: &mut BTreeMap<String, Entry>, op: Op) -> Result<()> {
+    fn ensure_parents(map: &mut BTreeMap<String, Entry>, path: &str) {
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            let parent = &path[..end + i];
+            if !matches!(map.get(parent), Some(Entry::Link(_))) {
+                map.insert(parent.to_owned(), Entry::Group);
+            }
+            end += i + 1;
+        }
+    }
+    match op {
+        Op::Write { path, value } => {
+            let path = join(&[&path]);
+            if path.is_empty() {
+                return Err(Error::Store("empty path".into()));
+            }
+            ensure_parents(map, &path);
+            map.insert(path, Entry::Binary(value));
+        }
+        Op::MakeGroup { path } => {
+            let path = join(&[&path]);
+            if path.is_empty() {
+                return Ok(());
+            }
+            ensure_parents(map, &path);
+            if !matches!(map.get(&path), Some(Entry::Group)) {
+                map.insert(path, Entry::Group);
+            }
+        }
+        Op::MakeLink { existing, new } => {
+            let (existing, new) = (join(&[&existing]), join(&[&new]));
+            if existing == new || new.is_empty() {
+                return Ok(());
+            }
+            ensure_parents(map, &new);
+            map.insert(new, Entry::Link(existing));
+        }
+    }
+    Ok(())
+}
+
+/// Direct children of `path` in a sorted map of entries.
+pub fn children_in_map(map: &BTreeMap<String, Entry>, path: &str) -> Vec<String> {
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (k, _) in map.range(prefix.clone()..) {
+        let Some(rest) = k.strip_prefix(&prefix) else {
+            break;
+        };
+        let child = rest.split('/').next().unwrap_or(rest);
+        if !child.is_empty() && out.last().map(String::as_str) != Some(child) {
+            out.push(child.to_owned());
+        }
+    }
+    out
+}
+
+impl Store for MemoryStore {
+    fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        let mut map = self
+            .entries
+            .write()
+            .map_err(|_| Error::Store("lock poisoned".into()))?;
+        for op in ops {
+            apply_to_map(&mut map, op)?;
+        }
+        Ok(())
+    }
+
+    fn get_raw(&self, path: &str) -> Result<Option<Entry>> {
+        let map = self
+            .entries
+            .read()
+            .map_err(|_| Error::Store("lock poisoned".into()))?;
+        Ok(map.get(path).cloned())
+    }
+
+    fn children(&self, path: &str) -> Result<Vec<String>> {
+        let map = self
+            .entries
+            .read()
+            .map_err(|_| Error::Store("lock poisoned".into()))?;
+        Ok(children_in_map(&map, path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_resolve_at_any_prefix() {
+        let s = MemoryStore::new();
+        s.write("group/a/b", Bytes::from_static(b"x")).unwrap();
+        s.make_link("group", "alias").unwrap();
+        s.make_link("alias/a", "deep").unwrap();
+        assert_eq!(s.read("alias/a/b").unwrap().unwrap(), "x");
+        assert_eq!(s.read("deep/b").unwrap().unwrap(), "x");
+        assert_eq!(s.kind("alias").unwrap(), Some(Kind::Group));
+        assert_eq!(s.list("alias").unwrap().unwrap(), vec!["a".to_owned()]);
+        s.make_link("loop1", "loop2").unwrap();
+        s.make_link("loop2", "loop1").unwrap();
+        assert!(s.read("loop1/x").is_err());
+    }
+}

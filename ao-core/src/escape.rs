@@ -2,8 +2,14 @@
 
 /// Escapes every byte except `a-z 0-9 . - _ / ? & +` as `%` and two lower-case hex digits.
 pub fn encode(key: &[u8]) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(key.len());
+    encode_into(&mut out, key);
+    out
+}
+
+/// Appends the escaped form of `key` to `out`.
+pub fn encode_into(out: &mut Vec<u8>, key: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for &b in key {
         if b.is_ascii_lowercase()
             || b.is_ascii_digit()
@@ -14,7 +20,6 @@ pub fn encode(key: &[u8]) -> Vec<u8> {
             out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
         }
     }
-    out
 }
 
 /// Decodes `%HH` (either case) to the byte; other bytes pass through. A `%` not followed by two

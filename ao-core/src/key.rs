@@ -38,6 +38,25 @@ pub fn normalize(key: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Keys the codecs use on every message, allocated once.
+pub mod well_known {
+    use super::Key;
+    use std::sync::LazyLock;
+
+    static AO_TYPES: LazyLock<Key> = LazyLock::new(|| Key::new("ao-types"));
+    static PATH: LazyLock<Key> = LazyLock::new(|| Key::new("path"));
+
+    /// `ao-types`.
+    pub fn ao_types() -> Key {
+        AO_TYPES.clone()
+    }
+
+    /// `path`.
+    pub fn path() -> Key {
+        PATH.clone()
+    }
+}
+
 /// A normalised message key. Cheap to clone (a reference-counted string).
 ///
 /// Keys order by their bytes, which is the order HyperBEAM iterates maps of up to 32 keys in.

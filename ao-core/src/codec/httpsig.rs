@@ -29,9 +29,10 @@ impl HttpMessage {
     }
 }
 
-enum Part {
-    Binary(Bytes),
-    Map(BTreeMap<String, Bytes>),
+enum Part<'a> {
+    Binary(&'a Bytes),
+    /// The small leaves of one nested level, in key order.
+    Map(Vec<(&'a str, &'a Bytes)>),
 }
 
 /// Encodes a TABM as an HTTP message (spec §5.2.1–§5.2.2).
@@ -55,8 +56,8 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
     }
 
     // 3. The inline body key.
-    let inline_key: String = match tabm.get("inline-body-key") {
-        Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+    let inline_key: std::borrow::Cow<'_, str> = match tabm.get("inline-body-key") {
+        Some(Value::Binary(b)) => String::from_utf8_lossy(b),
         _ if tabm.contains("body") => "body".into(),
         _ if tabm.contains("data") => {
             headers.insert("inline-body-key".into(), Bytes::from_static(b"data"));
@@ -64,6 +65,7 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
         }
         _ => "body".into(),
     };
+    let inline_key: &str = &inline_key;
 
     // 4. Headers and the body map.
     let mut body_map: Vec<(&str, &Value)> = Vec::new();
@@ -92,18 +94,18 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
     }
 
     // 5. Flatten nested maps into parts.
-    let mut grouped: BTreeMap<String, Part> = BTreeMap::new();
+    let mut grouped: BTreeMap<String, Part<'_>> = BTreeMap::new();
     group_maps(&body_map, "", &mut grouped, 0)?;
 
     // 6. The body.
     let body = if grouped.is_empty() {
         None
     } else if grouped.len() == 1
-        && let Some(Part::Binary(b)) = grouped.get(&inline_key)
+        && let Some(Part::Binary(b)) = grouped.get(inline_key)
     {
-        Some(b.clone())
+        Some((*b).clone())
     } else {
-        let (body, boundary, body_keys) = multipart(&grouped, &inline_key);
+        let (body, boundary, body_keys) = multipart(&grouped, inline_key);
         headers.insert("body-keys".into(), Bytes::from(body_keys));
         headers.insert(
             "content-type".into(),
@@ -146,40 +148,49 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
 /// `sha-256=:<base64(sha256(body))>:`.
 pub fn content_digest(body: &[u8]) -> Bytes {
     let digest = Sha256::digest(body);
-    Bytes::from(format!("sha-256=:{}:", b64_std(&digest)))
+    let mut out = String::with_capacity(56);
+    out.push_str("sha-256=:");
+    out.push_str(&b64_std(&digest));
+    out.push(':');
+    Bytes::from(out)
 }
 
-fn group_maps(
-    entries: &[(&str, &Value)],
+fn group_maps<'a>(
+    entries: &[(&'a str, &'a Value)],
     parent: &str,
-    top: &mut BTreeMap<String, Part>,
+    top: &mut BTreeMap<String, Part<'a>>,
     depth: usize,
 ) -> Result<()> {
     if depth > crate::codec::structured::MAX_DEPTH {
         return Err(Error::TooDeep(crate::codec::structured::MAX_DEPTH));
     }
-    let mut flat: BTreeMap<String, Bytes> = BTreeMap::new();
-    for (k, v) in entries {
-        let full = if parent.is_empty() {
-            (*k).to_owned()
+    let full = |k: &str| {
+        if parent.is_empty() {
+            k.to_owned()
         } else {
-            format!("{parent}/{k}")
-        };
+            let mut s = String::with_capacity(parent.len() + 1 + k.len());
+            s.push_str(parent);
+            s.push('/');
+            s.push_str(k);
+            s
+        }
+    };
+    let mut flat: Vec<(&'a str, &'a Bytes)> = Vec::new();
+    for &(k, v) in entries {
         match v {
             Value::Message(m) => {
-                let children: Vec<(&str, &Value)> =
+                let children: Vec<(&'a str, &'a Value)> =
                     m.iter().map(|(k, v)| (k.as_str(), v)).collect();
-                group_maps(&children, &full, top, depth + 1)?;
+                group_maps(&children, &full(k), top, depth + 1)?;
             }
             Value::Binary(b) if b.len() > MAX_HEADER_LENGTH => {
-                top.insert(full, Part::Binary(b.clone()));
+                top.insert(full(k), Part::Binary(b));
             }
-            Value::Binary(b) => {
-                flat.insert((*k).to_owned(), b.clone());
-            }
+            Value::Binary(b) => flat.push((k, b)),
             other => {
                 return Err(Error::Unencodable(format!(
-                    "httpsig@1.0 takes a TABM; key {full:?} holds a {}",
+                    "httpsig@1.0 takes a TABM; key {:?} holds a {}",
+                    full(k),
                     other.kind()
                 )));
             }
@@ -188,7 +199,7 @@ fn group_maps(
     if !flat.is_empty() {
         if parent.is_empty() {
             for (k, v) in flat {
-                top.insert(k, Part::Binary(v));
+                top.insert(k.to_owned(), Part::Binary(v));
             }
         } else {
             top.insert(parent.to_owned(), Part::Map(flat));
@@ -197,82 +208,100 @@ fn group_maps(
     Ok(())
 }
 
-fn multipart(grouped: &BTreeMap<String, Part>, inline_key: &str) -> (Vec<u8>, String, Vec<u8>) {
-    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(grouped.len());
+fn multipart(grouped: &BTreeMap<String, Part<'_>>, inline_key: &str) -> (Vec<u8>, String, Vec<u8>) {
+    // All parts are written into one buffer; `ends` marks where each ends.
+    let mut parts: Vec<u8> = Vec::with_capacity(256);
+    let mut ends: Vec<usize> = Vec::with_capacity(grouped.len());
     let mut body_keys = Vec::new();
     for (name, part) in grouped {
         if !body_keys.is_empty() {
             body_keys.extend_from_slice(b", ");
         }
         sf::write_string(&mut body_keys, name.as_bytes());
-        let (part_name, inline) = match part {
-            Part::Map(m) if m.len() == 1 && m.contains_key("body") => {
-                (format!("{name}/body"), "body")
+        let body_only = matches!(part, Part::Map(m) if m.len() == 1 && m[0].0 == "body");
+        // A level holding only `body` becomes part `<name>/body`, never the inline part.
+        let is_inline = !body_only && name == inline_key;
+        let write_disposition = |out: &mut Vec<u8>| {
+            out.extend_from_slice(b"content-disposition: ");
+            if is_inline {
+                out.extend_from_slice(b"inline");
+            } else {
+                out.extend_from_slice(b"form-data;name=\"");
+                out.extend_from_slice(name.as_bytes());
+                if body_only {
+                    out.extend_from_slice(b"/body");
+                }
+                out.push(b'"');
             }
-            _ => (name.clone(), inline_key),
         };
-        let disposition = if part_name == inline {
-            "inline".to_owned()
-        } else {
-            format!("form-data;name=\"{part_name}\"")
-        };
-        let mut out = Vec::new();
         match part {
             Part::Map(m) => {
-                let mut lines: Vec<(&str, &[u8])> = m
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "body")
-                    .map(|(k, v)| (k.as_str(), &v[..]))
-                    .collect();
-                lines.push(("content-disposition", disposition.as_bytes()));
-                lines.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                for (n, (k, v)) in lines.iter().enumerate() {
-                    if n > 0 {
-                        out.extend_from_slice(b"\r\n");
+                // Header lines in key order, `content-disposition` among them; `body` last.
+                let mut first = true;
+                let mut disposition_written = false;
+                let mut body: Option<&Bytes> = None;
+                for &(k, v) in m {
+                    if k == "body" {
+                        body = Some(v);
+                        continue;
                     }
-                    out.extend_from_slice(k.as_bytes());
-                    out.extend_from_slice(b": ");
-                    out.extend_from_slice(v);
+                    if !disposition_written && k.as_bytes() > b"content-disposition".as_slice() {
+                        if !first {
+                            parts.extend_from_slice(b"\r\n");
+                        }
+                        write_disposition(&mut parts);
+                        disposition_written = true;
+                        first = false;
+                    }
+                    if !first {
+                        parts.extend_from_slice(b"\r\n");
+                    }
+                    parts.extend_from_slice(k.as_bytes());
+                    parts.extend_from_slice(b": ");
+                    parts.extend_from_slice(v);
+                    first = false;
                 }
-                if let Some(b) = m.get("body")
-                    && !b.is_empty()
-                {
-                    out.extend_from_slice(b"\r\n\r\n");
-                    out.extend_from_slice(b);
+                if !disposition_written {
+                    if !first {
+                        parts.extend_from_slice(b"\r\n");
+                    }
+                    write_disposition(&mut parts);
+                }
+                if let Some(b) = body.filter(|b| !b.is_empty()) {
+                    parts.extend_from_slice(b"\r\n\r\n");
+                    parts.extend_from_slice(b);
                 }
             }
             Part::Binary(b) => {
-                out.extend_from_slice(b"content-disposition: ");
-                out.extend_from_slice(disposition.as_bytes());
-                out.extend_from_slice(b"\r\n\r\n");
-                out.extend_from_slice(b);
+                write_disposition(&mut parts);
+                parts.extend_from_slice(b"\r\n\r\n");
+                parts.extend_from_slice(b);
             }
         }
-        parts.push(out);
+        ends.push(parts.len());
     }
     let mut hasher = Sha256::new();
-    for (n, p) in parts.iter().enumerate() {
+    let mut start = 0;
+    for (n, &end) in ends.iter().enumerate() {
         if n > 0 {
             hasher.update(b"\r\n");
         }
-        hasher.update(p);
+        hasher.update(&parts[start..end]);
+        start = end;
     }
     let boundary = b64u(&hasher.finalize());
-    let mut body = Vec::with_capacity(
-        parts
-            .iter()
-            .map(|p| p.len() + boundary.len() + 8)
-            .sum::<usize>()
-            + 8,
-    );
-    for (n, p) in parts.iter().enumerate() {
+    let mut body =
+        Vec::with_capacity(parts.len() + ends.len() * (boundary.len() + 8) + boundary.len() + 8);
+    let mut start = 0;
+    for (n, &end) in ends.iter().enumerate() {
         if n > 0 {
             body.extend_from_slice(b"\r\n");
         }
         body.extend_from_slice(b"--");
         body.extend_from_slice(boundary.as_bytes());
         body.extend_from_slice(b"\r\n");
-        body.extend_from_slice(p);
+        body.extend_from_slice(&parts[start..end]);
+        start = end;
     }
     body.extend_from_slice(b"\r\n--");
     body.extend_from_slice(boundary.as_bytes());

@@ -60,12 +60,14 @@ fn to_tabm_at(msg: &Message, depth: usize) -> Result<Message> {
             if n > 0 {
                 dict.extend_from_slice(b", ");
             }
-            dict.extend_from_slice(&crate::escape::encode(k.as_str().as_bytes()));
+            crate::escape::encode_into(&mut dict, k.as_str().as_bytes());
             dict.push(b'=');
             sf::write_string(&mut dict, ty.as_bytes());
         }
-        out.fields_mut()
-            .insert(Key::new("ao-types"), Value::Binary(Bytes::from(dict)));
+        out.fields_mut().insert(
+            crate::key::well_known::ao_types(),
+            Value::Binary(Bytes::from(dict)),
+        );
     }
     Ok(out)
 }

@@ -4,4 +4,5 @@ mod fixtures;
 mod hashpaths;
 mod hyperpath;
 mod resolver;
+mod roundtrip;
 mod vectors;

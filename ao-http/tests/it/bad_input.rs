@@ -19,7 +19,8 @@ async fn still_serving(node: &support::TestNode) {
 #[tokio::test]
 async fn garbage_and_malformed_bodies() {
     let node = support::start().await;
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+    let cases: Vec<Case<'_>> = vec![
         (
             "garbage multipart",
             vec![("content-type", "multipart/form-data; boundary=\"zz\"")],

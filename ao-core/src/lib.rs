@@ -6,9 +6,11 @@
 //! This crate depends on no runtime, storage engine, HTTP server or WASM engine: those live in
 //! the crates that implement its traits ([`Store`], [`Device`]).
 
+pub mod ans104;
 pub mod cache;
 pub mod codec;
 pub mod commitment;
+pub mod crypto;
 pub mod device;
 mod error;
 pub mod escape;
@@ -20,9 +22,12 @@ pub mod message_device;
 pub mod path;
 pub mod resolve;
 pub mod sf;
+pub mod signature;
 pub mod store;
 pub mod util;
 mod value;
+pub mod verify;
+pub mod wallet;
 
 pub use device::{BoxFuture, Device, DeviceInfo, DeviceRegistry, DeviceRegistryBuilder};
 pub use error::{Error, Result};
@@ -32,3 +37,5 @@ pub use message::Message;
 pub use resolve::{Context, Resolver};
 pub use store::{MemoryStore, Store};
 pub use value::{Atom, Value};
+pub use verify::{Policy, VerifyError};
+pub use wallet::{EthWallet, Wallet};

@@ -1,7 +1,11 @@
 //! Integration tests of `ao-core`, one module per topic.
 
+mod ans104;
+mod clients;
+mod commitments;
 mod fixtures;
 mod hashpaths;
 mod hyperpath;
 mod resolver;
 mod vectors;
+mod wallets;

@@ -140,18 +140,22 @@ pub fn reset_hmac(msg: &Message) -> Result<Message> {
 
 /// The keys a message's signatures cover (spec §4.8): the intersection over its signature
 /// commitments of each one's covered keys. An unsigned message has every key committed.
+///
+/// As in HyperBEAM the lists name wire-level keys too (`signature`, `signature-input`,
+/// `ao-types`, `body-keys` entries), whether or not the message has them.
 pub fn committed_keys(msg: &Message) -> Result<Vec<Key>> {
     let Some(commitments) = msg.commitments() else {
         return Ok(msg.keys().cloned().collect());
     };
     let mut result: Option<Vec<Key>> = None;
-    for (_, c) in commitments.iter() {
+    for (id, c) in commitments.iter() {
         let Value::Message(c) = c else { continue };
         if !c.contains("committer") {
             continue;
         }
         let keys = match c.get_str("commitment-device") {
             Some(HTTPSIG_DEVICE) => httpsig_committed(msg, c)?,
+            Some(crate::ans104::DEVICE) => crate::ans104::codec::committed_keys(msg, id.as_str())?,
             _ => msg
                 .keys()
                 .filter(|k| k.as_str() != "commitments")
@@ -233,10 +237,28 @@ fn httpsig_committed(msg: &Message, c: &Message) -> Result<Vec<Key>> {
     }
     keys.sort();
     keys.dedup();
-    Ok(keys
-        .into_iter()
-        .filter(|k| {
-            msg.contains(k.as_str()) || matches!(k.as_str(), "signature" | "signature-input")
-        })
-        .collect())
+    Ok(keys)
+}
+
+/// The message with only its committed keys (and `commitments`), as HyperBEAM's
+/// `with_only_committed` (spec §4.8). An uncommitted message is returned unchanged. The
+/// signatures are not checked: verify first.
+pub fn with_only_committed(msg: &Message) -> Result<Message> {
+    if !msg.is_committed() {
+        return Ok(msg.clone());
+    }
+    let keys = committed_keys(msg)?;
+    let mut out = msg.clone();
+    let drop: Vec<Key> = msg
+        .keys()
+        .filter(|k| k.as_str() != "commitments" && !keys.contains(k))
+        .cloned()
+        .collect();
+    if !drop.is_empty() {
+        let fields = out.fields_mut();
+        for k in drop {
+            fields.remove(&k);
+        }
+    }
+    Ok(out)
 }

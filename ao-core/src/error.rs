@@ -80,6 +80,16 @@ pub enum Error {
     /// A signature or commitment problem.
     #[error("commitment error: {0}")]
     Commitment(String),
+    /// A commitment or request that does not verify (or a request that must be signed and is
+    /// not).
+    #[error("verification failed: {0}")]
+    Verification(#[from] crate::verify::VerifyError),
+    /// Malformed ANS-104 data, or a message that cannot be expressed as a data item.
+    #[error("ANS-104: {0}")]
+    Ans104(#[from] crate::ans104::Ans104Error),
+    /// A wallet that cannot be loaded, generated or saved.
+    #[error("wallet error: {0}")]
+    Wallet(String),
     /// A store failure.
     #[error("store error: {0}")]
     Store(String),
@@ -95,7 +105,7 @@ impl Error {
             Self::NotFound(_) | Self::MessageNotFound(_) | Self::DeviceNotLoadable(_) => 404,
             Self::Status { status, .. } => *status,
             Self::UnknownType(_) => 422,
-            Self::Store(_) | Self::Internal(_) => 500,
+            Self::Store(_) | Self::Internal(_) | Self::Wallet(_) => 500,
             _ => 400,
         }
     }

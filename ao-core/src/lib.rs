@@ -63,9 +63,11 @@
 //! (sliced from request bodies and stores without copying), and boxed `std::future::Future`s
 //! for device calls. Hashing uses `sha2`/`hmac` (the protocol's SHA-256 and HMAC-SHA256).
 
+pub mod ans104;
 pub mod cache;
 pub mod codec;
 pub mod commitment;
+pub mod crypto;
 pub mod device;
 mod error;
 pub mod escape;
@@ -77,9 +79,12 @@ pub mod message_device;
 pub mod path;
 pub mod resolve;
 pub mod sf;
+pub mod signature;
 pub mod store;
 pub mod util;
 mod value;
+pub mod verify;
+pub mod wallet;
 
 pub use device::{BoxFuture, Device, DeviceInfo, DeviceRegistry, DeviceRegistryBuilder};
 pub use error::{Error, Result};
@@ -89,3 +94,5 @@ pub use message::Message;
 pub use resolve::{Context, Resolver};
 pub use store::{MemoryStore, Store};
 pub use value::{Atom, Value};
+pub use verify::{Policy, VerifyError};
+pub use wallet::{EthWallet, Wallet};

@@ -2,14 +2,17 @@
 //!
 //! Keys: `get`, `set` (deep merge; `set-mode: explicit` for a shallow one; `unset` removes),
 //! `set_path`, `remove` (`item` or `items`), `keys`, `id` (with `committers` / `commitments`
-//! selectors), `committers`, `committed`; any other key returns the stored value, looked up
-//! case-insensitively. Private keys are never returned.
+//! selectors), `committers`, `committed`, `verify` (the base's signatures, or the request's
+//! `body` with `target: body`), `commit` (with the node wallet); any other key returns the
+//! stored value, looked up case-insensitively. Private keys are never returned.
 
 use crate::codec::structured::message_to_list;
 use crate::device::{BoxFuture, Device};
 use crate::id::{IdScope, id};
 use crate::resolve::Context;
 use crate::util::b64u;
+use crate::verify::verify_commitment;
+use crate::wallet::Wallet;
 use crate::{Error, Key, Message, Result, Value};
 
 /// The `message@1.0` device.
@@ -39,9 +42,16 @@ impl Device for MessageDevice {
         key: &'a str,
         base: &'a Message,
         request: &'a Message,
-        _ctx: &'a Context,
+        ctx: &'a Context,
     ) -> Option<BoxFuture<'a, Result<Value>>> {
-        Some(Box::pin(async move { handle(key, base, request) }))
+        Some(Box::pin(async move {
+            if crate::key::normalize(key) == "commit" {
+                let wallet = ctx.extension::<Wallet>();
+                commit(base, request, wallet.as_deref()).map(Value::Message)
+            } else {
+                handle(key, base, request)
+            }
+        }))
     }
 }
 
@@ -71,6 +81,8 @@ pub fn handle(key: &str, base: &Message, request: &Message) -> Result<Value> {
         "committers" => Ok(Value::List(
             committers(base).into_iter().map(Value::from).collect(),
         )),
+        "verify" => verify(base, request).map(Value::bool),
+        "commit" => commit(base, request, None).map(Value::Message),
         "committed" => Ok(Value::List(
             crate::commitment::committed_keys(base)?
                 .into_iter()
@@ -251,4 +263,73 @@ pub fn remove(base: &Message, request: &Message) -> Result<Message> {
         out.remove(&item);
     }
     Ok(out)
+}
+
+/// `verify` (spec §4.7): checks the signature commitments of the base, or of the request's
+/// `body` when the request has `target: body`. `committers` (a list of addresses) restricts
+/// the check to theirs; `commitments: all` also checks the HMAC commitment. A message with no
+/// selected commitment verifies (as `hb_message:verify`). Returns `false` for a signature that
+/// does not verify; malformed selectors are errors.
+pub fn verify(base: &Message, request: &Message) -> Result<bool> {
+    let target = match request.get_str("target") {
+        Some("body") => match request.get("body") {
+            Some(Value::Message(m)) => m,
+            Some(_) => return Ok(false),
+            None => {
+                return Err(Error::BadRequest(
+                    "verify with target body needs a body".into(),
+                ));
+            }
+        },
+        Some("self") | None => base,
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "verify: unknown target {other:?} (self or body)"
+            )));
+        }
+    };
+    let Some(commitments) = target.commitments() else {
+        return Ok(true);
+    };
+    let wanted: Option<Vec<&str>> = match request.get("committers") {
+        Some(Value::List(l)) => Some(l.iter().filter_map(Value::as_str).collect()),
+        Some(Value::Binary(b)) if &b[..] != b"all" => {
+            Some(vec![std::str::from_utf8(b).map_err(|_| {
+                Error::BadRequest("committers is not text".into())
+            })?])
+        }
+        _ => None,
+    };
+    let include_hmac = request.get_str("commitments") == Some("all");
+    for (id, c) in commitments.iter() {
+        let Value::Message(c) = c else { continue };
+        let selected = match (c.get_str("committer"), &wanted) {
+            (Some(a), Some(w)) => w.contains(&a),
+            (Some(_), None) => true,
+            (None, _) => include_hmac && c.get_str("alg") == Some("hmac-sha256"),
+        };
+        if !selected {
+            continue;
+        }
+        match verify_commitment(target, id.as_str()) {
+            Ok(()) => {}
+            Err(Error::Verification(_) | Error::Ans104(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// `commit`: signs the base with the node's wallet, as `httpsig@1.0` (default) or `ans104@1.0`
+/// (request key `commitment-device`). Without a wallet the request is refused.
+pub fn commit(base: &Message, request: &Message, wallet: Option<&Wallet>) -> Result<Message> {
+    let wallet = wallet
+        .ok_or_else(|| Error::BadRequest("commit: this node has no wallet to sign with".into()))?;
+    match request.get_str("commitment-device") {
+        None | Some(crate::commitment::HTTPSIG_DEVICE) => crate::signature::commit(base, wallet),
+        Some(crate::ans104::DEVICE) => crate::ans104::commit(base, wallet),
+        Some(other) => Err(Error::BadRequest(format!(
+            "commit: unsupported commitment device {other:?}"
+        ))),
+    }
 }

@@ -72,3 +72,25 @@ pub(crate) fn tabm(j: &Json) -> Message {
     }
     m
 }
+
+/// A wallet from `fixtures/wallets/`, loaded once per test binary.
+pub(crate) fn wallet(name: &str) -> std::sync::Arc<ao_core::Wallet> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<ao_core::Wallet>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().unwrap();
+    map.entry(name.to_owned())
+        .or_insert_with(|| {
+            let path = dir().join("wallets").join(name);
+            Arc::new(ao_core::Wallet::load(&path).unwrap_or_else(|e| panic!("{name}: {e}")))
+        })
+        .clone()
+}
+
+/// A captured client request from `fixtures/clients/`.
+pub(crate) fn client(name: &str) -> Json {
+    let path = dir().join("clients").join(name);
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_slice(&text).expect("client capture is JSON")
+}

@@ -1,8 +1,12 @@
 //! Integration tests of `ao-core`, one module per topic.
 
+mod ans104;
+mod clients;
+mod commitments;
 mod fixtures;
 mod hashpaths;
 mod hyperpath;
 mod resolver;
 mod roundtrip;
 mod vectors;
+mod wallets;

@@ -246,28 +246,43 @@ pub fn apply_to_map(map: &mut BTreeMap<String, Entry>, op: Op) -> Result<()> {
     Ok(())
 }
 
-/// Direct children of `path` in a sorted map of entries.
+/// Direct children of `path` in a sorted map of entries, sorted and without duplicates.
 pub fn children_in_map(map: &BTreeMap<String, Entry>, path: &str) -> Vec<String> {
     let prefix = if path.is_empty() {
         String::new()
     } else {
         format!("{path}/")
     };
-    let mut out: Vec<String> = Vec::new();
+    // A set, not "skip if equal to the last one": descendants of `b` (`b/…`) sort after a
+    // sibling such as `b-x` ('-' < '/'), so first segments do not arrive grouped.
+    let mut out = std::collections::BTreeSet::new();
     for (k, _) in map.range(prefix.clone()..) {
         let Some(rest) = k.strip_prefix(&prefix) else {
             break;
         };
         let child = rest.split('/').next().unwrap_or(rest);
-        if !child.is_empty() && out.last().map(String::as_str) != Some(child) {
-            out.push(child.to_owned());
+        if !child.is_empty() {
+            out.insert(child);
         }
     }
-    out
+    out.into_iter().map(str::to_owned).collect()
+}
+
+/// Checks a batch before applying any of it, so that an invalid batch changes nothing.
+pub fn validate_ops(ops: &[Op]) -> Result<()> {
+    for op in ops {
+        if let Op::Write { path, .. } = op
+            && join(&[path]).is_empty()
+        {
+            return Err(Error::Store("empty path".into()));
+        }
+    }
+    Ok(())
 }
 
 impl Store for MemoryStore {
     fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        validate_ops(&ops)?;
         let mut map = self
             .entries
             .write()
@@ -312,5 +327,33 @@ mod tests {
         s.make_link("loop1", "loop2").unwrap();
         s.make_link("loop2", "loop1").unwrap();
         assert!(s.read("loop1/x").is_err());
+    }
+
+    #[test]
+    fn children_are_unique_when_siblings_sort_between_a_child_and_its_subtree() {
+        let s = MemoryStore::new();
+        s.write("a/b/c", Bytes::from_static(b"1")).unwrap();
+        s.write("a/b-x", Bytes::from_static(b"2")).unwrap();
+        assert_eq!(
+            s.children("a").unwrap(),
+            vec!["b".to_owned(), "b-x".to_owned()]
+        );
+    }
+
+    #[test]
+    fn an_invalid_batch_changes_nothing() {
+        let s = MemoryStore::new();
+        let ops = vec![
+            Op::Write {
+                path: "x".into(),
+                value: Bytes::from_static(b"1"),
+            },
+            Op::Write {
+                path: "/".into(),
+                value: Bytes::from_static(b"2"),
+            },
+        ];
+        assert!(s.apply(ops).is_err());
+        assert_eq!(s.get_raw("x").unwrap(), None);
     }
 }

@@ -1,1 +1,55 @@
-//! ao-store
+//! # ao-store
+//!
+//! The durable, crash-safe store of the node: an implementation of [`ao_core::Store`] on
+//! [redb](https://docs.rs/redb), with HyperBEAM's cache layout ([`ao_core::cache`]) on top.
+//!
+//! ## Core concepts
+//!
+//! * **One ordered table** maps each path to a record: a binary, a group or a link (spec §8.5).
+//!   The children of a group are a range scan; links are resolved segment by segment.
+//!   Records are protobuf (prost), versioned by a `format-version` record, and documented byte
+//!   by byte in `docs/store-format.md`. Large binaries are stored once, keyed by blake3.
+//! * **Group commit.** One writer thread owns the database. Batches from every caller waiting
+//!   at once are committed in one transaction (one fsync) and then all answered: with
+//!   [`Durability::Immediate`], an `Ok` from [`ao_core::Store::apply`] means on disk.
+//! * **Reads** never wait for the writer: they use the snapshot the last commit published,
+//!   behind a bounded cache of decoded entries kept coherent with the writes.
+//! * **Open errors are typed** ([`OpenError`]): missing, locked, corrupt, newer format… each
+//!   names the file, and a file that is refused is left byte-for-byte untouched.
+//! * **Operator commands** ([`stats`], [`get`], [`check`], [`compact`]) for `hb store …`.
+//!
+//! ## Example
+//!
+//! ```
+//! use ao_core::{Message, Store, cache};
+//! use ao_store::{RedbStore, StoreConfig};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = RedbStore::open(StoreConfig::in_data_dir(dir.path())).unwrap();
+//! let msg = Message::new().with("a", "b").with("nested", Message::new().with("x", "y"));
+//! let id = cache::write_message(&store, &msg).unwrap();
+//! assert_eq!(cache::read_message(&store, &id).unwrap().unwrap(), msg);
+//! assert_eq!(store.read(&format!("{id}/nested/x")).unwrap().unwrap(), "y");
+//! store.close().unwrap();
+//! ```
+
+#![deny(clippy::host_endian_bytes, clippy::big_endian_bytes)]
+
+mod backend;
+mod config;
+mod entry_cache;
+mod error;
+mod format;
+pub mod layout;
+mod ops;
+mod store;
+
+pub use backend::ScratchBackend;
+pub use config::{Durability, StoreConfig};
+pub use error::{CompactError, Error, OpenError, ReadError, Result, WriteError};
+pub use format::FORMAT_VERSION;
+pub use ops::{CheckReport, CompactReport, Stats, check, compact, get, stats};
+pub use store::{MAX_VALUE_BYTES, RedbStore};
+
+/// The name of the store file inside a data directory.
+pub const STORE_FILE: &str = "store.redb";

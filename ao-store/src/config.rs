@@ -1,0 +1,111 @@
+//! Store configuration: the `store` section of the node configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// When a committed batch reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every group commit is fsynced before its callers are answered: an `Ok` from
+    /// [`ao_core::Store::apply`] survives a crash or power loss.
+    #[default]
+    Immediate,
+    /// Group commits are visible at once and fsynced at least every
+    /// [`StoreConfig::sync_interval_ms`] (and on [`flush`](crate::RedbStore::flush) and
+    /// [`close`](crate::RedbStore::close)). A crash loses at most that interval; the store stays
+    /// consistent.
+    Eventual,
+    /// Nothing is fsynced until [`flush`](crate::RedbStore::flush) or
+    /// [`close`](crate::RedbStore::close). A crash returns the store to its last flush.
+    None,
+}
+
+/// Configuration of a [`RedbStore`](crate::RedbStore).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The store file (`<data-dir>/store.redb`).
+    pub path: PathBuf,
+    /// When commits reach the disk.
+    pub durability: Durability,
+    /// Bytes of the in-memory cache of decoded entries in front of redb.
+    pub cache_bytes: u64,
+    /// Bytes of redb's own page cache.
+    pub page_cache_bytes: u64,
+    /// With [`Durability::Eventual`], the longest time a commit waits for its fsync.
+    pub sync_interval_ms: u64,
+    /// The most operations one group commit takes before committing.
+    pub max_batch_ops: usize,
+    /// Binaries at least this long are stored once in the blob table, keyed by blake3, however
+    /// many paths hold them.
+    pub blob_threshold: u64,
+    /// Verify every page checksum when opening (reads the whole file; slow on large stores).
+    pub verify_on_open: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("hb-data").join(crate::STORE_FILE),
+            durability: Durability::Immediate,
+            cache_bytes: 64 << 20,
+            page_cache_bytes: 256 << 20,
+            sync_interval_ms: 1000,
+            max_batch_ops: 200_000,
+            blob_threshold: 4096,
+            verify_on_open: false,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The default configuration for a store at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The store file inside a data directory.
+    pub fn in_data_dir(dir: impl Into<PathBuf>) -> Self {
+        Self::new(dir.into().join(crate::STORE_FILE))
+    }
+
+    /// Sets the durability.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets the size of the entry cache.
+    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    pub(crate) fn sync_interval(&self) -> Duration {
+        Duration::from_millis(self.sync_interval_ms.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deserialises_from_node_config() {
+        let cfg: StoreConfig = serde_json::from_str(
+            r#"{"path": "/var/hb/store.redb", "durability": "eventual", "cache_bytes": 1024}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.path, PathBuf::from("/var/hb/store.redb"));
+        assert_eq!(cfg.durability, Durability::Eventual);
+        assert_eq!(cfg.cache_bytes, 1024);
+        assert_eq!(cfg.blob_threshold, StoreConfig::default().blob_threshold);
+        assert!(serde_json::from_str::<StoreConfig>(r#"{"durabilty": "none"}"#).is_err());
+    }
+}

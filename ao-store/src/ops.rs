@@ -1,0 +1,404 @@
+//! Operator commands as library functions: [`stats`], [`get`], [`check`], [`compact`].
+//!
+//! Each takes the store's configuration (only `path` and the cache sizes matter), opens the
+//! store itself, and never changes its contents: `stats`, `get` and `check` do not write to the
+//! file at all, `compact` only rewrites its free space.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use ao_core::Value;
+use redb::ReadableTable;
+
+use crate::StoreConfig;
+use crate::backend::ScratchBackend;
+use crate::error::{CompactError, Error, OpenError, ReadError};
+use crate::format::{self, BLOB_REFS, HASH_LEN, Kind, META, META_FORMAT_VERSION, Record};
+use crate::store::{RedbStore, Snapshot};
+
+/// Counts and sizes of a store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The store file.
+    pub path: PathBuf,
+    /// Size of the file.
+    pub file_bytes: u64,
+    /// The format version in the file.
+    pub format_version: u32,
+    /// Records in the `entries` table.
+    pub entries: u64,
+    /// Binaries stored inline in their record.
+    pub inline_binaries: u64,
+    /// Bytes of inline binaries.
+    pub inline_bytes: u64,
+    /// Binaries stored in the blob table.
+    pub blob_binaries: u64,
+    /// Groups.
+    pub groups: u64,
+    /// Links.
+    pub links: u64,
+    /// Distinct blobs.
+    pub blobs: u64,
+    /// Bytes of distinct blobs.
+    pub blob_bytes: u64,
+    /// Bytes of all paths (keys of `entries`).
+    pub key_bytes: u64,
+    /// Bytes of all records (values of `entries`).
+    pub record_bytes: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "store:           {}", self.path.display())?;
+        writeln!(f, "file size:       {} bytes", self.file_bytes)?;
+        writeln!(f, "format version:  {}", self.format_version)?;
+        writeln!(f, "entries:         {}", self.entries)?;
+        writeln!(
+            f,
+            "  binaries:      {} inline ({} bytes), {} in blobs",
+            self.inline_binaries, self.inline_bytes, self.blob_binaries
+        )?;
+        writeln!(f, "  groups:        {}", self.groups)?;
+        writeln!(f, "  links:         {}", self.links)?;
+        writeln!(
+            f,
+            "blobs:           {} ({} bytes)",
+            self.blobs, self.blob_bytes
+        )?;
+        write!(
+            f,
+            "keys / records:  {} / {} bytes",
+            self.key_bytes, self.record_bytes
+        )
+    }
+}
+
+impl RedbStore {
+    /// Counts and sizes of the committed store (a full scan).
+    pub fn stats(&self) -> Result<Stats, ReadError> {
+        let snap = self.snapshot()?;
+        let mut s = Stats {
+            path: self.path().to_path_buf(),
+            file_bytes: std::fs::metadata(self.path()).map_or(0, |m| m.len()),
+            format_version: read_version(&snap)?,
+            ..Stats::default()
+        };
+        for item in snap.entries.iter().map_err(redb::Error::from)? {
+            let (k, v) = item.map_err(redb::Error::from)?;
+            let key = format::key_str(k.value())?;
+            s.entries += 1;
+            s.key_bytes += k.value().len() as u64;
+            s.record_bytes += v.value().len() as u64;
+            match Record::decode_at(key, v.value())?.kind {
+                Some(Kind::Inline(b)) => {
+                    s.inline_binaries += 1;
+                    s.inline_bytes += b.len() as u64;
+                }
+                Some(Kind::Blob(_)) => s.blob_binaries += 1,
+                Some(Kind::Link(_)) => s.links += 1,
+                Some(Kind::Group(_)) => s.groups += 1,
+                None => {}
+            }
+        }
+        for item in snap.blobs.iter().map_err(redb::Error::from)? {
+            let (_, v) = item.map_err(redb::Error::from)?;
+            s.blobs += 1;
+            s.blob_bytes += v.value().len() as u64;
+        }
+        Ok(s)
+    }
+
+    /// Checks the logical consistency of the committed store (a full scan): records decode,
+    /// keys are normalised paths whose parents exist, blobs match their hashes and their
+    /// reference counts. Returns the problems found (empty: consistent).
+    pub fn check_records(&self) -> Result<CheckReport, ReadError> {
+        let snap = self.snapshot()?;
+        let mut report = CheckReport {
+            path: self.path().to_path_buf(),
+            ..CheckReport::default()
+        };
+        let mut refs: HashMap<[u8; HASH_LEN], u64> = HashMap::new();
+        let mut prev: Option<Vec<u8>> = None;
+        for item in snap.entries.iter().map_err(redb::Error::from)? {
+            let (k, v) = item.map_err(redb::Error::from)?;
+            report.entries += 1;
+            let raw = k.value();
+            let Ok(key) = std::str::from_utf8(raw) else {
+                report.problem(format!(
+                    "key {:?} is not UTF-8",
+                    String::from_utf8_lossy(raw)
+                ));
+                continue;
+            };
+            if key.is_empty() || key.split('/').any(str::is_empty) {
+                report.problem(format!("key {key:?} is not a normalised path"));
+            }
+            if let Some((parent, _)) = key.rsplit_once('/')
+                && snap
+                    .entries
+                    .get(parent.as_bytes())
+                    .map_err(redb::Error::from)?
+                    .is_none()
+            {
+                report.problem(format!("{key:?} has no parent entry {parent:?}"));
+            }
+            match Record::decode_at(key, v.value()) {
+                Err(e) => report.problem(e.to_string()),
+                Ok(rec) => {
+                    if let Some(h) = rec.blob_hash() {
+                        *refs.entry(h).or_default() += 1;
+                        match (snap.blob(&h)?, &rec.kind) {
+                            (None, _) => {
+                                report.problem(format!("{key:?} references a missing blob"))
+                            }
+                            (Some(b), Some(Kind::Blob(r))) if b.len() as u64 != r.len => report
+                                .problem(format!(
+                                    "{key:?}: blob is {} bytes, the record says {}",
+                                    b.len(),
+                                    r.len
+                                )),
+                            _ => {}
+                        }
+                    }
+                    if let Some(Kind::Link(t)) = &rec.kind
+                        && ao_core::store::join(&[t]) != *t
+                    {
+                        report.problem(format!("link {key:?} has unnormalised target {t:?}"));
+                    }
+                }
+            }
+            if prev.as_deref().is_some_and(|p| p >= raw) {
+                report.problem(format!("key {key:?} is out of order"));
+            }
+            prev = Some(raw.to_vec());
+        }
+        for item in snap.blobs.iter().map_err(redb::Error::from)? {
+            let (k, v) = item.map_err(redb::Error::from)?;
+            report.blobs += 1;
+            let Ok(hash) = <[u8; HASH_LEN]>::try_from(k.value()) else {
+                report.problem(format!("blob key of {} bytes", k.value().len()));
+                continue;
+            };
+            if *blake3::hash(v.value()).as_bytes() != hash {
+                report.problem(format!(
+                    "blob {} does not match its hash",
+                    format::hex(&hash)
+                ));
+            }
+            if !refs.contains_key(&hash) {
+                report.problem(format!(
+                    "blob {} is referenced by nothing",
+                    format::hex(&hash)
+                ));
+            }
+        }
+        let counts = snap.txn.open_table(BLOB_REFS).map_err(redb::Error::from)?;
+        let mut counted = 0usize;
+        for item in counts.iter().map_err(redb::Error::from)? {
+            let (k, v) = item.map_err(redb::Error::from)?;
+            counted += 1;
+            let Ok(hash) = <[u8; HASH_LEN]>::try_from(k.value()) else {
+                report.problem(format!("reference count key of {} bytes", k.value().len()));
+                continue;
+            };
+            let expected = refs.get(&hash).copied().unwrap_or(0);
+            match format::decode_count(v.value()) {
+                Some(n) if n == expected => {}
+                Some(n) => report.problem(format!(
+                    "blob {} counts {n} references, {expected} exist",
+                    format::hex(&hash)
+                )),
+                None => report.problem(format!(
+                    "blob {} has a malformed reference count",
+                    format::hex(&hash)
+                )),
+            }
+        }
+        if counted != refs.len() {
+            report.problem(format!(
+                "{} blobs are referenced, {counted} have reference counts",
+                refs.len()
+            ));
+        }
+        if report.blobs != refs.len() as u64 {
+            report.problem(format!(
+                "{} blobs are referenced, {} are stored",
+                refs.len(),
+                report.blobs
+            ));
+        }
+        Ok(report)
+    }
+}
+
+fn read_version(snap: &Snapshot) -> Result<u32, ReadError> {
+    let meta = snap.txn.open_table(META).map_err(redb::Error::from)?;
+    let v = meta
+        .get(META_FORMAT_VERSION)
+        .map_err(redb::Error::from)?
+        .and_then(|g| format::decode_version(g.value()));
+    v.ok_or_else(|| ReadError::Corrupt {
+        key: "meta/format-version".into(),
+        reason: "missing or malformed".into(),
+    })
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckReport {
+    /// The store file.
+    pub path: PathBuf,
+    /// The store was not closed cleanly (a crash): opening it read-write recovers it to its last
+    /// durable commit. The check ran on that recovered state.
+    pub needs_recovery: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// Blobs checked.
+    pub blobs: u64,
+    /// Problems found (the first [`CheckReport::MAX_PROBLEMS`]).
+    pub problems: Vec<String>,
+    /// Problems found in all.
+    pub problem_count: u64,
+}
+
+impl CheckReport {
+    /// How many problems are kept in [`CheckReport::problems`].
+    pub const MAX_PROBLEMS: usize = 100;
+
+    /// Whether the store is consistent.
+    pub fn is_ok(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, p: String) {
+        self.problem_count += 1;
+        if self.problems.len() < Self::MAX_PROBLEMS {
+            self.problems.push(p);
+        }
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "store:    {}", self.path.display())?;
+        if self.needs_recovery {
+            writeln!(
+                f,
+                "note:     not closed cleanly; the next read-write open recovers it to its last durable commit (checked as such)"
+            )?;
+        }
+        writeln!(f, "entries:  {}", self.entries)?;
+        writeln!(f, "blobs:    {}", self.blobs)?;
+        if self.is_ok() {
+            write!(f, "result:   ok")
+        } else {
+            writeln!(f, "result:   {} problem(s)", self.problem_count)?;
+            for p in &self.problems {
+                writeln!(f, "  - {p}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Counts and sizes of the store (opened read-only).
+pub fn stats(config: &StoreConfig) -> Result<Stats, Error> {
+    let store = RedbStore::open_read_only(config.clone())?;
+    let stats = store.stats()?;
+    store.close()?;
+    Ok(stats)
+}
+
+/// Reads a message or binary by ID or path (`ID/key/subkey`), from the store opened read-only.
+pub fn get(config: &StoreConfig, id_or_path: &str) -> Result<Option<Value>, Error> {
+    let store = RedbStore::open_read_only(config.clone())?;
+    let value = ao_core::cache::read(&store, id_or_path)?;
+    store.close()?;
+    Ok(value)
+}
+
+/// Checks the store's integrity without modifying it: redb's own check (every page checksum,
+/// the allocator state) on a copy-on-write view of the file, then [`RedbStore::check_records`].
+///
+/// A file redb cannot open is an [`OpenError`] (corrupt, locked…); a file that opens but holds
+/// inconsistent records is a report with problems.
+pub fn check(config: &StoreConfig) -> Result<CheckReport, Error> {
+    let path = config.path.clone();
+    // Refuse a store a node holds, and classify unreadable files, with a read-only open.
+    let needs_recovery = match RedbStore::open_read_only(config.clone()) {
+        Ok(store) => {
+            store.close()?;
+            false
+        }
+        Err(OpenError::NeedsRecovery { .. }) => true,
+        Err(e) => return Err(e.into()),
+    };
+    let file = std::fs::File::open(&path).map_err(|source| OpenError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let backend = ScratchBackend::over_file(file).map_err(|source| OpenError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut scratch_config = config.clone();
+    scratch_config.verify_on_open = true;
+    let store = RedbStore::open_with_backend(backend, scratch_config)?;
+    let mut report = store.check_records()?;
+    report.needs_recovery = needs_recovery;
+    // Closing commits to the scratch overlay only.
+    let _ = store.close();
+    Ok(report)
+}
+
+/// The result of [`compact`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactReport {
+    /// File size before.
+    pub bytes_before: u64,
+    /// File size after.
+    pub bytes_after: u64,
+}
+
+/// Compacts the store file (the store must not be open elsewhere).
+pub fn compact(config: &StoreConfig) -> Result<CompactReport, CompactError> {
+    let path = config.path.clone();
+    // Validates the store (and recovers it after a crash) before touching it.
+    let store = RedbStore::open_existing(config.clone())?;
+    store.close().map_err(|e| match e {
+        Error::Open(o) => CompactError::Open(o),
+        other => CompactError::Compaction {
+            path: path.clone(),
+            source: redb::Error::Corrupted(other.to_string()),
+        },
+    })?;
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let bytes_before = size(&path);
+    let mut db = redb::Builder::new()
+        .open(&path)
+        .map_err(|e| OpenError::from_redb(&path, e))?;
+    loop {
+        match db.compact() {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                return Err(CompactError::Compaction {
+                    path,
+                    source: e.into(),
+                });
+            }
+        }
+    }
+    db.close().map_err(|e| CompactError::Compaction {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    Ok(CompactReport {
+        bytes_before,
+        bytes_after: size(&path),
+    })
+}

@@ -1,0 +1,999 @@
+//! [`RedbStore`]: the store, its snapshots and its group-commit writer.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use ao_core::store::{Entry, Op, join};
+use bytes::Bytes;
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use crate::backend::ScratchBackend;
+use crate::config::{Durability, StoreConfig};
+use crate::entry_cache::{Cached, EntryCache, Space};
+use crate::error::{Error, OpenError, ReadError, WriteError};
+use crate::format::{
+    self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CREATED_BY,
+    META_FORMAT_VERSION, Record, key_str,
+};
+
+/// The largest binary a write accepts (redb's limit is 3 GiB per value).
+pub const MAX_VALUE_BYTES: usize = 3 << 30;
+
+type BytesTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// A consistent view of the committed store, shared by readers until the next commit.
+pub(crate) struct Snapshot {
+    pub(crate) generation: u64,
+    pub(crate) entries: BytesTable,
+    pub(crate) blobs: BytesTable,
+    pub(crate) txn: ReadTransaction,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    fn new(txn: ReadTransaction, generation: u64) -> Result<Self, ReadError> {
+        let entries = txn.open_table(ENTRIES).map_err(redb::Error::from)?;
+        let blobs = txn.open_table(BLOBS).map_err(redb::Error::from)?;
+        Ok(Self {
+            generation,
+            entries,
+            blobs,
+            txn,
+        })
+    }
+
+    pub(crate) fn blob(&self, hash: &[u8; HASH_LEN]) -> Result<Option<Bytes>, ReadError> {
+        let v = self
+            .blobs
+            .get(&hash[..])
+            .map_err(redb::Error::from)?
+            .map(|g| Bytes::copy_from_slice(g.value()));
+        Ok(v)
+    }
+
+    pub(crate) fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        let Some(guard) = self
+            .entries
+            .get(path.as_bytes())
+            .map_err(redb::Error::from)?
+        else {
+            return Ok(None);
+        };
+        let rec = Record::decode_at(path, guard.value())?;
+        drop(guard);
+        rec.into_entry(path, |h| self.blob(h)).map(Some)
+    }
+
+    /// Direct children of `path`: a range scan over `path/`, skipping the subtrees below them.
+    pub(crate) fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let mut out = Vec::new();
+        let mut start = prefix.clone().into_bytes();
+        'seek: loop {
+            let range = self
+                .entries
+                .range::<&[u8]>(start.as_slice()..)
+                .map_err(redb::Error::from)?;
+            for item in range {
+                let (k, _) = item.map_err(redb::Error::from)?;
+                let key = k.value();
+                let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+                    break 'seek;
+                };
+                match rest.iter().position(|&b| b == b'/') {
+                    None => {
+                        if !rest.is_empty() {
+                            out.push(key_str(rest)?.to_owned());
+                        }
+                    }
+                    Some(i) => {
+                        // A key below the child `rest[..i]`: jump past that child's subtree.
+                        // Every key under `child/` sorts before `child0` ('0' follows '/').
+                        let mut next = prefix.clone().into_bytes();
+                        next.extend_from_slice(&rest[..i]);
+                        next.push(b'0');
+                        start = next;
+                        continue 'seek;
+                    }
+                }
+            }
+            break;
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the format version, or reports an empty database (no tables).
+fn check_meta(txn: &ReadTransaction, path: &Path) -> Result<bool, OpenError> {
+    let meta = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            let any = txn
+                .list_tables()
+                .map_err(|e| OpenError::from_storage(path, e))?
+                .next()
+                .is_some();
+            if any {
+                return Err(OpenError::NotAStore {
+                    path: path.to_path_buf(),
+                    reason: "it has tables but no \"meta\" table".into(),
+                });
+            }
+            return Ok(false);
+        }
+        Err(e) => return Err(OpenError::from_storage(path, e)),
+    };
+    let version = meta
+        .get(META_FORMAT_VERSION)
+        .map_err(|e| OpenError::from_storage(path, e))?
+        .ok_or_else(|| OpenError::NotAStore {
+            path: path.to_path_buf(),
+            reason: "no format-version record".into(),
+        })?;
+    let version = format::decode_version(version.value()).ok_or_else(|| OpenError::Corrupt {
+        path: path.to_path_buf(),
+        reason: "malformed format-version record".into(),
+    })?;
+    if version > FORMAT_VERSION {
+        return Err(OpenError::NewerFormat {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "format version 0".into(),
+        });
+    }
+    for table in [ENTRIES, BLOBS, BLOB_REFS] {
+        txn.open_table(table)
+            .map_err(|e| OpenError::from_storage(path, e))?;
+    }
+    Ok(true)
+}
+
+/// Creates the tables and the format-version record of a new store.
+fn initialise(db: &Database, path: &Path) -> Result<(), OpenError> {
+    let err = |e: redb::Error| OpenError::from_storage(path, e);
+    let txn = db.begin_write().map_err(|e| err(e.into()))?;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+        meta.insert(
+            META_FORMAT_VERSION,
+            &format::encode_version(FORMAT_VERSION)[..],
+        )
+        .map_err(|e| err(e.into()))?;
+        let created_by = concat!("ao-store ", env!("CARGO_PKG_VERSION"));
+        meta.insert(META_CREATED_BY, created_by.as_bytes())
+            .map_err(|e| err(e.into()))?;
+        for table in [ENTRIES, BLOBS, BLOB_REFS] {
+            txn.open_table(table).map_err(|e| err(e.into()))?;
+        }
+    }
+    txn.commit().map_err(|e| err(e.into()))
+}
+
+/// A batch's reply channel.
+type Reply = SyncSender<Result<(), WriteError>>;
+
+enum Request {
+    Apply { ops: Vec<Op>, reply: Reply },
+    Flush { reply: Reply },
+}
+
+/// What the store holds its database through.
+enum Handle {
+    /// Read-write: the writer thread owns the database.
+    Writer {
+        tx: Sender<Request>,
+        thread: JoinHandle<Result<(), WriteError>>,
+    },
+    /// Read-only.
+    ReadOnly(ReadOnlyDatabase),
+}
+
+#[derive(Debug)]
+struct Shared {
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    cache: EntryCache,
+}
+
+/// The durable store: redb behind a group-commit writer thread and a read cache.
+///
+/// Implements [`ao_core::Store`]; HyperBEAM's cache layout comes from [`ao_core::cache`] on
+/// top. Cheap to share behind an `Arc`; every method takes `&self`.
+///
+/// * Writes ([`ao_core::Store::apply`]) go to one writer thread, which commits the batches of
+///   every caller waiting at that moment in one redb transaction (one fsync), then answers them
+///   all. With [`Durability::Immediate`], `Ok` means the batch is on disk.
+/// * Reads use the snapshot published by the last commit (no transaction per read) behind a
+///   bounded cache of decoded entries and group listings.
+pub struct RedbStore {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    handle: Mutex<Option<Handle>>,
+    /// Cloned per call so `apply` does not hold the handle's lock while waiting.
+    tx: RwLock<Option<Sender<Request>>>,
+    config: StoreConfig,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .field("durability", &self.config.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+fn builder(config: &StoreConfig) -> redb::Builder {
+    let mut b = redb::Builder::new();
+    b.set_cache_size(usize::try_from(config.page_cache_bytes).unwrap_or(usize::MAX));
+    b.set_check_integrity_on_open(config.verify_on_open);
+    b
+}
+
+impl RedbStore {
+    /// Opens the store at `config.path` read-write, creating it (and its directory) if missing.
+    ///
+    /// A store that cannot be opened as it is (locked, corrupt, newer format, not a store) is an
+    /// error and is left untouched. A store that was not closed cleanly is recovered by redb (to
+    /// its last durable commit).
+    pub fn open(config: StoreConfig) -> Result<Self, OpenError> {
+        Self::open_rw(config, true)
+    }
+
+    /// Opens an existing store read-write ([`OpenError::Missing`] if there is none).
+    pub fn open_existing(config: StoreConfig) -> Result<Self, OpenError> {
+        Self::open_rw(config, false)
+    }
+
+    fn open_rw(config: StoreConfig, create: bool) -> Result<Self, OpenError> {
+        let path = config.path.clone();
+        let len = match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                return Err(OpenError::Io {
+                    path,
+                    source: std::io::Error::other("is a directory"),
+                });
+            }
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(OpenError::Io { path, source }),
+        };
+        match len {
+            None if !create => return Err(OpenError::Missing { path }),
+            None => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| OpenError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+            }
+            // Validate read-only first, so that a store we will refuse is never opened for
+            // writing (which alone changes the file's header). A store that needs recovery
+            // cannot be opened read-only; the read-write open below recovers it, then checks it.
+            Some(len) if len > 0 => match builder(&config).open_read_only(&path) {
+                Ok(db) => {
+                    let checked = db
+                        .begin_read()
+                        .map_err(|e| OpenError::from_storage(&path, e))
+                        .and_then(|txn| check_meta(&txn, &path));
+                    let closed = db.close();
+                    checked?;
+                    closed.map_err(|e| OpenError::from_redb(&path, e))?;
+                }
+                Err(redb::DatabaseError::RepairAborted) => {
+                    // Not closed cleanly (or damaged): rehearse the recovery on a scratch copy,
+                    // so a file recovery cannot make sense of is refused, not "repaired".
+                    match rehearse_recovery(&config) {
+                        OpenError::NeedsRecovery { .. } => {}
+                        e => return Err(e),
+                    }
+                }
+                Err(e) => return Err(OpenError::from_redb(&path, e)),
+            },
+            Some(_) => {}
+        }
+        let db = if len.is_some() && !create {
+            builder(&config).open(&path)
+        } else {
+            builder(&config).create(&path)
+        }
+        .map_err(|e| OpenError::from_redb(&path, e))?;
+        Self::start(db, config)
+    }
+
+    /// Opens a store over a [`ScratchBackend`] (arbitrary bytes, possibly failing): used by the
+    /// fuzz target and by [`check`](crate::check). Nothing reaches the backend's base.
+    pub fn open_with_backend(
+        backend: ScratchBackend,
+        config: StoreConfig,
+    ) -> Result<Self, OpenError> {
+        let path = config.path.clone();
+        let db = builder(&config)
+            .create_with_backend(backend)
+            .map_err(|e| OpenError::from_redb(&path, e))?;
+        Self::start(db, config)
+    }
+
+    /// Opens an existing store read-only: writes fail with [`WriteError::ReadOnly`]. Fails with
+    /// [`OpenError::Locked`] while a node has it open.
+    pub fn open_read_only(config: StoreConfig) -> Result<Self, OpenError> {
+        let path = config.path.clone();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() == 0 => {
+                return Err(OpenError::NotAStore {
+                    path,
+                    reason: "empty file".into(),
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OpenError::Missing { path });
+            }
+            Err(source) => return Err(OpenError::Io { path, source }),
+        }
+        let db = match builder(&config).open_read_only(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::RepairAborted) => return Err(rehearse_recovery(&config)),
+            Err(e) => return Err(OpenError::from_redb(&path, e)),
+        };
+        let txn = db
+            .begin_read()
+            .map_err(|e| OpenError::from_storage(&path, e))?;
+        if !check_meta(&txn, &path)? {
+            return Err(OpenError::NotAStore {
+                path,
+                reason: "an empty redb database".into(),
+            });
+        }
+        let snapshot = Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))?;
+        Ok(Self {
+            path,
+            shared: Arc::new(Shared {
+                snapshot: RwLock::new(Some(Arc::new(snapshot))),
+                cache: EntryCache::new(config.cache_bytes),
+            }),
+            handle: Mutex::new(Some(Handle::ReadOnly(db))),
+            tx: RwLock::new(None),
+            config,
+        })
+    }
+
+    fn start(db: Database, config: StoreConfig) -> Result<Self, OpenError> {
+        let path = config.path.clone();
+        let ready = db
+            .begin_read()
+            .map_err(|e| OpenError::from_storage(&path, e))
+            .and_then(|txn| check_meta(&txn, &path))
+            .and_then(|initialised| {
+                if initialised {
+                    Ok(())
+                } else {
+                    initialise(&db, &path)
+                }
+            })
+            .and_then(|()| {
+                let txn = db
+                    .begin_read()
+                    .map_err(|e| OpenError::from_storage(&path, e))?;
+                Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))
+            });
+        let snapshot = match ready {
+            Ok(s) => s,
+            Err(e) => {
+                // Close without committing anything; the open error is what matters.
+                let _ = db.close();
+                return Err(e);
+            }
+        };
+        let shared = Arc::new(Shared {
+            snapshot: RwLock::new(Some(Arc::new(snapshot))),
+            cache: EntryCache::new(config.cache_bytes),
+        });
+        shared.cache.set_generation(1);
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db,
+            rx,
+            shared: shared.clone(),
+            config: config.clone(),
+            generation: 1,
+            pending_since: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("ao-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|source| OpenError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            path,
+            shared,
+            handle: Mutex::new(Some(Handle::Writer {
+                tx: tx.clone(),
+                thread,
+            })),
+            tx: RwLock::new(Some(tx)),
+            config,
+        })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Whether writes are refused.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self.handle.lock().ok().as_deref(),
+            Some(Some(Handle::ReadOnly(_)))
+        )
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>, ReadError> {
+        self.shared
+            .snapshot
+            .read()
+            .map_err(|_| ReadError::Closed)?
+            .clone()
+            .ok_or(ReadError::Closed)
+    }
+
+    fn sender(&self) -> Result<Sender<Request>, WriteError> {
+        match self.tx.read().map_err(|_| WriteError::Closed)?.as_ref() {
+            Some(tx) => Ok(tx.clone()),
+            None if self.is_read_only() => Err(WriteError::ReadOnly),
+            None => Err(WriteError::Closed),
+        }
+    }
+
+    /// Applies a batch atomically (see [`ao_core::Store::apply`]), with this crate's error.
+    pub fn apply_batch(&self, ops: Vec<Op>) -> Result<(), WriteError> {
+        validate(&ops)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.sender()?
+            .send(Request::Apply { ops, reply })
+            .map_err(|_| WriteError::Closed)?;
+        answer.recv().map_err(|_| WriteError::Closed)?
+    }
+
+    /// Makes every write acknowledged so far durable (an fsync), whatever the durability.
+    pub fn flush(&self) -> Result<(), WriteError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.sender()?
+            .send(Request::Flush { reply })
+            .map_err(|_| WriteError::Closed)?;
+        answer.recv().map_err(|_| WriteError::Closed)?
+    }
+
+    /// Flushes, stops the writer and closes the database. Later calls fail with `Closed`.
+    /// Closing twice is harmless.
+    pub fn close(&self) -> Result<(), Error> {
+        // Dropping the last sender lets the writer drain its queue and stop.
+        if let Ok(mut tx) = self.tx.write() {
+            tx.take();
+        }
+        let handle = self.handle.lock().ok().and_then(|mut h| h.take());
+        let result = match handle {
+            None => Ok(()),
+            Some(Handle::ReadOnly(db)) => {
+                self.drop_snapshot();
+                db.close()
+                    .map_err(|e| OpenError::from_redb(&self.path, e).into())
+            }
+            Some(Handle::Writer { tx, thread }) => {
+                drop(tx);
+                match thread.join() {
+                    Ok(r) => r.map_err(Error::from),
+                    Err(_) => Err(WriteError::Closed.into()),
+                }
+            }
+        };
+        self.drop_snapshot();
+        result
+    }
+
+    fn drop_snapshot(&self) {
+        if let Ok(mut s) = self.shared.snapshot.write() {
+            s.take();
+        }
+    }
+
+    /// The raw entry at exactly `path` (see [`ao_core::Store::get_raw`]), with this crate's
+    /// error.
+    pub fn entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        if let Some(Cached::Entry(e)) = self.shared.cache.get(Space::Entry, path) {
+            return Ok(e);
+        }
+        let snap = self.snapshot()?;
+        let e = snap.get_entry(path)?;
+        self.shared.cache.insert(
+            Space::Entry,
+            path,
+            Cached::Entry(e.clone()),
+            snap.generation,
+        );
+        Ok(e)
+    }
+
+    /// The children of exactly `path` (see [`ao_core::Store::children`]), with this crate's
+    /// error.
+    pub fn child_names(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        if let Some(Cached::Children(c)) = self.shared.cache.get(Space::Children, path) {
+            return Ok(c.to_vec());
+        }
+        let snap = self.snapshot()?;
+        let c = snap.children(path)?;
+        self.shared.cache.insert(
+            Space::Children,
+            path,
+            Cached::Children(c.clone().into()),
+            snap.generation,
+        );
+        Ok(c)
+    }
+}
+
+/// Runs redb's crash recovery on a copy-on-write view of a store that was not closed cleanly:
+/// [`OpenError::NeedsRecovery`] if it succeeds (a read-write open will recover the store), the
+/// error that makes the store unopenable otherwise. The file is not modified.
+fn rehearse_recovery(config: &StoreConfig) -> OpenError {
+    let path = &config.path;
+    let backend = match std::fs::File::open(path).and_then(ScratchBackend::over_file) {
+        Ok(b) => b,
+        Err(source) => {
+            return OpenError::Io {
+                path: path.clone(),
+                source,
+            };
+        }
+    };
+    let mut cfg = config.clone();
+    cfg.page_cache_bytes = cfg.page_cache_bytes.min(16 << 20);
+    let rehearsal = builder(&cfg)
+        .create_with_backend(backend)
+        .map_err(|e| OpenError::from_redb(path, e))
+        .and_then(|db| {
+            let checked = db
+                .begin_read()
+                .map_err(|e| OpenError::from_storage(path, e))
+                .and_then(|txn| check_meta(&txn, path));
+            drop(db);
+            checked
+        });
+    match rehearsal {
+        Ok(_) => OpenError::NeedsRecovery { path: path.clone() },
+        // The rehearsal is itself a read-write open: "needs recovery" cannot come back.
+        Err(e) => e,
+    }
+}
+
+fn open_read_error(path: &Path, e: ReadError) -> OpenError {
+    match e {
+        ReadError::Storage(e) => OpenError::from_storage(path, e),
+        ReadError::Corrupt { key, reason } => OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("{key:?}: {reason}"),
+        },
+        ReadError::Closed => OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "closed while opening".into(),
+        },
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Checks a batch before it reaches the writer: nothing of an invalid batch is written.
+fn validate(ops: &[Op]) -> Result<(), WriteError> {
+    for op in ops {
+        if let Op::Write { path, value } = op {
+            if join(&[path]).is_empty() {
+                return Err(WriteError::Invalid("write to an empty path".into()));
+            }
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(WriteError::Invalid(format!(
+                    "a binary of {} bytes at {path:?} exceeds the limit of {MAX_VALUE_BYTES}",
+                    value.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl ao_core::Store for RedbStore {
+    fn apply(&self, ops: Vec<Op>) -> ao_core::Result<()> {
+        Ok(self.apply_batch(ops)?)
+    }
+
+    fn get_raw(&self, path: &str) -> ao_core::Result<Option<Entry>> {
+        Ok(self.entry(path)?)
+    }
+
+    fn children(&self, path: &str) -> ao_core::Result<Vec<String>> {
+        Ok(self.child_names(path)?)
+    }
+}
+
+/// The writer thread.
+struct Writer {
+    db: Database,
+    rx: Receiver<Request>,
+    shared: Arc<Shared>,
+    config: StoreConfig,
+    generation: u64,
+    /// Set while commits that are not yet durable exist (Eventual / None).
+    pending_since: Option<Instant>,
+}
+
+impl Writer {
+    fn run(mut self) -> Result<(), WriteError> {
+        let mut failed: Option<WriteError> = None;
+        loop {
+            let first = match (self.config.durability, self.pending_since) {
+                (Durability::Eventual, Some(since)) => {
+                    let deadline = since + self.config.sync_interval();
+                    match self
+                        .rx
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(r) => Some(r),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match self.rx.recv() {
+                    Ok(r) => Some(r),
+                    Err(_) => break,
+                },
+            };
+            let mut batch = Vec::new();
+            let mut ops = 0;
+            if let Some(first) = first {
+                ops += first.len();
+                batch.push(first);
+                while ops < self.config.max_batch_ops {
+                    match self.rx.try_recv() {
+                        Ok(r) => {
+                            ops += r.len();
+                            batch.push(r);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            let flush =
+                batch.is_empty() || batch.iter().any(|r| matches!(r, Request::Flush { .. }));
+            let durable = match self.config.durability {
+                Durability::Immediate => true,
+                Durability::Eventual => {
+                    flush
+                        || self
+                            .pending_since
+                            .is_some_and(|s| s.elapsed() >= self.config.sync_interval())
+                }
+                Durability::None => flush,
+            };
+            let result = self.commit(&mut batch, durable);
+            if let Err(e) = &result {
+                failed.get_or_insert_with(|| e.clone());
+            }
+            for r in batch {
+                let reply = match r {
+                    Request::Apply { reply, .. } | Request::Flush { reply } => reply,
+                };
+                let _ = reply.send(result.clone());
+            }
+        }
+        // Shutdown: make everything durable, then close.
+        let mut result = self.commit(&mut Vec::new(), true);
+        if let Ok(mut s) = self.shared.snapshot.write() {
+            s.take();
+        }
+        let closed = self.db.close().map_err(WriteError::storage);
+        if result.is_ok() {
+            result = closed;
+        }
+        match failed {
+            // Report the first failure at close too: the caller should know the store saw one.
+            Some(e) if result.is_ok() => Err(e),
+            _ => result,
+        }
+    }
+
+    /// Commits the ops of every request in one transaction, publishes the new snapshot and
+    /// invalidates the cache. Requests' ops are taken.
+    fn commit(&mut self, batch: &mut [Request], durable: bool) -> Result<(), WriteError> {
+        let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
+        txn.set_durability(if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        })
+        .map_err(WriteError::storage)?;
+        let touched = {
+            let mut w = TxnWriter {
+                entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
+                blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
+                refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
+                groups: HashSet::new(),
+                touched: Vec::new(),
+                threshold: self.config.blob_threshold,
+            };
+            for r in batch.iter_mut() {
+                if let Request::Apply { ops, .. } = r {
+                    for op in std::mem::take(ops) {
+                        if let Err(e) = w.apply(op) {
+                            drop(w);
+                            let _ = txn.abort();
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            w.touched
+        };
+        if touched.is_empty() && !(durable && self.pending_since.is_some()) {
+            // Nothing changed and nothing waits for an fsync: no commit needed.
+            let _ = txn.abort();
+            return Ok(());
+        }
+        txn.commit().map_err(WriteError::storage)?;
+        if durable {
+            self.pending_since = None;
+        } else {
+            self.pending_since.get_or_insert_with(Instant::now);
+        }
+        if touched.is_empty() {
+            return Ok(());
+        }
+        // Publish, then invalidate (see entry_cache's coherence argument).
+        self.generation += 1;
+        let snap = self
+            .db
+            .begin_read()
+            .map_err(ReadError::from_redb)
+            .and_then(|txn| Snapshot::new(txn, self.generation));
+        let snap = match snap {
+            Ok(s) => s,
+            Err(e) => {
+                // Committed but unreadable: stop serving stale reads.
+                if let Ok(mut s) = self.shared.snapshot.write() {
+                    s.take();
+                }
+                return Err(e.into());
+            }
+        };
+        if let Ok(mut s) = self.shared.snapshot.write() {
+            *s = Some(Arc::new(snap));
+        }
+        self.shared.cache.set_generation(self.generation);
+        for path in &touched {
+            self.shared.cache.invalidate(path);
+        }
+        Ok(())
+    }
+}
+
+impl Request {
+    fn len(&self) -> usize {
+        match self {
+            Self::Apply { ops, .. } => ops.len(),
+            Self::Flush { .. } => 0,
+        }
+    }
+}
+
+impl ReadError {
+    fn from_redb(e: impl Into<redb::Error>) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+type WTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// Applies ops inside one write transaction, with the semantics of
+/// [`ao_core::store::apply_to_map`].
+struct TxnWriter<'t> {
+    entries: WTable<'t>,
+    blobs: WTable<'t>,
+    refs: WTable<'t>,
+    /// Paths known to hold a group in this transaction.
+    groups: HashSet<String>,
+    /// Paths written, for cache invalidation.
+    touched: Vec<String>,
+    threshold: u64,
+}
+
+impl TxnWriter<'_> {
+    fn apply(&mut self, op: Op) -> Result<(), WriteError> {
+        match op {
+            Op::Write { path, value } => {
+                let path = join(&[&path]);
+                if path.is_empty() {
+                    return Err(WriteError::Invalid("write to an empty path".into()));
+                }
+                self.ensure_parents(&path)?;
+                if value.len() as u64 >= self.threshold.max(1) {
+                    let hash = *blake3::hash(&value).as_bytes();
+                    self.put(&path, Record::blob(hash, value.len() as u64), Some(&value))
+                } else {
+                    self.put(&path, Record::inline(value), None)
+                }
+            }
+            Op::MakeGroup { path } => {
+                let path = join(&[&path]);
+                if path.is_empty() {
+                    return Ok(());
+                }
+                self.ensure_parents(&path)?;
+                if !self.is_group(&path)? {
+                    self.put(&path, Record::group(), None)?;
+                }
+                Ok(())
+            }
+            Op::MakeLink { existing, new } => {
+                let (existing, new) = (join(&[&existing]), join(&[&new]));
+                if existing == new || new.is_empty() {
+                    return Ok(());
+                }
+                self.ensure_parents(&new)?;
+                self.put(&new, Record::link(existing), None)
+            }
+        }
+    }
+
+    fn record(&self, path: &str) -> Result<Option<Record>, WriteError> {
+        match self
+            .entries
+            .get(path.as_bytes())
+            .map_err(WriteError::storage)?
+        {
+            Some(g) => Ok(Some(Record::decode_at(path, g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn is_group(&mut self, path: &str) -> Result<bool, WriteError> {
+        if self.groups.contains(path) {
+            return Ok(true);
+        }
+        let group = self.record(path)?.is_some_and(|r| r.is_group());
+        if group {
+            self.groups.insert(path.to_owned());
+        }
+        Ok(group)
+    }
+
+    /// Makes every ancestor of `path` a group, except ancestors that are links.
+    fn ensure_parents(&mut self, path: &str) -> Result<(), WriteError> {
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            let parent = &path[..end + i];
+            if !self.groups.contains(parent) {
+                match self.record(parent)? {
+                    Some(r) if r.is_group() => {
+                        self.groups.insert(parent.to_owned());
+                    }
+                    Some(r) if r.is_link() => {}
+                    _ => self.put(parent, Record::group(), None)?,
+                }
+            }
+            end += i + 1;
+        }
+        Ok(())
+    }
+
+    /// Stores a record, keeping blob reference counts right. Storing the record already there
+    /// changes nothing.
+    fn put(&mut self, path: &str, rec: Record, blob: Option<&Bytes>) -> Result<(), WriteError> {
+        let encoded = rec.encode();
+        let old = self
+            .entries
+            .get(path.as_bytes())
+            .map_err(WriteError::storage)?
+            .map(|g| g.value().to_vec());
+        if old.as_deref() == Some(encoded.as_slice()) {
+            if rec.is_group() {
+                self.groups.insert(path.to_owned());
+            }
+            return Ok(());
+        }
+        if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
+            self.incref(&hash, bytes)?;
+        }
+        self.entries
+            .insert(path.as_bytes(), encoded.as_slice())
+            .map_err(WriteError::storage)?;
+        if let Some(old) = old
+            && let Some(hash) = Record::decode_at(path, &old)?.blob_hash()
+        {
+            self.decref(&hash)?;
+        }
+        if rec.is_group() {
+            self.groups.insert(path.to_owned());
+        } else {
+            self.groups.remove(path);
+        }
+        self.touched.push(path.to_owned());
+        Ok(())
+    }
+
+    fn count(&self, hash: &[u8; HASH_LEN]) -> Result<u64, WriteError> {
+        match self.refs.get(&hash[..]).map_err(WriteError::storage)? {
+            None => Ok(0),
+            Some(g) => format::decode_count(g.value()).ok_or_else(|| WriteError::Corrupt {
+                key: format::hex(hash),
+                reason: "malformed blob reference count".into(),
+            }),
+        }
+    }
+
+    fn incref(&mut self, hash: &[u8; HASH_LEN], bytes: &Bytes) -> Result<(), WriteError> {
+        let n = self.count(hash)?;
+        if n == 0 {
+            self.blobs
+                .insert(&hash[..], bytes.as_ref())
+                .map_err(WriteError::storage)?;
+        }
+        self.refs
+            .insert(&hash[..], &format::encode_count(n + 1)[..])
+            .map_err(WriteError::storage)?;
+        Ok(())
+    }
+
+    fn decref(&mut self, hash: &[u8; HASH_LEN]) -> Result<(), WriteError> {
+        match self.count(hash)? {
+            0 => Err(WriteError::Corrupt {
+                key: format::hex(hash),
+                reason: "a record references a blob with no reference count".into(),
+            }),
+            1 => {
+                self.refs.remove(&hash[..]).map_err(WriteError::storage)?;
+                self.blobs.remove(&hash[..]).map_err(WriteError::storage)?;
+                Ok(())
+            }
+            n => {
+                self.refs
+                    .insert(&hash[..], &format::encode_count(n - 1)[..])
+                    .map_err(WriteError::storage)?;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Durability levels, flush and close, group commit and cache coherence under concurrency.
+
+use std::sync::Arc;
+
+use ao_core::{Message, Store, cache};
+use ao_store::{Durability, RedbStore, WriteError};
+use bytes::Bytes;
+
+use crate::util::{config, sample_message, temp_store};
+
+#[test]
+fn every_durability_keeps_writes_across_a_clean_close() {
+    for durability in [
+        Durability::Immediate,
+        Durability::Eventual,
+        Durability::None,
+    ] {
+        let (_dir, store) = temp_store(durability);
+        let ids: Vec<String> = (0..50)
+            .map(|i| cache::write_message(&store, &sample_message(i)).unwrap())
+            .collect();
+        store.flush().unwrap();
+        let cfg = store.config().clone();
+        store.close().unwrap();
+        let store = RedbStore::open_read_only(cfg).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                cache::read_message(&store, id).unwrap(),
+                Some(sample_message(i as u64)),
+                "{durability:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn closed_and_read_only_stores_refuse_writes() {
+    let (_dir, store) = temp_store(Durability::Immediate);
+    store.write("a", Bytes::from_static(b"1")).unwrap();
+    let cfg = store.config().clone();
+    store.close().unwrap();
+    store.close().unwrap();
+    assert!(matches!(
+        store.apply_batch(vec![ao_core::store::Op::MakeGroup { path: "g".into() }]),
+        Err(WriteError::Closed)
+    ));
+    assert!(store.get_raw("a").is_err());
+    let ro = RedbStore::open_read_only(cfg).unwrap();
+    assert!(ro.is_read_only());
+    assert_eq!(ro.read("a").unwrap().unwrap(), "1");
+    assert!(matches!(
+        ro.apply_batch(vec![ao_core::store::Op::MakeGroup { path: "g".into() }]),
+        Err(WriteError::ReadOnly)
+    ));
+    assert!(matches!(ro.flush(), Err(WriteError::ReadOnly)));
+}
+
+#[test]
+fn invalid_batches_write_nothing() {
+    let (_dir, store) = temp_store(Durability::None);
+    let err = store
+        .apply_batch(vec![
+            ao_core::store::Op::Write {
+                path: "fine".into(),
+                value: Bytes::from_static(b"1"),
+            },
+            ao_core::store::Op::Write {
+                path: "//".into(),
+                value: Bytes::from_static(b"2"),
+            },
+        ])
+        .unwrap_err();
+    assert!(matches!(err, WriteError::Invalid(_)), "{err:?}");
+    assert_eq!(store.get_raw("fine").unwrap(), None);
+}
+
+/// Many writers and readers at once: every writer reads its own writes back at once (the cache
+/// never serves an entry older than an acknowledged write), and everything is there at the end.
+#[test]
+fn concurrent_writers_read_their_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg =
+        config(&crate::util::store_path(dir.path())).with_durability(Durability::Eventual);
+    cfg.cache_bytes = 64 << 10;
+    let store = Arc::new(RedbStore::open(cfg.clone()).unwrap());
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let store = store.clone();
+            s.spawn(move || {
+                for n in 0..60u64 {
+                    // A shared path overwritten by everyone, and a private one.
+                    let mine = format!("counter/{t}");
+                    store.write(&mine, Bytes::from(n.to_string())).unwrap();
+                    assert_eq!(store.read(&mine).unwrap().unwrap(), n.to_string());
+                    store
+                        .write("shared", Bytes::from(format!("{t}-{n}")))
+                        .unwrap();
+                    assert!(store.read("shared").unwrap().is_some());
+                    let i = t * 1000 + n;
+                    let id = cache::write_message(store.as_ref(), &sample_message(i)).unwrap();
+                    assert_eq!(
+                        cache::read_message(store.as_ref(), &id).unwrap(),
+                        Some(sample_message(i))
+                    );
+                }
+            });
+        }
+    });
+    assert_eq!(store.list("counter").unwrap().unwrap().len(), 8);
+    store.close().unwrap();
+    assert!(ao_store::check(&cfg).unwrap().is_ok());
+}
+
+#[test]
+fn blobs_are_deduplicated_and_reference_counted() {
+    let (_dir, store) = temp_store(Durability::None);
+    let big = Bytes::from(vec![9u8; 10_000]);
+    let other = Bytes::from(vec![8u8; 10_000]);
+    for p in ["x/1", "x/2", "y"] {
+        store.write(p, big.clone()).unwrap();
+    }
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.blob_binaries, stats.blobs), (3, 1));
+    assert_eq!(stats.blob_bytes, 10_000);
+    // Overwriting and replacing drop references; the last one drops the blob.
+    store.write("x/1", Bytes::from_static(b"small")).unwrap();
+    store.write("x/2", other.clone()).unwrap();
+    store.make_group("y").unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.blob_binaries, stats.blobs), (1, 1));
+    assert_eq!(store.read("x/2").unwrap().unwrap(), other);
+    assert!(store.check_records().unwrap().is_ok());
+    let msg = Message::new().with("a", big.clone()).with("b", big);
+    let id = cache::write_message(&store, &msg).unwrap();
+    assert_eq!(cache::read_message(&store, &id).unwrap(), Some(msg));
+}

@@ -1,0 +1,9 @@
+//! Integration tests of ao-store, one module per topic.
+
+mod cache_layout;
+mod crash;
+mod durability;
+mod model;
+mod open_errors;
+mod operator;
+mod util;

@@ -64,8 +64,6 @@ pub enum LoadOrigin {
     Compiled,
     /// Deserialized from an artifact found in the store.
     Deserialized,
-    /// Already loaded in this engine (shared).
-    Memory,
 }
 
 /// Counters of what [`WasmEngine::load`] did.
@@ -119,7 +117,8 @@ impl CompiledModule {
         self.hash
     }
 
-    /// How this handle was obtained.
+    /// How the module was first obtained (a later load that finds it live in the engine shares
+    /// this handle; see [`EngineStats::memory_hits`]).
     pub fn origin(&self) -> LoadOrigin {
         self.origin
     }

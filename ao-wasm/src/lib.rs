@@ -1,1 +1,123 @@
-//! ao-wasm
+//! # ao-wasm
+//!
+//! AOT-compiled execution of AO modules — above all aos, a Lua interpreter compiled to WASM —
+//! on wasmtime, for the node's `wasm-64@1.0` device and the process layer.
+//!
+//! ## Core concepts
+//!
+//! * [`WasmEngine`]: one per node. It owns the wasmtime `Engine` and loads modules:
+//!   [`WasmEngine::load`] compiles a module once, stores its artifact in an [`ao_core::Store`]
+//!   under (blake3 of the module bytes, the engine's compatibility hash), and later loads
+//!   deserialize that artifact (about a millisecond instead of hundreds).
+//! * [`CompiledModule`]: a loaded module, shared by all its instances. Its calling convention is
+//!   detected from its exports ([`ModuleKind`]).
+//! * [`Instance`]: a live instance with a fuel budget per call and a memory limit, generic calls
+//!   ([`Instance::call`]), memory access and [`Snapshot`]s.
+//! * [`AosInstance`]: an aos instance driven through `handle(msgJSON, envJSON)`, for both
+//!   families of aos binaries: HyperBEAM's standalone builds (`aos-2-pure*`, with HyperBEAM's
+//!   deterministic WASI) and ao-loader's emscripten builds (`wasm32-unknown-emscripten4`,
+//!   `wasm64-unknown-emscripten-draft_2024_02_15`, whose JS runtime is emulated natively).
+//! * [`devices`]: `wasm-64@1.0`, `wasi@1.0` and `json-iface@1.0` as [`ao_core::Device`]s.
+//!
+//! ## Engine settings, and why
+//!
+//! * **NaN canonicalization on**: float results must be bit-identical on every node (x86 and
+//!   ARM produce different NaN payloads).
+//! * **Relaxed SIMD off, and deterministic if ever enabled**: its instructions may otherwise
+//!   differ between CPUs.
+//! * **Threads off**: shared memory makes execution order, hence results, nondeterministic.
+//! * **memory64 on**: aos-2 and the wasm64 ao-loader builds use a 64-bit memory.
+//! * **Exceptions on (exnref)**: aos-2-pure uses wasm exceptions for Lua's error handling.
+//!   Modules in the *legacy* encoding (`try`/`catch`) are rejected on load with
+//!   [`WasmError::LegacyExceptions`], which names the binaryen command that translates them.
+//! * **Fuel, not epochs, for the budget**: fuel counts executed instructions, so a runaway
+//!   evaluation stops at the same point on every node and the outcome (an
+//!   [`WasmError::OutOfBudget`] error) is itself deterministic; epochs are cheaper but stop at a
+//!   wall-clock moment that differs between machines and runs. Each call gets a fresh budget
+//!   ([`Limits::fuel`]), and only the offending instance is stopped.
+//! * **Memory limit through a store limiter**: each instance has a byte limit (a process's
+//!   `Memory-Limit`, or [`WasmConfig::memory_limit`]); growing past it is a typed
+//!   [`WasmError::OutOfMemory`], not a host allocation failure.
+//! * **Cranelift at `speed`**, and a bounded guest stack ([`WasmConfig::max_wasm_stack`]) so deep
+//!   recursion is a trap, not a crash.
+//!
+//! ## AOT safety
+//!
+//! `Module::deserialize` is `unsafe`: it trusts its input to be a wasmtime artifact. This crate
+//! calls it in exactly one function, only on bytes read from the path its own `load` wrote with
+//! the output of `Module::serialize`, a path that includes the engine's compatibility hash.
+//! `unsafe_code` is therefore `deny` (not `forbid`) in this crate alone, with one `expect`.
+//!
+//! ## Failure model
+//!
+//! wasmtime's error is translated into [`WasmError`] at the crate edge; no wasmtime type appears
+//! in the public API. A trap, an exhausted budget, the memory limit or an `exit` stop only the
+//! instance concerned and *poison* it (later calls answer [`WasmError::Poisoned`]): its memory
+//! may be mid-update, so the caller restores the last [`Snapshot`] or starts afresh.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ao_wasm::{AosInstance, Instance, WasmConfig, WasmEngine};
+//!
+//! let engine = WasmEngine::new(WasmConfig::default())?;
+//! let store: Arc<dyn ao_core::Store> = Arc::new(ao_core::MemoryStore::new());
+//! let bytes = std::fs::read("aos-2-pure-xs.exnref.wasm").unwrap();
+//! let module = engine.load(&bytes, store.as_ref())?;
+//! let mut aos = AosInstance::new(&module, Instance::default_limits(&module))?;
+//! let result = aos.handle(r#"{"Id":"1","Tags":[{"name":"Action","value":"Eval"}],"Data":"return 1+1"}"#,
+//!                         r#"{"Process":{"Id":"P","Owner":"O","Tags":[]}}"#)?;
+//! # Ok::<(), ao_wasm::WasmError>(())
+//! ```
+
+mod aos;
+pub mod devices;
+mod engine;
+mod error;
+mod host;
+mod instance;
+mod snapshot;
+mod time;
+
+pub use aos::AosInstance;
+pub use engine::{CompiledModule, EngineStats, LoadOrigin, ModuleKind, WasmConfig, WasmEngine};
+pub use error::{Result, WasmError};
+pub use host::HostImports;
+pub use instance::{Instance, Limits, parse_memory_limit};
+pub use snapshot::Snapshot;
+
+/// A value passed to or returned by a wasm function.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WasmValue {
+    /// A 32-bit integer.
+    I32(i32),
+    /// A 64-bit integer.
+    I64(i64),
+    /// A 32-bit float.
+    F32(f32),
+    /// A 64-bit float.
+    F64(f64),
+}
+
+impl WasmValue {
+    /// The value as an integer (floats are truncated).
+    pub fn as_i64(&self) -> i64 {
+        match self {
+            Self::I32(x) => i64::from(*x),
+            Self::I64(x) => *x,
+            Self::F32(x) => *x as i64,
+            Self::F64(x) => *x as i64,
+        }
+    }
+
+    /// The value as a float.
+    pub fn as_f64(&self) -> f64 {
+        match self {
+            Self::I32(x) => f64::from(*x),
+            Self::I64(x) => *x as f64,
+            Self::F32(x) => f64::from(*x),
+            Self::F64(x) => *x,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! AO-Core devices backed by this crate.

@@ -1,0 +1,374 @@
+//! The node's one wasmtime engine, and ahead-of-time compiled modules cached in the store.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use ao_core::Store;
+use bytes::Bytes;
+use wasmtime::{Config, Engine, ExternType, InstancePre, Module, OptLevel};
+
+use crate::host::{self, HostState};
+use crate::{Result, WasmError};
+
+/// Engine-wide settings. The per-instance ones ([`crate::Limits`]) default from here.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WasmConfig {
+    /// Fuel (roughly: wasm instructions) one evaluation may use before it is stopped with
+    /// [`WasmError::OutOfBudget`]. Boot of aos takes about 60 million; a `return 1+1` about 1.5
+    /// million.
+    pub fuel_per_call: u64,
+    /// The default memory limit of an instance, in bytes (a process's `Memory-Limit` overrides
+    /// it).
+    pub memory_limit: u64,
+    /// The maximum native stack a guest may use, in bytes.
+    pub max_wasm_stack: usize,
+    /// The store path prefix under which AOT artifacts are kept.
+    pub artifact_prefix: String,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        Self {
+            fuel_per_call: 20_000_000_000,
+            memory_limit: 4 << 30,
+            max_wasm_stack: 1 << 20,
+            artifact_prefix: "ao-wasm/aot".to_owned(),
+        }
+    }
+}
+
+impl WasmConfig {
+    /// Sets [`WasmConfig::fuel_per_call`].
+    #[must_use]
+    pub fn with_fuel_per_call(mut self, fuel: u64) -> Self {
+        self.fuel_per_call = fuel;
+        self
+    }
+
+    /// Sets [`WasmConfig::memory_limit`].
+    #[must_use]
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+}
+
+/// How a [`CompiledModule`] was obtained by [`WasmEngine::load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadOrigin {
+    /// Compiled by Cranelift (and its artifact stored).
+    Compiled,
+    /// Deserialized from an artifact found in the store.
+    Deserialized,
+}
+
+/// Counters of what [`WasmEngine::load`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Modules compiled.
+    pub compiled: u64,
+    /// Modules deserialized from stored artifacts.
+    pub deserialized: u64,
+    /// Loads answered from the in-memory cache.
+    pub memory_hits: u64,
+}
+
+/// Which calling convention a module follows (detected from its exports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// HyperBEAM's standalone aos builds (aos-2-pure*): `malloc` + `handle`, WASI stubs.
+    AosNative,
+    /// ao-loader emscripten builds (`wasm32-unknown-emscripten4`,
+    /// `wasm64-unknown-emscripten-draft_2024_02_15`): the emscripten JS runtime is emulated.
+    AosEmscripten,
+    /// Anything else: exported functions are called directly.
+    Plain,
+}
+
+/// A compiled module, ready to instantiate. Shared (`Arc`) by every instance of it.
+pub struct CompiledModule {
+    pub(crate) module: Module,
+    pub(crate) pre: InstancePre<HostState>,
+    pub(crate) engine: WasmEngine,
+    hash: [u8; 32],
+    origin: LoadOrigin,
+    kind: ModuleKind,
+    memory64: bool,
+}
+
+impl fmt::Debug for CompiledModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledModule")
+            .field("hash", &blake3::Hash::from(self.hash).to_hex().as_str())
+            .field("origin", &self.origin)
+            .field("kind", &self.kind)
+            .field("memory64", &self.memory64)
+            .finish()
+    }
+}
+
+impl CompiledModule {
+    /// The blake3 hash of the module's bytes.
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
+    /// How the module was first obtained (a later load that finds it live in the engine shares
+    /// this handle; see [`EngineStats::memory_hits`]).
+    pub fn origin(&self) -> LoadOrigin {
+        self.origin
+    }
+
+    /// The detected calling convention.
+    pub fn kind(&self) -> ModuleKind {
+        self.kind
+    }
+
+    /// Whether the module's memory is 64-bit.
+    pub fn is_memory64(&self) -> bool {
+        self.memory64
+    }
+
+    /// The engine this module belongs to.
+    pub fn engine(&self) -> &WasmEngine {
+        &self.engine
+    }
+
+    /// Names of the exported functions.
+    pub fn exported_functions(&self) -> Vec<String> {
+        self.module
+            .exports()
+            .filter(|e| matches!(e.ty(), ExternType::Func(_)))
+            .map(|e| e.name().to_owned())
+            .collect()
+    }
+
+    /// Imports as `module.name` strings.
+    pub fn imports(&self) -> Vec<String> {
+        self.module
+            .imports()
+            .map(|i| format!("{}.{}", i.module(), i.name()))
+            .collect()
+    }
+}
+
+struct EngineInner {
+    engine: Engine,
+    config: WasmConfig,
+    compat: String,
+    loaded: Mutex<HashMap<[u8; 32], Weak<CompiledModule>>>,
+    compiled: AtomicU64,
+    deserialized: AtomicU64,
+    memory_hits: AtomicU64,
+}
+
+/// The node's wasmtime engine: one per node, cheap to clone (shared).
+#[derive(Clone)]
+pub struct WasmEngine {
+    inner: Arc<EngineInner>,
+}
+
+impl fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmEngine")
+            .field("config", &self.inner.config)
+            .field("compat", &self.inner.compat)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Feeds `Hash` output into blake3, so the engine compatibility hash is a stable 32-byte value.
+struct Blake3Hasher(blake3::Hasher);
+
+impl Hasher for Blake3Hasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.finalize();
+        u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+impl WasmEngine {
+    /// Builds the engine. See the crate documentation for the reason behind each setting.
+    pub fn new(config: WasmConfig) -> Result<Self> {
+        let mut c = Config::new();
+        c.wasm_memory64(true)
+            .wasm_exceptions(true)
+            .wasm_threads(false)
+            .wasm_relaxed_simd(false)
+            .relaxed_simd_deterministic(true)
+            .cranelift_nan_canonicalization(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .consume_fuel(true)
+            .max_wasm_stack(config.max_wasm_stack);
+        let engine = Engine::new(&c).map_err(|e| WasmError::Config(format!("{e:#}")))?;
+        let mut hasher = Blake3Hasher(blake3::Hasher::new());
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        let compat = hasher.0.finalize().to_hex()[..32].to_owned();
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                engine,
+                config,
+                compat,
+                loaded: Mutex::new(HashMap::new()),
+                compiled: AtomicU64::new(0),
+                deserialized: AtomicU64::new(0),
+                memory_hits: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WasmConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn wasmtime(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// What [`WasmEngine::load`] has done so far.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            compiled: self.inner.compiled.load(Ordering::Relaxed),
+            deserialized: self.inner.deserialized.load(Ordering::Relaxed),
+            memory_hits: self.inner.memory_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A short hex digest of this engine's compatibility hash (wasmtime version, target and
+    /// compilation settings): artifacts are only shared between engines with equal digests.
+    pub fn compatibility(&self) -> &str {
+        &self.inner.compat
+    }
+
+    /// The store path of the AOT artifact of a module with this content hash.
+    pub fn artifact_path(&self, module_hash: &[u8; 32]) -> String {
+        format!(
+            "{}/{}/{}",
+            self.inner.config.artifact_prefix,
+            self.inner.compat,
+            blake3::Hash::from(*module_hash).to_hex()
+        )
+    }
+
+    /// Loads a module: from this engine's memory if it is live, else by deserializing the
+    /// artifact stored under (module hash, engine compatibility), else by compiling it and
+    /// storing its artifact.
+    pub fn load(&self, bytes: &[u8], store: &dyn Store) -> Result<Arc<CompiledModule>> {
+        let hash = *blake3::hash(bytes).as_bytes();
+        if let Some(m) = self.live(&hash) {
+            return Ok(m);
+        }
+        let path = self.artifact_path(&hash);
+        if let Some(artifact) = store.read(&path)? {
+            // A damaged or stale artifact is replaced, not fatal.
+            if let Ok(module) = self.deserialize_own_artifact(&artifact) {
+                self.inner.deserialized.fetch_add(1, Ordering::Relaxed);
+                return self.finish(module, hash, LoadOrigin::Deserialized);
+            }
+        }
+        let module = self.compile_module(bytes)?;
+        let artifact = module
+            .serialize()
+            .map_err(|e| WasmError::Artifact(format!("{e:#}")))?;
+        store.write(&path, Bytes::from(artifact))?;
+        self.finish(module, hash, LoadOrigin::Compiled)
+    }
+
+    /// Compiles a module without any artifact cache.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>> {
+        let hash = *blake3::hash(bytes).as_bytes();
+        let module = self.compile_module(bytes)?;
+        self.finish(module, hash, LoadOrigin::Compiled)
+    }
+
+    fn live(&self, hash: &[u8; 32]) -> Option<Arc<CompiledModule>> {
+        let loaded = self.inner.loaded.lock().ok()?;
+        let m = loaded.get(hash)?.upgrade()?;
+        self.inner.memory_hits.fetch_add(1, Ordering::Relaxed);
+        Some(m)
+    }
+
+    fn compile_module(&self, bytes: &[u8]) -> Result<Module> {
+        let module = Module::from_binary(&self.inner.engine, bytes).map_err(|e| {
+            let text = format!("{e:#}");
+            if text.contains("legacy_exceptions") {
+                WasmError::LegacyExceptions
+            } else {
+                WasmError::Compile(text)
+            }
+        })?;
+        self.inner.compiled.fetch_add(1, Ordering::Relaxed);
+        Ok(module)
+    }
+
+    /// Deserializes an artifact read from this node's store.
+    #[expect(
+        unsafe_code,
+        reason = "Module::deserialize is unsafe; this is the crate's single call (see SAFETY)"
+    )]
+    fn deserialize_own_artifact(&self, artifact: &[u8]) -> Result<Module> {
+        // SAFETY: `Module::deserialize` requires bytes produced by `Module::serialize` or
+        // `Engine::precompile_module` of a compatible wasmtime. The only bytes passed here are
+        // read from the store path built by `artifact_path`, which is written exclusively by
+        // `load` with the output of our own `Module::serialize`; the path contains this engine's
+        // `precompile_compatibility_hash`, so an artifact of another wasmtime version or
+        // configuration lives under another path and is never read; and wasmtime itself checks
+        // the version and configuration embedded in the artifact and returns `Err` on mismatch.
+        // The store is this node's own, not writable by peers or clients.
+        unsafe { Module::deserialize(&self.inner.engine, artifact) }
+            .map_err(|e| WasmError::Artifact(format!("{e:#}")))
+    }
+
+    fn finish(
+        &self,
+        module: Module,
+        hash: [u8; 32],
+        origin: LoadOrigin,
+    ) -> Result<Arc<CompiledModule>> {
+        let kind = detect_kind(&module);
+        let memory64 = module.exports().any(|e| match e.ty() {
+            ExternType::Memory(m) => m.is_64(),
+            _ => false,
+        }) || module.imports().any(|i| match i.ty() {
+            ExternType::Memory(m) => m.is_64(),
+            _ => false,
+        });
+        let pre = host::link(&self.inner.engine, &module, kind)?;
+        let compiled = Arc::new(CompiledModule {
+            module,
+            pre,
+            engine: self.clone(),
+            hash,
+            origin,
+            kind,
+            memory64,
+        });
+        if let Ok(mut loaded) = self.inner.loaded.lock() {
+            loaded.retain(|_, w| w.strong_count() > 0);
+            loaded.insert(hash, Arc::downgrade(&compiled));
+        }
+        Ok(compiled)
+    }
+}
+
+fn detect_kind(module: &Module) -> ModuleKind {
+    let has = |name: &str| module.get_export(name).is_some();
+    if has("handle") && has("malloc") {
+        if has("emscripten_stack_init") && has("setThrew") {
+            ModuleKind::AosEmscripten
+        } else {
+            ModuleKind::AosNative
+        }
+    } else {
+        ModuleKind::Plain
+    }
+}

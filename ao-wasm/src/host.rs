@@ -1,0 +1,707 @@
+//! Host functions: the imports a module gets, chosen per import by name and signature.
+//!
+//! Two behaviours exist for the same import names:
+//!
+//! * **HyperBEAM's** (native aos builds and plain modules): `dev_wasi`'s deterministic WASI
+//!   (`fd_write` captured, `clock_time_get` answers errno 1 without writing a time), every other
+//!   known WASI call and every `env.__syscall_*` answers 0, and unknown imports answer zeros
+//!   (`devices.md` §3.9–§3.10, §5.2).
+//! * **ao-loader's** (emscripten builds): the parts of the emscripten JS runtime that
+//!   `@permaweb/ao-loader` 0.0.49 provides and aos reaches — `invoke_*` trampolines with
+//!   setjmp/longjmp semantics, memmove, heap growth with emscripten's over-allocation rule, the
+//!   deterministic `Date.now` counter ao-loader installs, UTC time conversion and `strftime`, an
+//!   empty environment, and WeaveDrive answering "not available".
+
+use std::fmt;
+
+use wasmtime::{
+    Caller, Engine, ExternType, Func, FuncType, InstancePre, Linker, Memory, Module,
+    ResourceLimiter, Table, Val, ValType,
+};
+
+use crate::engine::ModuleKind;
+use crate::{Result, WasmError, WasmValue};
+
+/// Imports the embedder serves (e.g. `my_lib.mul` of `pow_calculator.wasm`).
+///
+/// Called for every import this crate does not implement itself. Return `None` to let the host
+/// answer as HyperBEAM does for an unresolved import: zeros (and the call is counted).
+pub trait HostImports: Send + 'static {
+    /// Serves `module.name(args)`.
+    fn call(&mut self, module: &str, name: &str, args: &[WasmValue]) -> Option<Vec<WasmValue>>;
+}
+
+impl<F> HostImports for F
+where
+    F: FnMut(&str, &str, &[WasmValue]) -> Option<Vec<WasmValue>> + Send + 'static,
+{
+    fn call(&mut self, module: &str, name: &str, args: &[WasmValue]) -> Option<Vec<WasmValue>> {
+        self(module, name, args)
+    }
+}
+
+/// Most bytes of guest stdout/stderr kept per instance (older output is dropped).
+const MAX_CAPTURE: usize = 1 << 20;
+
+/// The emscripten runtime exports the trampolines need, found after instantiation.
+#[derive(Clone)]
+pub(crate) struct EmRuntime {
+    pub(crate) table: Option<Table>,
+    pub(crate) set_threw: Option<(Func, [Val; 2])>,
+    pub(crate) stack_get: Option<Func>,
+    pub(crate) stack_restore: Option<Func>,
+    pub(crate) stack_alloc: Option<Func>,
+}
+
+/// Per-instance host state (the `T` of `wasmtime::Store<T>`).
+pub(crate) struct HostState {
+    pub(crate) memory: Option<Memory>,
+    pub(crate) runtime: Option<EmRuntime>,
+    pub(crate) memory_limit: u64,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+    pub(crate) user: Option<Box<dyn HostImports>>,
+    pub(crate) undefined_calls: u64,
+    /// ao-loader's `Date.now` replacement: starts at 10 000 and counts up by one per call.
+    pub(crate) date_now: f64,
+}
+
+impl fmt::Debug for HostState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostState")
+            .field("memory_limit", &self.memory_limit)
+            .field("stdout", &self.stdout.len())
+            .field("stderr", &self.stderr.len())
+            .field("undefined_calls", &self.undefined_calls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostState {
+    pub(crate) fn new(memory_limit: u64, user: Option<Box<dyn HostImports>>) -> Self {
+        Self {
+            memory: None,
+            runtime: None,
+            memory_limit,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            user,
+            undefined_calls: 0,
+            date_now: 10_000.0,
+        }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        if desired as u64 > self.memory_limit {
+            return Err(HostError::OutOfMemory {
+                requested: desired as u64,
+                limit: self.memory_limit,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|m| desired <= m) && desired <= 10_000_000)
+    }
+}
+
+/// Why a host function stopped the guest. Carried through wasmtime's error and translated at
+/// the crate edge.
+#[derive(Debug)]
+pub(crate) enum HostError {
+    /// `exit` / `proc_exit`.
+    Exit(i32),
+    /// emscripten's `_emscripten_throw_longjmp`: unwinds to the nearest `invoke_*`.
+    Longjmp,
+    /// `abort()` and friends.
+    Abort(String),
+    /// The memory limit was hit.
+    OutOfMemory { requested: u64, limit: u64 },
+    /// The guest handed the host a bad pointer.
+    Memory(String),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exit(c) => write!(f, "exit({c})"),
+            Self::Longjmp => f.write_str("longjmp"),
+            Self::Abort(m) => write!(f, "abort: {m}"),
+            Self::OutOfMemory { requested, limit } => {
+                write!(f, "memory limit {limit} exceeded ({requested} requested)")
+            }
+            Self::Memory(m) => write!(f, "bad guest pointer: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// Translates an error out of wasmtime into the crate's typed error.
+pub(crate) fn translate(e: wasmtime::Error, budget: u64) -> WasmError {
+    if let Some(h) = e.downcast_ref::<HostError>() {
+        return match h {
+            HostError::Exit(c) => WasmError::Exit(*c),
+            HostError::Longjmp => WasmError::Trap("longjmp outside of any invoke_*".into()),
+            HostError::Abort(m) => WasmError::Trap(format!("abort: {m}")),
+            HostError::OutOfMemory { requested, limit } => WasmError::OutOfMemory {
+                requested: *requested,
+                limit: *limit,
+            },
+            HostError::Memory(m) => WasmError::Memory(m.clone()),
+        };
+    }
+    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+        if *t == wasmtime::Trap::OutOfFuel {
+            return WasmError::OutOfBudget { budget };
+        }
+        return WasmError::Trap(t.to_string());
+    }
+    WasmError::Trap(format!("{e:#}"))
+}
+
+/// What a given import does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Import {
+    FdWrite,
+    FdRead,
+    ClockTimeGet,
+    EnvironSizesGet,
+    ProcExit,
+    /// Known stub answering 0 (HyperBEAM's `[0]`).
+    Zero,
+    /// A syscall ao-loader's FS would refuse here: answers `-errno`.
+    Errno(i32),
+    Invoke,
+    ThrowLongjmp,
+    Memcpy,
+    ResizeHeap,
+    Abort,
+    Exit,
+    DateNow,
+    One,
+    TzsetJs,
+    TimeToTm,
+    MktimeJs,
+    Strftime,
+    Ioctl,
+    /// Served by the embedder's [`HostImports`], else zeros.
+    Other,
+}
+
+fn classify(module: &str, name: &str, kind: ModuleKind) -> Import {
+    let em = kind == ModuleKind::AosEmscripten;
+    match (module, name) {
+        ("wasi_snapshot_preview1" | "wasi_unstable", n) => match n {
+            "fd_write" => Import::FdWrite,
+            "fd_read" => Import::FdRead,
+            "clock_time_get" => Import::ClockTimeGet,
+            "environ_sizes_get" | "args_sizes_get" => Import::EnvironSizesGet,
+            "proc_exit" => Import::ProcExit,
+            // ao-loader's FS: no such descriptor to seek (ESPIPE on the standard streams).
+            "fd_seek" if em => Import::Errno(70),
+            _ => Import::Zero,
+        },
+        ("env", n) if n.starts_with("invoke_") => Import::Invoke,
+        ("env", "_emscripten_throw_longjmp") => Import::ThrowLongjmp,
+        ("env", n) if em => match n {
+            "_emscripten_memcpy_js" | "emscripten_memcpy_big" => Import::Memcpy,
+            "emscripten_resize_heap" => Import::ResizeHeap,
+            "_abort_js" | "abort" | "__assert_fail" => Import::Abort,
+            "exit" => Import::Exit,
+            "emscripten_date_now" | "_emscripten_date_now" | "emscripten_get_now" => {
+                Import::DateNow
+            }
+            "_emscripten_get_now_is_monotonic" => Import::One,
+            "_tzset_js" => Import::TzsetJs,
+            "_localtime_js" | "_gmtime_js" => Import::TimeToTm,
+            "_mktime_js" => Import::MktimeJs,
+            "strftime" => Import::Strftime,
+            "__syscall_ioctl" => Import::Ioctl,
+            // No file system: opening, renaming, removing or reading links finds nothing
+            // (ENOENT); other descriptor operations find no descriptor (EBADF).
+            "__syscall_openat"
+            | "__syscall_unlinkat"
+            | "__syscall_rmdir"
+            | "__syscall_renameat"
+            | "__syscall_readlinkat" => Import::Errno(44),
+            "__syscall_fcntl64" | "__syscall_dup3" => Import::Errno(8),
+            // No shell: `system(NULL)` reports none, `os.execute` fails.
+            "_emscripten_system" => Import::Zero,
+            // WeaveDrive is not configured: ao-loader answers null (0).
+            n if n.starts_with("__asyncjs__weavedrive_") => Import::Zero,
+            "metering_gasUsed" => Import::Zero,
+            _ => Import::Other,
+        },
+        ("env", n) if n.starts_with("__syscall_") || n == "_emscripten_system" => Import::Zero,
+        _ => Import::Other,
+    }
+}
+
+/// Builds the module-specific linker and pre-instantiates the module.
+pub(crate) fn link(
+    engine: &Engine,
+    module: &Module,
+    kind: ModuleKind,
+) -> Result<InstancePre<HostState>> {
+    let mut linker: Linker<HostState> = Linker::new(engine);
+    for imp in module.imports() {
+        let ExternType::Func(ty) = imp.ty() else {
+            return Err(WasmError::Link(format!(
+                "import {}.{} is not a function; only function imports are supported",
+                imp.module(),
+                imp.name()
+            )));
+        };
+        let which = classify(imp.module(), imp.name(), kind);
+        let ptr64 = ty.params().any(|p| matches!(p, ValType::I64));
+        let (m, n) = (imp.module().to_owned(), imp.name().to_owned());
+        let ty2: FuncType = ty.clone();
+        linker
+            .func_new(
+                imp.module(),
+                imp.name(),
+                ty,
+                move |caller, params, results| {
+                    dispatch(which, ptr64, &m, &n, &ty2, caller, params, results)
+                },
+            )
+            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
+    }
+    linker
+        .instantiate_pre(module)
+        .map_err(|e| WasmError::Link(format!("{e:#}")))
+}
+
+fn val_u64(v: &Val) -> u64 {
+    match v {
+        Val::I32(x) => u64::from(*x as u32),
+        Val::I64(x) => *x as u64,
+        _ => 0,
+    }
+}
+
+fn val_i64(v: &Val) -> i64 {
+    match v {
+        Val::I32(x) => i64::from(*x),
+        Val::I64(x) => *x,
+        _ => 0,
+    }
+}
+
+fn zero_of(t: &ValType) -> Val {
+    match t {
+        ValType::I32 => Val::I32(0),
+        ValType::I64 => Val::I64(0),
+        ValType::F32 => Val::F32(0),
+        ValType::F64 => Val::F64(0),
+        _ => Val::null_extern_ref(),
+    }
+}
+
+/// Sets the first result to an integer, in the result's width.
+fn set_int(results: &mut [Val], v: i64) {
+    if let Some(r) = results.first_mut() {
+        *r = match r {
+            Val::I64(_) => Val::I64(v),
+            Val::F64(_) => Val::F64((v as f64).to_bits()),
+            _ => Val::I32(v as i32),
+        };
+    }
+}
+
+fn to_public(v: &Val) -> WasmValue {
+    match v {
+        Val::I32(x) => WasmValue::I32(*x),
+        Val::I64(x) => WasmValue::I64(*x),
+        Val::F32(x) => WasmValue::F32(f32::from_bits(*x)),
+        Val::F64(x) => WasmValue::F64(f64::from_bits(*x)),
+        _ => WasmValue::I32(0),
+    }
+}
+
+pub(crate) fn from_public(v: &WasmValue) -> Val {
+    match v {
+        WasmValue::I32(x) => Val::I32(*x),
+        WasmValue::I64(x) => Val::I64(*x),
+        WasmValue::F32(x) => Val::F32(x.to_bits()),
+        WasmValue::F64(x) => Val::F64(x.to_bits()),
+    }
+}
+
+/// Guest memory access from inside a host function.
+struct Mem<'a> {
+    data: &'a mut [u8],
+}
+
+impl Mem<'_> {
+    fn range(&self, ptr: u64, len: u64) -> wasmtime::Result<std::ops::Range<usize>> {
+        let end = ptr.checked_add(len);
+        match end {
+            Some(end) if end <= self.data.len() as u64 => Ok(ptr as usize..end as usize),
+            _ => Err(HostError::Memory(format!(
+                "{len} bytes at {ptr} outside a memory of {} bytes",
+                self.data.len()
+            ))
+            .into()),
+        }
+    }
+    fn read(&self, ptr: u64, len: u64) -> wasmtime::Result<&[u8]> {
+        let r = self.range(ptr, len)?;
+        Ok(&self.data[r])
+    }
+    fn write(&mut self, ptr: u64, bytes: &[u8]) -> wasmtime::Result<()> {
+        let r = self.range(ptr, bytes.len() as u64)?;
+        self.data[r].copy_from_slice(bytes);
+        Ok(())
+    }
+    fn u(&self, ptr: u64, size: u64) -> wasmtime::Result<u64> {
+        let b = self.read(ptr, size)?;
+        let mut buf = [0u8; 8];
+        buf[..b.len()].copy_from_slice(b);
+        Ok(u64::from_le_bytes(buf))
+    }
+    fn put(&mut self, ptr: u64, v: u64, size: usize) -> wasmtime::Result<()> {
+        let bytes = v.to_le_bytes();
+        self.write(ptr, &bytes[..size])
+    }
+    fn i32_at(&self, ptr: u64) -> wasmtime::Result<i32> {
+        Ok(self.u(ptr, 4)? as u32 as i32)
+    }
+    fn cstr(&self, ptr: u64) -> wasmtime::Result<&[u8]> {
+        let start = self.range(ptr, 0)?.start;
+        let rest = &self.data[start..];
+        let n = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| HostError::Memory(format!("unterminated string at {ptr}")))?;
+        Ok(&rest[..n])
+    }
+}
+
+fn memory<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+) -> wasmtime::Result<(Mem<'a>, &'a mut HostState)> {
+    let mem = caller
+        .data()
+        .memory
+        .ok_or_else(|| HostError::Memory("module has no exported memory".into()))?;
+    let (data, state) = mem.data_and_store_mut(caller);
+    Ok((Mem { data }, state))
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the fixed shape of a dynamic host function plus its classification"
+)]
+fn dispatch(
+    which: Import,
+    ptr64: bool,
+    module: &str,
+    name: &str,
+    ty: &FuncType,
+    mut caller: Caller<'_, HostState>,
+    params: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    for (r, t) in results.iter_mut().zip(ty.results()) {
+        *r = zero_of(&t);
+    }
+    let w: u64 = if ptr64 { 8 } else { 4 };
+    match which {
+        Import::Zero => {}
+        Import::One => set_int(results, 1),
+        Import::Errno(e) => set_int(results, -i64::from(e)),
+        Import::FdWrite => {
+            let fd = val_i64(&params[0]);
+            let (iovs, n, retptr) = (
+                val_u64(&params[1]),
+                val_u64(&params[2]),
+                val_u64(&params[3]),
+            );
+            let (mem, state) = memory(&mut caller)?;
+            let mut total = 0u64;
+            for i in 0..n {
+                let base = iovs + i * 2 * w;
+                let (p, len) = (mem.u(base, w)?, mem.u(base + w, w)?);
+                let data = mem.read(p, len)?;
+                let sink = if fd == 1 {
+                    &mut state.stdout
+                } else {
+                    &mut state.stderr
+                };
+                capture(sink, data);
+                total += len;
+            }
+            let mut mem = mem;
+            mem.put(retptr, total, w as usize)?;
+            if total > 0 && fd <= 2 {
+                // ao-loader's TTY stamps the node with `Date.now()` on every write.
+                state.date_now += 1.0;
+            }
+        }
+        Import::FdRead => {
+            let retptr = val_u64(&params[3]);
+            let (mut mem, _) = memory(&mut caller)?;
+            mem.put(retptr, 0, w as usize)?;
+        }
+        Import::ClockTimeGet => {
+            // HyperBEAM's dev_wasi: errno 1, nothing written (time is not an input).
+            set_int(results, 1);
+        }
+        Import::EnvironSizesGet => {
+            let (a, b) = (val_u64(&params[0]), val_u64(&params[1]));
+            let (mut mem, _) = memory(&mut caller)?;
+            mem.put(a, 0, w as usize)?;
+            mem.put(b, 0, w as usize)?;
+        }
+        Import::ProcExit | Import::Exit => {
+            return Err(HostError::Exit(val_i64(&params[0]) as i32).into());
+        }
+        Import::Abort => {
+            return Err(HostError::Abort(format!("{module}.{name}")).into());
+        }
+        Import::ThrowLongjmp => return Err(HostError::Longjmp.into()),
+        Import::Invoke => invoke(&mut caller, params, results)?,
+        Import::Memcpy => {
+            let (dst, src, n) = (
+                val_u64(&params[0]),
+                val_u64(&params[1]),
+                val_u64(&params[2]),
+            );
+            let (mem, _) = memory(&mut caller)?;
+            let from = mem.range(src, n)?;
+            mem.range(dst, n)?;
+            mem.data.copy_within(from, dst as usize);
+        }
+        Import::ResizeHeap => {
+            let ok = resize_heap(&mut caller, val_u64(&params[0]), ptr64)?;
+            set_int(results, i64::from(ok));
+        }
+        Import::DateNow => {
+            let state = caller.data_mut();
+            let now = state.date_now;
+            state.date_now += 1.0;
+            if let Some(r) = results.first_mut() {
+                *r = Val::F64(now.to_bits());
+            }
+        }
+        Import::TzsetJs => {
+            // UTC: no offset, no daylight saving, both zone names "UTC".
+            let (tz, daylight, std_name, dst_name) = (
+                val_u64(&params[0]),
+                val_u64(&params[1]),
+                val_u64(&params[2]),
+                val_u64(&params[3]),
+            );
+            let (mut mem, _) = memory(&mut caller)?;
+            mem.put(tz, 0, w as usize)?;
+            mem.put(daylight, 0, 4)?;
+            mem.write(std_name, b"UTC\0")?;
+            mem.write(dst_name, b"UTC\0")?;
+        }
+        Import::TimeToTm => {
+            // (time_low, time_high, tm) on wasm32, (time, tm) on wasm64.
+            let (time, tm) = if params.len() == 3 {
+                let lo = val_u64(&params[0]);
+                let hi = val_u64(&params[1]);
+                ((hi << 32 | lo) as i64, val_u64(&params[2]))
+            } else {
+                (val_i64(&params[0]), val_u64(&params[1]))
+            };
+            let (mut mem, _) = memory(&mut caller)?;
+            write_tm(&mut mem, tm, time, ptr64)?;
+        }
+        Import::MktimeJs => {
+            let tm = val_u64(&params[0]);
+            let (mut mem, _) = memory(&mut caller)?;
+            let secs = crate::time::timegm(&read_tm(&mem, tm)?);
+            write_tm(&mut mem, tm, secs, ptr64)?;
+            set_int(results, secs);
+        }
+        Import::Strftime => {
+            let (s, max, fmt, tm) = (
+                val_u64(&params[0]),
+                val_u64(&params[1]),
+                val_u64(&params[2]),
+                val_u64(&params[3]),
+            );
+            let (mut mem, _) = memory(&mut caller)?;
+            let format = mem.cstr(fmt)?.to_vec();
+            let t = read_tm(&mem, tm)?;
+            let (gmtoff, zone_ptr) = if ptr64 {
+                (mem.u(tm + 40, 8)? as i64, mem.u(tm + 48, 8)?)
+            } else {
+                (i64::from(mem.i32_at(tm + 36)?), mem.u(tm + 40, 4)?)
+            };
+            let zone = if zone_ptr == 0 {
+                Vec::new()
+            } else {
+                mem.cstr(zone_ptr)?.to_vec()
+            };
+            let out = crate::time::strftime(&format, &t, gmtoff, &zone);
+            if out.len() as u64 + 1 > max {
+                set_int(results, 0);
+            } else {
+                mem.write(s, &out)?;
+                mem.write(s + out.len() as u64, &[0])?;
+                set_int(results, out.len() as i64);
+            }
+        }
+        Import::Ioctl => {
+            // TCGETS / TIOCGWINSZ on the standard streams (ttys in ao-loader) succeed.
+            let fd = val_i64(&params[0]);
+            set_int(results, if (0..=2).contains(&fd) { 0 } else { -8 });
+        }
+        Import::Other => {
+            let args: Vec<WasmValue> = params.iter().map(to_public).collect();
+            let state = caller.data_mut();
+            let answer = state
+                .user
+                .as_mut()
+                .and_then(|u| u.call(module, name, &args));
+            match answer {
+                Some(vals) => {
+                    for (r, v) in results.iter_mut().zip(&vals) {
+                        *r = from_public(v);
+                    }
+                }
+                None => state.undefined_calls += 1,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn capture(sink: &mut Vec<u8>, data: &[u8]) {
+    sink.extend_from_slice(data);
+    if sink.len() > MAX_CAPTURE {
+        let excess = sink.len() - MAX_CAPTURE;
+        sink.drain(..excess);
+    }
+}
+
+/// `invoke_<sig>(index, args…)`: calls table entry `index`; a longjmp unwinding through it
+/// restores the stack pointer and sets `__THREW__` via `setThrew(1, 0)` (emscripten's JS
+/// trampoline). Real traps propagate, as in ao-loader, which rethrows anything but a longjmp.
+fn invoke(
+    caller: &mut Caller<'_, HostState>,
+    params: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    let rt = caller
+        .data()
+        .runtime
+        .clone()
+        .ok_or_else(|| HostError::Abort("invoke_* before the runtime was set up".into()))?;
+    let table = rt
+        .table
+        .ok_or_else(|| HostError::Abort("invoke_* without __indirect_function_table".into()))?;
+    let index = val_u64(&params[0]);
+    let func = table
+        .get(&mut *caller, index)
+        .and_then(|r| r.as_func().flatten().copied())
+        .ok_or_else(|| HostError::Abort(format!("invoke_*: no function at table index {index}")))?;
+    let sp = match rt.stack_get {
+        Some(f) => {
+            let mut out = [Val::I64(0)];
+            f.call(&mut *caller, &[], &mut out)?;
+            Some(out[0])
+        }
+        None => None,
+    };
+    match func.call(&mut *caller, &params[1..], results) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.downcast_ref::<HostError>(), Some(HostError::Longjmp)) => {
+            if let (Some(restore), Some(sp)) = (rt.stack_restore, sp) {
+                restore.call(&mut *caller, &[sp], &mut [])?;
+            }
+            let (set_threw, args) = rt.set_threw.ok_or(e)?;
+            set_threw.call(&mut *caller, &args, &mut [])?;
+            for r in results.iter_mut() {
+                *r = match r {
+                    Val::I64(_) => Val::I64(0),
+                    Val::F32(_) => Val::F32(0),
+                    Val::F64(_) => Val::F64(0),
+                    _ => Val::I32(0),
+                };
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// emscripten's `emscripten_resize_heap`: grow to at least `requested` bytes, over-allocating
+/// by 20 % (then 10 %, 5 %, 2.5 %) capped at +96 MiB, as ao-loader's glue does.
+fn resize_heap(
+    caller: &mut Caller<'_, HostState>,
+    requested: u64,
+    ptr64: bool,
+) -> wasmtime::Result<bool> {
+    let Some(mem) = caller.data().memory else {
+        return Ok(false);
+    };
+    let old = mem.data_size(&*caller) as f64;
+    let requested = requested as f64;
+    let heap_max: f64 = if ptr64 {
+        17_179_869_184.0
+    } else {
+        4_294_901_760.0
+    };
+    if requested > heap_max {
+        return Ok(false);
+    }
+    let align_up = |x: f64, m: f64| x + (m - x % m) % m;
+    let mut cut_down = 1.0;
+    while cut_down <= 4.0 {
+        let over = (old * (1.0 + 0.2 / cut_down)).min(requested + 100_663_296.0);
+        let new_size = heap_max.min(align_up(requested.max(over), 65_536.0));
+        let pages = ((new_size - old + 65_535.0) / 65_536.0).trunc() as u64;
+        match mem.grow(&mut *caller, pages) {
+            Ok(_) => return Ok(true),
+            Err(e) if e.downcast_ref::<HostError>().is_some() => return Err(e),
+            Err(_) => {}
+        }
+        cut_down *= 2.0;
+    }
+    Ok(false)
+}
+
+/// Reads `struct tm`'s nine `int` fields.
+fn read_tm(mem: &Mem<'_>, tm: u64) -> wasmtime::Result<[i32; 9]> {
+    let mut t = [0i32; 9];
+    for (i, f) in t.iter_mut().enumerate() {
+        *f = mem.i32_at(tm + 4 * i as u64)?;
+    }
+    Ok(t)
+}
+
+/// Fills `struct tm` for a UTC time (the JS glue's `_gmtime_js`/`_localtime_js` with TZ=UTC).
+fn write_tm(mem: &mut Mem<'_>, tm: u64, time: i64, ptr64: bool) -> wasmtime::Result<()> {
+    let f = crate::time::gmtime(time);
+    for (i, v) in f.iter().enumerate() {
+        mem.put(tm + 4 * i as u64, *v as u32 as u64, 4)?;
+    }
+    // tm_gmtoff (a `long`) follows tm_isdst: 0 for UTC.
+    let gmtoff = if ptr64 { 40 } else { 36 };
+    mem.put(tm + gmtoff, 0, if ptr64 { 8 } else { 4 })?;
+    Ok(())
+}

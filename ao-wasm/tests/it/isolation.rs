@@ -1,0 +1,121 @@
+//! Failures stop one instance with a typed error, and nothing else.
+
+use ao_wasm::{AosInstance, Limits, WasmError, WasmValue};
+
+use crate::common::*;
+
+const XS: &str = "wasm/aos-2-pure-xs.exnref.wasm";
+
+/// Enough for aos to boot (about 62 million units) and evaluate, not for an endless loop.
+const FUEL: u64 = 500_000_000;
+
+#[test]
+fn runaway_eval_is_stopped_and_others_keep_running() {
+    let engine = engine();
+    let module = load(&engine, XS);
+    let small = Limits::new(FUEL, 1 << 30);
+    let mut runaway = AosInstance::new(&module, small).unwrap();
+    let mut healthy = AosInstance::new(&module, small).unwrap();
+    runaway.handle(&eval_msg(1, "X = 1"), ENV).unwrap();
+    std::thread::scope(|s| {
+        let stuck = s.spawn(|| runaway.handle(&eval_msg(2, "while true do end"), ENV));
+        for n in 1..=5 {
+            let r = healthy
+                .handle(&eval_msg(n, &format!("return {n} * 2")), ENV)
+                .unwrap();
+            assert_eq!(output_data(&r), Ok((n * 2).to_string()));
+        }
+        let err = stuck.join().unwrap().unwrap_err();
+        assert!(
+            matches!(err, WasmError::OutOfBudget { budget: FUEL }),
+            "{err}"
+        );
+    });
+    assert!(runaway.instance().poisoned().is_some());
+    let err = runaway.handle(&eval_msg(3, "return X"), ENV).unwrap_err();
+    assert!(matches!(err, WasmError::Poisoned(_)), "{err}");
+    // A fresh instance of the same module is unaffected.
+    let mut fresh = AosInstance::new(&module, small).unwrap();
+    let r = fresh.handle(&eval_msg(1, "return 1+1"), ENV).unwrap();
+    assert_eq!(output_data(&r).as_deref(), Ok("2"));
+}
+
+#[test]
+fn traps_are_typed_errors() {
+    let engine = engine();
+    let module = load(&engine, XS);
+    let mut a = aos(&module);
+    // aos exports `__trap` (an `unreachable`).
+    let err = a.instance_mut().call("__trap", &[]).unwrap_err();
+    assert!(matches!(err, WasmError::Trap(_)), "{err}");
+    assert!(matches!(
+        a.handle(&eval_msg(1, "return 1"), ENV),
+        Err(WasmError::Poisoned(_))
+    ));
+    // An out-of-bounds pointer handed to the guest traps inside it.
+    let mut b = aos(&module);
+    let err = b
+        .instance_mut()
+        .call("handle", &[WasmValue::I64(i64::MAX - 8), WasmValue::I64(0)])
+        .unwrap_err();
+    assert!(matches!(err, WasmError::Trap(_)), "{err}");
+}
+
+#[test]
+fn memory_limit_is_a_typed_error() {
+    let engine = engine();
+    let module = load(&engine, XS);
+    // Below the module's initial 192 pages: refused at instantiation.
+    let err = AosInstance::new(&module, Limits::new(FUEL * 4, 1 << 20)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WasmError::OutOfMemory {
+                limit: 1_048_576,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // 32 MiB: boots, then a growing table exhausts it.
+    let limit = 32 << 20;
+    let mut a = AosInstance::new(&module, Limits::new(FUEL * 4, limit)).unwrap();
+    let r = a.handle(&eval_msg(1, "return 1+1"), ENV).unwrap();
+    assert_eq!(output_data(&r).as_deref(), Ok("2"));
+    let hog = "local t = {} for i = 1, 10000000 do t[i] = string.rep('x', 1000) .. i end";
+    let err = a.handle(&eval_msg(2, hog), ENV).unwrap_err();
+    assert!(
+        matches!(err, WasmError::OutOfMemory { limit: l, requested } if l == limit && requested > limit),
+        "{err}"
+    );
+    assert!(a.instance().memory_size() <= limit);
+}
+
+#[test]
+fn memory_limit_applies_to_emscripten_heap_growth() {
+    let engine = engine();
+    let module = load(&engine, "wasm/ao-loader-emscripten4-aos2.wasm");
+    let limit = 96 << 20;
+    let mut a = AosInstance::new(&module, Limits::new(FUEL * 4, limit)).unwrap();
+    let r = a.handle(&eval_msg(1, "return 1+1"), ENV).unwrap();
+    assert_eq!(output_data(&r).as_deref(), Ok("2"));
+    let hog = "local t = {} for i = 1, 10000000 do t[i] = string.rep('x', 1000) .. i end";
+    let err = a.handle(&eval_msg(2, hog), ENV).unwrap_err();
+    assert!(matches!(err, WasmError::OutOfMemory { .. }), "{err}");
+}
+
+#[test]
+fn legacy_exception_modules_are_rejected() {
+    let engine = engine();
+    let store = ao_core::MemoryStore::new();
+    for rel in [
+        "wasm/aos-2-pure-xs.wasm",
+        "wasm/test-standalone-wex-aos.wasm",
+    ] {
+        let err = engine.load(&fixture(rel), &store).unwrap_err();
+        assert!(matches!(err, WasmError::LegacyExceptions), "{rel}: {err}");
+        assert!(err.to_string().contains("--translate-to-exnref"));
+    }
+    let err = engine.load(b"\0asm\x01\0\0\0garbage", &store).unwrap_err();
+    assert!(matches!(err, WasmError::Compile(_)), "{err}");
+}

@@ -1,0 +1,9 @@
+//! Integration tests of ao-wasm against the real fixture modules.
+
+mod aot;
+mod common;
+mod isolation;
+mod loader_formats;
+mod native_aos;
+mod plain;
+mod snapshots;

@@ -111,6 +111,16 @@ pub fn from_singleton(singleton: &Message, limits: &Limits) -> Result<Vec<Step>>
     }
     let mut steps = parse_path(path_part, limits, 0)?;
     apply_scoped(&mut steps, globals, lazy_globals)?;
+    // Private request context (e.g. the signers the HTTP layer verified) goes with every step.
+    if !singleton.private_fields().is_empty() {
+        for step in &mut steps {
+            if let Step::Message(r) | Step::As { request: r, .. } = step {
+                for (k, v) in singleton.private_fields() {
+                    r.message.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
     Ok(steps)
 }
 

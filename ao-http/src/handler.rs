@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use ao_core::codec::httpsig::HttpMessage;
 use ao_core::codec::{self, structured};
+use ao_core::signature::RequestLine;
 use ao_core::{Key, Message, Resolver, Value};
 use ao_devices::meta::NodeState;
 use bytes::Bytes;
@@ -54,16 +55,25 @@ impl HttpResponse {
     }
 }
 
+/// The private key under which the HTTP layer records the signers of a request it verified
+/// (a list of addresses); devices gating operator actions read it.
+pub const VERIFIED_SIGNERS: &str = "priv-verified-signers";
+
 /// Decodes request bodies of codecs other than `httpsig@1.0` (e.g. ANS-104 data items), and
 /// checks signatures per the node's policy. Provided by the node.
 pub trait RequestCodec: Send + Sync + 'static {
     /// Decodes a body of the given codec into a structured message, or `None` if this codec is
     /// not handled.
-    fn decode(&self, codec: &str, body: &[u8]) -> Option<ao_core::Result<Message>>;
-    /// Applies the node's verification policy to a decoded request; returns the message to use
-    /// (e.g. reduced to its committed keys).
-    fn verify(&self, msg: Message) -> ao_core::Result<Message> {
-        Ok(msg)
+    fn decode(&self, codec: &str, body: &Bytes) -> Option<ao_core::Result<Message>>;
+    /// Applies the node's verification policy to a decoded, signed request, given the request
+    /// as received when it came as an httpsig message; returns the addresses whose signatures
+    /// were verified (empty when the policy does not verify).
+    fn verify(
+        &self,
+        _msg: &Message,
+        _received: Option<(&HttpMessage, &RequestLine)>,
+    ) -> ao_core::Result<Vec<String>> {
+        Ok(Vec::new())
     }
     /// Encodes a result for a codec other than httpsig/json/flat, as `(content-type, body)`.
     fn encode(&self, _codec: &str, _msg: &Message) -> Option<ao_core::Result<(String, Vec<u8>)>> {
@@ -264,10 +274,13 @@ impl Node {
                 }
                 let msg =
                     codec::from_http(&http).map_err(|e| ApiError::Malformed(e.to_string()))?;
-                match &self.codec {
-                    Some(c) => c.verify(msg)?,
-                    None => msg,
-                }
+                let line = RequestLine {
+                    method: Some(Bytes::from(req.method.clone())),
+                    path: Some(Bytes::from(
+                        req.target.split('?').next().unwrap_or("").to_owned(),
+                    )),
+                };
+                self.signed(msg, Some((&http, &line)))?
             }
             other => {
                 let decoded = self
@@ -275,7 +288,8 @@ impl Node {
                     .as_ref()
                     .and_then(|c| c.decode(other, &req.body))
                     .ok_or_else(|| ApiError::UnsupportedCodec(other.to_owned()))?;
-                let mut msg = decoded.map_err(|e| ApiError::Malformed(e.to_string()))?;
+                let msg = decoded.map_err(|e| ApiError::Malformed(e.to_string()))?;
+                let mut msg = self.signed(msg, None)?;
                 // Headers that steer the reply travel beside a data item too.
                 for name in [
                     "accept",
@@ -290,15 +304,36 @@ impl Node {
                         msg.insert(name, Value::Binary(v.clone()));
                     }
                 }
-                match &self.codec {
-                    Some(c) => c.verify(msg)?,
-                    None => msg,
-                }
+                msg
             }
         };
         msg.insert("method", req.method.as_str());
         if !matches!(msg.get("path"), Some(Value::Binary(_))) {
             msg.insert("path", req.target.as_str());
+        }
+        Ok(msg)
+    }
+
+    /// A signed request: verified per the policy, reduced to its committed keys, with the
+    /// verified signers recorded privately.
+    fn signed(
+        &self,
+        msg: Message,
+        received: Option<(&HttpMessage, &RequestLine)>,
+    ) -> Result<Message, ApiError> {
+        if !msg.is_committed() {
+            return Ok(msg);
+        }
+        let verified = match &self.codec {
+            Some(c) => c.verify(&msg, received)?,
+            None => Vec::new(),
+        };
+        let mut msg = ao_core::commitment::with_only_committed(&msg)?;
+        if !verified.is_empty() {
+            msg.insert(
+                VERIFIED_SIGNERS,
+                Value::List(verified.into_iter().map(Value::from).collect()),
+            );
         }
         Ok(msg)
     }

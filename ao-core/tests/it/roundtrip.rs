@@ -110,7 +110,7 @@ proptest! {
     fn flat_round_trip(msg in message()) {
         let text = codec::to_flat(&msg).unwrap();
         // Values with a newline cannot be represented in flat text; the strategy has none.
-        prop_assert_eq!(codec::from_flat(&text).unwrap(), msg.clone());
+        prop_assert_eq!(&codec::from_flat(&text).unwrap(), &msg);
         prop_assert_eq!(id::unsigned_id(&codec::from_flat(&text).unwrap()).unwrap(), id::unsigned_id(&msg).unwrap());
     }
 
@@ -142,10 +142,10 @@ proptest! {
         }
         for (i, k, v) in keys {
             let n = i % steps.len();
-            if let Step::Message(r) = &mut steps[n] {
-                if k != "path" {
-                    r.message.insert(k.as_str(), v);
-                }
+            if let Step::Message(r) = &mut steps[n]
+                && k != "path"
+            {
+                r.message.insert(k.as_str(), v);
             }
         }
         let singleton = path::to_singleton(&steps).unwrap();

@@ -1,0 +1,259 @@
+//! Composing the crates into a node: options, wallet, store, devices, resolver, HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use ao_core::wallet::Wallet;
+use ao_core::{Message, Resolver, Store, Value};
+use ao_devices::meta::NodeState;
+use ao_http::metrics::{HyperbuddyDevice, Metrics};
+use ao_http::{HttpConfig, ServerHandle};
+use ao_store::{Durability, RedbStore, StoreConfig};
+
+use crate::config;
+
+/// Where a node's options come from.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeOptions {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) config_file: Option<PathBuf>,
+    pub(crate) flags: Message,
+}
+
+impl NodeOptions {
+    pub(crate) fn new(data_dir: &Path, config_file: Option<&Path>, flags: Message) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            config_file: config_file.map(Path::to_owned),
+            flags,
+        }
+    }
+}
+
+/// A composed node.
+pub(crate) struct Node {
+    pub(crate) options: Message,
+    pub(crate) resolver: Resolver,
+    pub(crate) store: Arc<RedbStore>,
+    pub(crate) wallet: Arc<Wallet>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) http: HttpConfig,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("address", &self.wallet.address_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store's options: `store-durability` (`immediate`, `eventual`, `none`) and
+/// `store-cache-bytes`.
+fn store_config(opts: &Message, data_dir: &Path) -> Result<StoreConfig> {
+    let mut c = StoreConfig::in_data_dir(data_dir);
+    if let Some(d) = opts.get_str("store-durability") {
+        c = c.with_durability(match d {
+            "immediate" => Durability::Immediate,
+            "eventual" => Durability::Eventual,
+            "none" => Durability::None,
+            other => {
+                anyhow::bail!("store-durability must be immediate, eventual or none, not {other:?}")
+            }
+        });
+    }
+    if let Some(v) = opts.get("store-cache-bytes") {
+        let n = match v {
+            Value::Integer(i) => u64::try_from(*i).ok(),
+            v => v.as_str().and_then(|s| s.trim().parse().ok()),
+        };
+        c = c.with_cache_bytes(n.context("store-cache-bytes must be a number of bytes")?);
+    }
+    Ok(c)
+}
+
+impl Node {
+    /// Opens a node on a data directory: loads (or generates) the wallet, opens the store and
+    /// builds the resolver.
+    pub(crate) fn open(o: NodeOptions) -> Result<Self> {
+        std::fs::create_dir_all(&o.data_dir)
+            .with_context(|| format!("creating the data directory {}", o.data_dir.display()))?;
+        let options = config::load(o.config_file.as_deref(), &o.data_dir, &o.flags)?;
+        let http = HttpConfig::from_options(&options)?;
+        let wallet_path = config::wallet_path(&options, &o.data_dir);
+        let wallet = Arc::new(Wallet::load_or_generate(&wallet_path).with_context(|| {
+            format!("loading or creating the wallet {}", wallet_path.display())
+        })?);
+        let store = Arc::new(RedbStore::open(store_config(&options, &o.data_dir)?)?);
+        let metrics = Arc::new(Metrics::new());
+        {
+            let s = store.clone();
+            metrics.gauge(
+                "ao_store_bytes",
+                "Size of the store file in bytes.",
+                move || {
+                    std::fs::metadata(s.path())
+                        .map(|m| m.len() as f64)
+                        .unwrap_or(0.0)
+                },
+            );
+        }
+        let state = NodeState::new(options.clone(), wallet.address_string())
+            .with_signer_check(Box::new(codec::signed_by));
+        let registry = ao_devices::builtin().register(HyperbuddyDevice).build();
+        let resolver = Resolver::builder(registry)
+            .store(store.clone() as Arc<dyn Store>)
+            .extension(metrics.clone())
+            .extension(Arc::new(state))
+            .extension(wallet.clone())
+            .build();
+        Ok(Self {
+            options,
+            resolver,
+            store,
+            wallet,
+            metrics,
+            http,
+        })
+    }
+
+    /// The node's address.
+    pub(crate) fn address(&self) -> String {
+        self.wallet.address_string()
+    }
+
+    /// Starts the HTTP server.
+    pub(crate) async fn serve(
+        self: &Arc<Self>,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<ServerHandle> {
+        let codec = Arc::new(codec::NodeCodec::new(self.wallet.clone(), &self.options)?);
+        let node = ao_http::Node::new(
+            self.resolver.clone(),
+            self.http.clone(),
+            self.metrics.clone(),
+        )
+        .with_codec(codec);
+        Ok(ao_http::serve(Arc::new(node), stop).await?)
+    }
+
+    /// Flushes and closes the store.
+    pub(crate) fn close(&self) -> Result<()> {
+        self.store.close().context("closing the store")?;
+        Ok(())
+    }
+}
+
+pub(crate) mod codec {
+    //! The node's codec and signature policy for HTTP: ANS-104 bodies, request verification,
+    //! signed replies.
+
+    use std::sync::Arc;
+
+    use ao_core::codec::httpsig::HttpMessage;
+    use ao_core::signature::RequestLine;
+    use ao_core::verify::Policy;
+    use ao_core::wallet::Wallet;
+    use ao_core::{Message, Result};
+    use ao_http::handler::RequestCodec;
+    use bytes::Bytes;
+
+    /// ANS-104 decoding, the verification policy and reply signing, with the node wallet.
+    pub(crate) struct NodeCodec {
+        wallet: Arc<Wallet>,
+        policy: Policy,
+        sign_replies: bool,
+    }
+
+    /// The `verify-requests` option: `off`, `if-signed` (the default) or `require-signed`.
+    pub(crate) fn policy(options: &Message) -> anyhow::Result<Policy> {
+        Ok(match options.get_str("verify-requests") {
+            None | Some("if-signed") => Policy::IfSigned,
+            Some("off") => Policy::Off,
+            Some("require-signed") => Policy::RequireSigned,
+            Some(other) => anyhow::bail!(
+                "verify-requests must be off, if-signed or require-signed, not {other:?}"
+            ),
+        })
+    }
+
+    impl NodeCodec {
+        pub(crate) fn new(wallet: Arc<Wallet>, options: &Message) -> anyhow::Result<Self> {
+            Ok(Self {
+                wallet,
+                policy: policy(options)?,
+                sign_replies: options.get_str("force-signed") != Some("false"),
+            })
+        }
+    }
+
+    impl RequestCodec for NodeCodec {
+        fn decode(&self, codec: &str, body: &Bytes) -> Option<Result<Message>> {
+            match codec {
+                "ans104@1.0" => Some(ao_core::ans104::decode(body)),
+                _ => None,
+            }
+        }
+
+        /// Signatures are always checked, so operator actions can rely on the signers; the
+        /// policy decides whether a failure rejects the request.
+        fn verify(
+            &self,
+            msg: &Message,
+            received: Option<(&HttpMessage, &RequestLine)>,
+        ) -> Result<Vec<String>> {
+            let checked = ao_core::verify::apply_policy(Policy::IfSigned, msg, received);
+            match (checked, self.policy) {
+                (Ok(()), Policy::RequireSigned)
+                    if ao_core::verify::signature_commitments(msg).is_empty() =>
+                {
+                    Err(ao_core::VerifyError::Unsigned.into())
+                }
+                (Ok(()), _) => Ok(ao_core::message_device::committers(msg)),
+                (Err(_), Policy::Off) => Ok(Vec::new()),
+                (Err(e), _) => Err(e),
+            }
+        }
+
+        fn encode(&self, codec: &str, msg: &Message) -> Option<Result<(String, Vec<u8>)>> {
+            match codec {
+                "ans104@1.0" => {
+                    Some(ao_core::ans104::encode(msg).map(|b| ("application/ans104".to_owned(), b)))
+                }
+                _ => None,
+            }
+        }
+
+        fn sign(&self, msg: Message) -> Result<Message> {
+            if self.sign_replies {
+                ao_core::signature::commit(&msg, &self.wallet)
+            } else {
+                Ok(msg)
+            }
+        }
+    }
+
+    /// Whether a request was signed by `operator`: the HTTP layer recorded it as a verified
+    /// signer, or (for requests that did not come over HTTP) one of its commitments by that
+    /// address verifies.
+    pub(crate) fn signed_by(request: &Message, operator: &str) -> Result<bool> {
+        if let Some(ao_core::Value::List(signers)) =
+            request.private(ao_http::handler::VERIFIED_SIGNERS)
+            && signers.iter().any(|s| s.as_str() == Some(operator))
+        {
+            return Ok(true);
+        }
+        let Some(commitments) = request.commitments() else {
+            return Ok(false);
+        };
+        for (id, c) in commitments.iter() {
+            if c.as_message().and_then(|c| c.get_str("committer")) == Some(operator)
+                && ao_core::verify::verify_commitment(request, id.as_str()).is_ok()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,283 @@
+//! `hb-cli serve` as an operator and a client see it: a real binary on a free port.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ao_core::codec::{self, httpsig::HttpMessage};
+use ao_core::{Message, Wallet, signature, verify};
+use bytes::Bytes;
+
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hb-cli"))
+        .args(["serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start hb-cli serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    Served { child, url }
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn decode(headers: &reqwest::header::HeaderMap, body: Bytes) -> Message {
+    let mut http = HttpMessage::default();
+    for (k, v) in headers {
+        if matches!(
+            k.as_str(),
+            "content-length"
+                | "date"
+                | "access-control-allow-origin"
+                | "access-control-allow-methods"
+        ) {
+            continue;
+        }
+        http.headers
+            .insert(k.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes()));
+    }
+    http.body = (!body.is_empty()).then_some(body);
+    codec::from_http(&http).unwrap()
+}
+
+async fn post_signed(
+    client: &reqwest::Client,
+    url: &str,
+    msg: &Message,
+    wallet: Option<&Wallet>,
+) -> reqwest::Response {
+    let msg = match wallet {
+        Some(w) => signature::commit(msg, w).unwrap(),
+        None => msg.clone(),
+    };
+    let http = codec::to_http(&msg).unwrap();
+    let mut req = client.post(url);
+    for (k, v) in &http.headers {
+        req = req.header(k.as_str(), v.as_ref());
+    }
+    if let Some(b) = http.body {
+        req = req.body(b);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn identity_signed_replies_and_operator_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve(dir.path());
+    let wallet = Wallet::load(&dir.path().join("wallet.json")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("wallet.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the wallet is private");
+    }
+    let c = client();
+    let address = c
+        .get(format!("{}/~meta@1.0/info/address", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(address, wallet.address_string());
+
+    // Replies are signed by the node: the signature verifies and names the node.
+    let r = c
+        .get(format!("{}/~meta@1.0/info", node.url))
+        .send()
+        .await
+        .unwrap();
+    let headers = r.headers().clone();
+    let info = decode(&headers, r.bytes().await.unwrap());
+    assert_eq!(verify::verify_signatures(&info).unwrap(), 1);
+    assert_eq!(
+        ao_core::message_device::committers(&info),
+        vec![address.clone()]
+    );
+
+    // Operator-only updates: accepted signed by the operator, refused otherwise.
+    let update = Message::new().with("greeting-option", "hello operator");
+    let url = format!("{}/~meta@1.0/info", node.url);
+    let key1 = Wallet::load(&fixtures().join("wallets/key-1.json")).unwrap();
+    assert_eq!(
+        post_signed(&c, &url, &update, Some(&key1)).await.status(),
+        403
+    );
+    assert_eq!(post_signed(&c, &url, &update, None).await.status(), 403);
+    let accepted = post_signed(&c, &url, &update, Some(&wallet)).await;
+    assert_eq!(accepted.status(), 200, "{}", accepted.text().await.unwrap());
+    let v = c
+        .get(format!("{}/~meta@1.0/info/greeting-option", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(v, "hello operator");
+}
+
+#[tokio::test]
+async fn captured_client_requests_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve(dir.path());
+    let c = client();
+    for name in [
+        "aoconnect-request-httpsig.json",
+        "aoconnect-request-httpsig-multiline.json",
+        "hbsig-httpsig-nested.json",
+    ] {
+        let capture: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixtures().join("clients").join(name)).unwrap())
+                .unwrap();
+        let url = capture["url"]
+            .as_str()
+            .unwrap()
+            .replace("http://localhost:8734", &node.url);
+        let method =
+            reqwest::Method::from_bytes(capture["method"].as_str().unwrap().as_bytes()).unwrap();
+        let mut req = c.request(method, url);
+        for h in capture["headers"].as_array().unwrap() {
+            req = req.header(h[0].as_str().unwrap(), h[1].as_str().unwrap());
+        }
+        if let Some(b) = capture.get("body").and_then(|b| b.as_str()) {
+            req = req.body(b.to_owned());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.unwrap();
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+        let result = decode(&headers, body);
+        // `set` on an empty message answers the request's own (committed) keys, and the
+        // request's signature came along as its commitment.
+        assert!(
+            ["count", "list", "data"].iter().any(|k| result.contains(k)),
+            "{name}: {result:?}"
+        );
+        assert!(
+            ao_core::message_device::committers(&result)
+                .contains(&"y5Zhhr9FuQguEi-QgOKOgb2q2qZldcXo2wLd7_13bkQ".to_owned()),
+            "{name}: the client's commitment is kept: {result:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_side_by_side() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (na, nb) = (serve(a.path()), serve(b.path()));
+    assert_ne!(na.url, nb.url);
+    let c = client();
+    let addr_a = c
+        .get(format!("{}/~meta@1.0/info/address", na.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let addr_b = c
+        .get(format!("{}/~meta@1.0/info/address", nb.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(addr_a.len(), 43);
+    assert_ne!(addr_a, addr_b);
+}
+
+#[test]
+fn id_command_prints_the_vector_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.json");
+    std::fs::write(&file, br#"{"a":"b"}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hb-cli"))
+        .arg("id")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("UfSqKA58Hwk99Jg5fsYGY4iKDfnnUAW9MQdMv2-Fw40"),
+        "{text}"
+    );
+    // Bad input: a clear error and exit code 1, no panic.
+    std::fs::write(&file, b"{not json").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hb-cli"))
+        .arg("id")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"));
+}
+
+#[test]
+fn wallet_and_resolve_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = dir.path().join("w.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_hb-cli"))
+        .args(["wallet", "new"])
+        .arg(&wallet)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let created = String::from_utf8(out.stdout).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hb-cli"))
+        .args(["wallet", "address"])
+        .arg(&wallet)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), created);
+    let out = Command::new(env!("CARGO_BIN_EXE_hb-cli"))
+        .args(["resolve", "/~message@1.0&a=1&b+integer=2/b", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout).unwrap().contains('2'));
+}

@@ -164,6 +164,55 @@ pub(crate) mod codec {
         wallet: Arc<Wallet>,
         policy: Policy,
         sign_replies: bool,
+        signed: SignedCache,
+    }
+
+    /// Signed replies by the unsigned ID of their content. An RSA-4096 signature costs
+    /// milliseconds; a node answers the same content (its info, a computed result) again and
+    /// again, and a signature over the same content stays valid, so each distinct reply is
+    /// signed once while it is in this bounded cache.
+    struct SignedCache {
+        entries: std::sync::Mutex<(
+            std::collections::HashMap<[u8; 32], Message>,
+            std::collections::VecDeque<[u8; 32]>,
+        )>,
+        capacity: usize,
+    }
+
+    impl SignedCache {
+        fn new(capacity: usize) -> Self {
+            Self {
+                entries: std::sync::Mutex::new(Default::default()),
+                capacity,
+            }
+        }
+
+        fn get_or_sign(
+            &self,
+            msg: Message,
+            sign: impl FnOnce(&Message) -> Result<Message>,
+        ) -> Result<Message> {
+            let key = ao_core::id::unsigned_id(&msg)?;
+            if let Ok(e) = self.entries.lock()
+                && let Some(hit) = e.0.get(&key)
+            {
+                let mut hit = hit.clone();
+                hit.set_hashpath(msg.hashpath().map(std::sync::Arc::from));
+                return Ok(hit);
+            }
+            let signed = sign(&msg)?;
+            if let Ok(mut e) = self.entries.lock() {
+                if e.0.len() >= self.capacity
+                    && let Some(old) = e.1.pop_front()
+                {
+                    e.0.remove(&old);
+                }
+                if e.0.insert(key, signed.clone()).is_none() {
+                    e.1.push_back(key);
+                }
+            }
+            Ok(signed)
+        }
     }
 
     /// The `verify-requests` option: `off`, `if-signed` (the default) or `require-signed`.
@@ -184,6 +233,7 @@ pub(crate) mod codec {
                 wallet,
                 policy: policy(options)?,
                 sign_replies: options.get_str("force-signed") != Some("false"),
+                signed: SignedCache::new(4096),
             })
         }
     }
@@ -227,7 +277,8 @@ pub(crate) mod codec {
 
         fn sign(&self, msg: Message) -> Result<Message> {
             if self.sign_replies {
-                ao_core::signature::commit(&msg, &self.wallet)
+                self.signed
+                    .get_or_sign(msg, |m| ao_core::signature::commit(m, &self.wallet))
             } else {
                 Ok(msg)
             }

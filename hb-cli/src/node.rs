@@ -171,11 +171,13 @@ pub(crate) mod codec {
     /// milliseconds; a node answers the same content (its info, a computed result) again and
     /// again, and a signature over the same content stays valid, so each distinct reply is
     /// signed once while it is in this bounded cache.
+    type Entries = (
+        std::collections::HashMap<[u8; 32], Message>,
+        std::collections::VecDeque<[u8; 32]>,
+    );
+
     struct SignedCache {
-        entries: std::sync::Mutex<(
-            std::collections::HashMap<[u8; 32], Message>,
-            std::collections::VecDeque<[u8; 32]>,
-        )>,
+        entries: std::sync::Mutex<Entries>,
         capacity: usize,
     }
 

@@ -2,6 +2,7 @@
 
 mod aot;
 mod common;
+mod devices;
 mod isolation;
 mod loader_formats;
 mod native_aos;

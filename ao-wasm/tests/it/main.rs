@@ -3,6 +3,7 @@
 mod aot;
 mod common;
 mod devices;
+mod differential;
 mod isolation;
 mod loader_formats;
 mod native_aos;

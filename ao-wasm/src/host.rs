@@ -579,8 +579,15 @@ fn dispatch(
                 .and_then(|u| u.call(module, name, &args));
             match answer {
                 Some(vals) => {
+                    // Numbers are converted to the declared result width.
                     for (r, v) in results.iter_mut().zip(&vals) {
-                        *r = from_public(v);
+                        *r = match r {
+                            Val::I32(_) => Val::I32(v.as_i64() as i32),
+                            Val::I64(_) => Val::I64(v.as_i64()),
+                            Val::F32(_) => Val::F32((v.as_f64() as f32).to_bits()),
+                            Val::F64(_) => Val::F64(v.as_f64().to_bits()),
+                            _ => from_public(v),
+                        };
                     }
                 }
                 None => state.undefined_calls += 1,

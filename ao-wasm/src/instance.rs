@@ -263,21 +263,27 @@ impl Instance {
                 ),
             });
         }
-        let params: Vec<Val> = args.iter().map(host::from_public).collect();
-        for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
-            let ok = matches!(
-                (p, &t),
-                (Val::I32(_), wasmtime::ValType::I32)
-                    | (Val::I64(_), wasmtime::ValType::I64)
-                    | (Val::F32(_), wasmtime::ValType::F32)
-                    | (Val::F64(_), wasmtime::ValType::F64)
-            );
-            if !ok {
-                return Err(WasmError::BadCall {
-                    name: name.to_owned(),
-                    reason: format!("argument {i} should be {t}"),
-                });
-            }
+        // Integers and floats are converted to the declared width (AO-Core values carry no
+        // width); an integer where a float is declared, or the reverse, is refused.
+        let mut params = Vec::with_capacity(args.len());
+        for (i, (a, t)) in args.iter().zip(ty.params()).enumerate() {
+            let v = match (a, &t) {
+                (WasmValue::I32(x), wasmtime::ValType::I32) => Val::I32(*x),
+                (WasmValue::I64(x), wasmtime::ValType::I32) => Val::I32(*x as i32),
+                (WasmValue::I32(x), wasmtime::ValType::I64) => Val::I64(i64::from(*x)),
+                (WasmValue::I64(x), wasmtime::ValType::I64) => Val::I64(*x),
+                (WasmValue::F32(x), wasmtime::ValType::F32) => Val::F32(x.to_bits()),
+                (WasmValue::F64(x), wasmtime::ValType::F32) => Val::F32((*x as f32).to_bits()),
+                (WasmValue::F32(x), wasmtime::ValType::F64) => Val::F64(f64::from(*x).to_bits()),
+                (WasmValue::F64(x), wasmtime::ValType::F64) => Val::F64(x.to_bits()),
+                _ => {
+                    return Err(WasmError::BadCall {
+                        name: name.to_owned(),
+                        reason: format!("argument {i} should be {t}"),
+                    });
+                }
+            };
+            params.push(v);
         }
         let mut results = vec![Val::I32(0); ty.results().len()];
         self.run(|store, _| func.call(store, &params, &mut results))?;
@@ -313,6 +319,43 @@ impl Instance {
         let range = bounds(data.len(), offset, bytes.len() as u64)?;
         data[range].copy_from_slice(bytes);
         Ok(())
+    }
+
+    /// Copies `bytes` plus a NUL into memory obtained from the guest's exported `malloc`, and
+    /// returns the address (HyperBEAM's `write` closure; nothing is ever freed).
+    pub fn write_cstring(&mut self, bytes: &[u8]) -> Result<u64> {
+        if bytes.contains(&0) {
+            return Err(WasmError::BadCall {
+                name: "malloc".into(),
+                reason: "string contains a NUL byte".into(),
+            });
+        }
+        let ptr_is_64 = self.module.is_memory64();
+        let size = bytes.len() as i64 + 1;
+        let arg = if ptr_is_64 {
+            WasmValue::I64(size)
+        } else {
+            WasmValue::I32(size as i32)
+        };
+        let out = self.call("malloc", &[arg])?;
+        let ptr = match out.first() {
+            Some(WasmValue::I32(p)) => u64::from(*p as u32),
+            Some(WasmValue::I64(p)) => *p as u64,
+            _ => 0,
+        };
+        if ptr == 0 {
+            return Err(WasmError::Memory(format!("malloc({size}) failed")));
+        }
+        let mut with_nul = Vec::with_capacity(bytes.len() + 1);
+        with_nul.extend_from_slice(bytes);
+        with_nul.push(0);
+        self.write_memory(ptr, &with_nul)?;
+        Ok(ptr)
+    }
+
+    /// Replaces the embedder's import handler (e.g. one bound to the current AO-Core state).
+    pub fn set_imports(&mut self, imports: Option<Box<dyn HostImports>>) {
+        self.store.data_mut().user = imports;
     }
 
     /// Reads the NUL-terminated string at `ptr`.

@@ -22,7 +22,8 @@
 //! ## Engine settings, and why
 //!
 //! * **NaN canonicalization on**: float results must be bit-identical on every node (x86 and
-//!   ARM produce different NaN payloads).
+//!   ARM produce different NaN payloads). One visible consequence: Lua's `tostring(0/0)` is
+//!   `nan` here on every machine, where V8 (ao-loader) on x86 prints `-nan`.
 //! * **Relaxed SIMD off, and deterministic if ever enabled**: its instructions may otherwise
 //!   differ between CPUs.
 //! * **Threads off**: shared memory makes execution order, hence results, nondeterministic.

@@ -2,6 +2,8 @@
 
 mod aot;
 mod common;
+mod devices;
+mod differential;
 mod isolation;
 mod loader_formats;
 mod native_aos;

@@ -1,6 +1,7 @@
 //! The subcommands, one per file.
 
 mod id;
+mod module;
 mod resolve;
 mod serve;
 mod wallet;
@@ -28,6 +29,8 @@ pub(crate) enum Command {
     Resolve(resolve::ResolveCommand),
     /// Print the IDs of a message given as JSON or as an HTTP message.
     Id(id::IdCommand),
+    /// Add WASM modules to the store and evaluate aos code.
+    Module(module::ModuleCommand),
     /// Create a wallet or print its address.
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
@@ -40,6 +43,7 @@ impl Command {
             Self::Resolve(c) => c.execute(),
             Self::Id(c) => c.execute(),
             Self::Wallet(c) => c.execute(),
+            Self::Module(c) => c.execute(),
         }
     }
 }

@@ -73,6 +73,19 @@ fn store_config(opts: &Message, data_dir: &Path) -> Result<StoreConfig> {
     Ok(c)
 }
 
+/// Every device the node loads: the built-ins of `ao-devices`, the WASM devices, and the
+/// metrics page.
+pub(crate) fn registry(
+    wasm: &Arc<ao_wasm::devices::WasmRuntime>,
+) -> ao_core::DeviceRegistryBuilder {
+    let (wasm64, wasi, json_iface) = wasm.devices();
+    ao_devices::builtin()
+        .register(HyperbuddyDevice)
+        .register(wasm64)
+        .register(wasi)
+        .register(json_iface)
+}
+
 impl Node {
     /// Opens a node on a data directory: loads (or generates) the wallet, opens the store and
     /// builds the resolver.
@@ -101,12 +114,16 @@ impl Node {
         }
         let state = NodeState::new(options.clone(), wallet.address_string())
             .with_signer_check(Box::new(codec::signed_by));
-        let registry = ao_devices::builtin().register(HyperbuddyDevice).build();
+        let wasm = ao_wasm::devices::WasmRuntime::new(ao_wasm::WasmEngine::new(
+            ao_wasm::WasmConfig::default(),
+        )?);
+        let registry = registry(&wasm).build();
         let resolver = Resolver::builder(registry)
             .store(store.clone() as Arc<dyn Store>)
             .extension(metrics.clone())
             .extension(Arc::new(state))
             .extension(wallet.clone())
+            .extension(wasm)
             .build();
         Ok(Self {
             options,
@@ -308,5 +325,29 @@ pub(crate) mod codec {
             }
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Device ids are unique and well formed (the builder checks both), and every device the
+    /// node loads is documented in `docs/devices.md`.
+    #[test]
+    fn every_device_is_documented() {
+        let wasm = ao_wasm::devices::WasmRuntime::new(
+            ao_wasm::WasmEngine::new(ao_wasm::WasmConfig::default()).unwrap(),
+        );
+        let registry = registry(&wasm).build();
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/devices.md"))
+                .unwrap();
+        for id in registry.ids() {
+            assert!(
+                doc.contains(&format!("`{id}`")),
+                "{id} is missing from docs/devices.md"
+            );
+        }
     }
 }

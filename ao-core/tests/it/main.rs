@@ -7,5 +7,6 @@ mod fixtures;
 mod hashpaths;
 mod hyperpath;
 mod resolver;
+mod roundtrip;
 mod vectors;
 mod wallets;

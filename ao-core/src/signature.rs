@@ -88,13 +88,13 @@ impl SignatureInput {
     }
 
     /// The public key named by `keyid` (the base64url RSA modulus).
-    pub fn public_key(&self) -> Result<RsaPublicKey> {
+    pub fn public_key(&self) -> Result<std::sync::Arc<RsaPublicKey>> {
         let keyid = self
             .param("keyid")
             .ok_or_else(|| malformed(&self.name, "no keyid parameter"))?;
         let n =
             b64u_decode(keyid).ok_or_else(|| malformed(&self.name, "keyid is not base64url"))?;
-        RsaPublicKey::from_modulus(&n).map_err(|e| malformed(&self.name, &e.to_string()))
+        crate::crypto::rsa::cached_key(&n).map_err(|e| malformed(&self.name, &e.to_string()))
     }
 
     /// `("c1" …)` plus the parameters: HyperBEAM's rendering (sorted by name, unknown names
@@ -241,7 +241,7 @@ pub fn commit(msg: &Message, wallet: &Wallet) -> Result<Message> {
 struct CommitmentSignature {
     input: SignatureInput,
     signature: Vec<u8>,
-    key: RsaPublicKey,
+    key: std::sync::Arc<RsaPublicKey>,
 }
 
 fn commitment_signature(id: &str, c: &Message) -> Result<CommitmentSignature> {

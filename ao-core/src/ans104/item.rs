@@ -6,7 +6,6 @@ use sha2::{Digest as _, Sha256};
 
 use super::avro::{self, Tag};
 use super::{Ans104Error, deep_hash};
-use crate::crypto::rsa::RsaPublicKey;
 use crate::crypto::{PssHash, eth};
 use crate::util::b64u;
 use crate::wallet::{EthWallet, Wallet};
@@ -305,14 +304,12 @@ impl DataItem {
         }
         let data = self.signature_data();
         let ok = match self.signature_type {
-            SignatureType::Arweave => {
-                RsaPublicKey::from_modulus(&self.owner)
-                    .ok()
-                    .is_some_and(|k| {
-                        k.verify_pss(PssHash::Sha256, &data, &self.signature)
-                            .is_ok()
-                    })
-            }
+            SignatureType::Arweave => crate::crypto::rsa::cached_key(&self.owner)
+                .ok()
+                .is_some_and(|k| {
+                    k.verify_pss(PssHash::Sha256, &data, &self.signature)
+                        .is_ok()
+                }),
             SignatureType::Ethereum => {
                 eth::verify_personal(&self.owner, &data, &self.signature).is_ok()
             }

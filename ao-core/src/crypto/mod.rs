@@ -6,6 +6,7 @@
 //! * [`eth`] — Keccak-256, EIP-55 addresses and EIP-191 secp256k1 signatures.
 
 pub mod eth;
+mod mont;
 pub mod pss;
 pub mod rsa;
 

@@ -23,6 +23,8 @@ pub struct RsaPublicKey {
     n_bytes: Bytes,
     n: BigUint,
     e: BigUint,
+    e_u64: u64,
+    mont: super::mont::Modulus,
 }
 
 impl std::fmt::Debug for RsaPublicKey {
@@ -71,14 +73,24 @@ impl RsaPublicKey {
         {
             return Err(RsaError::BadModulus(bits));
         }
-        let e = BigUint::from_bytes_be(e);
-        if e < BigUint::from(3u32) || e.bits() > 32 {
+        let e_start = e.iter().position(|&b| b != 0).unwrap_or(e.len());
+        let e_bytes = &e[e_start..];
+        if e_bytes.len() > 4 {
             return Err(RsaError::BadModulus(bits));
         }
+        let e_u64 = e_bytes.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+        if e_u64 < 3 || e_u64 & 1 == 0 {
+            return Err(RsaError::BadModulus(bits));
+        }
+        let e = BigUint::from(e_u64);
+        let n = BigUint::from_bytes_be(n_trimmed);
+        let mont = super::mont::Modulus::new(&n).ok_or(RsaError::BadModulus(bits))?;
         Ok(Self {
             n_bytes: Bytes::copy_from_slice(n_trimmed),
-            n: BigUint::from_bytes_be(n_trimmed),
+            n,
             e,
+            e_u64,
+            mont,
         })
     }
 
@@ -120,13 +132,7 @@ impl RsaPublicKey {
         if s >= self.n {
             return None;
         }
-        let m = s.modpow(&self.e, &self.n).to_bytes_be();
-        if m.len() > em_len {
-            return None;
-        }
-        let mut em = vec![0u8; em_len - m.len()];
-        em.extend_from_slice(&m);
-        Some(em)
+        self.mont.pow(&s, self.e_u64, em_len)
     }
 
     /// Verifies an RSASSA-PSS signature of `message` (hashed with `hash`, MGF1 with the same
@@ -155,6 +161,32 @@ impl RsaPublicKey {
             .ok_or(RsaError::BadSignature)?;
         pss::verify_any_salt(hash, m_hash, &em, em_bits).ok_or(RsaError::BadSignature)
     }
+}
+
+/// Keys kept by [`cached_key`] before the cache is emptied.
+const KEY_CACHE_SIZE: usize = 512;
+
+/// A key for modulus `n` (with `e = 65537`), from a small process-wide cache: preparing a
+/// 4096-bit modulus for Montgomery arithmetic costs about as much as a fifth of a
+/// verification, and requests are usually signed by a few keys.
+pub fn cached_key(n: &[u8]) -> Result<std::sync::Arc<RsaPublicKey>, RsaError> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<Bytes, Arc<RsaPublicKey>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(map) = cache.lock()
+        && let Some(k) = map.get(n)
+    {
+        return Ok(k.clone());
+    }
+    let key = Arc::new(RsaPublicKey::from_modulus(n)?);
+    if let Ok(mut map) = cache.lock() {
+        if map.len() >= KEY_CACHE_SIZE {
+            map.clear();
+        }
+        map.insert(Bytes::copy_from_slice(n), key.clone());
+    }
+    Ok(key)
 }
 
 fn bit_len(be: &[u8]) -> usize {

@@ -8,5 +8,6 @@ mod hashpaths;
 mod hyperpath;
 mod resolver;
 mod roundtrip;
+mod signing_roundtrip;
 mod vectors;
 mod wallets;

@@ -233,8 +233,22 @@ mod tests {
     }
 
     #[test]
-    fn without_a_wired_store_the_command_says_so() {
-        let err = open_store(Path::new("somewhere")).err().unwrap();
-        assert!(err.to_string().contains("RedbStore"));
+    fn commands_use_the_data_directory_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = open_store(dir.path()).unwrap();
+        // A running node holds the store: a second opener is told so, nothing is touched.
+        let err = open_store(dir.path()).err().unwrap();
+        assert!(format!("{err:#}").contains("locked"), "{err:#}");
+        drop(held);
+        let store = open_store(dir.path()).unwrap();
+        let id =
+            ao_core::cache::write_message(store.as_ref(), &Message::new().with("a", "b")).unwrap();
+        drop(store);
+        let store = open_store(dir.path()).unwrap();
+        assert!(
+            ao_core::cache::read_message(store.as_ref(), &id)
+                .unwrap()
+                .is_some()
+        );
     }
 }

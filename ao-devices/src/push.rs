@@ -190,6 +190,12 @@ async fn do_push(
         .get("slot")
         .cloned()
         .ok_or_else(|| Error::BadRequest("push@1.0: the assignment has no slot".into()))?;
+    let depth = match assignment.get("result-depth") {
+        None => 1,
+        Some(v) => v.as_integer().ok_or_else(|| {
+            Error::BadRequest(format!("push@1.0: result-depth is a {}", v.kind()))
+        })?,
+    };
     let results = ctx
         .resolve(
             process.clone(),
@@ -202,12 +208,6 @@ async fn do_push(
         Value::Message(m) => m,
         Value::List(l) => list_to_message(&l),
         _ => Message::new(),
-    };
-    let depth = match assignment.get("result-depth") {
-        None => 1,
-        Some(v) => v.as_integer().ok_or_else(|| {
-            Error::BadRequest(format!("push@1.0: result-depth is a {}", v.kind()))
-        })?,
     };
     let mut out = Message::new();
     let outbox = match results.get("outbox") {

@@ -13,10 +13,13 @@
 //! | `dedup@1.0` | [`dedup`]: drops messages a process has already seen |
 //! | `patch@1.0` | [`patch`]: moves `PATCH` messages of results into the process state |
 //! | `push@1.0` | [`push`]: signs outbox messages and schedules them on local target processes |
+//! | `cache@1.0`, `lookup@1.0` | [`cache`], [`lookup`]: read the store; write it as a trusted writer |
 
+pub mod cache;
 pub mod codec;
 pub mod dedup;
 mod error;
+pub mod lookup;
 pub mod meta;
 pub mod multipass;
 pub mod patch;
@@ -41,4 +44,6 @@ pub fn builtin() -> DeviceRegistryBuilder {
         .register(dedup::DedupDevice)
         .register(patch::PatchDevice)
         .register(push::PushDevice)
+        .register(cache::CacheDevice)
+        .register(lookup::LookupDevice)
 }

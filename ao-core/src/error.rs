@@ -1,6 +1,26 @@
 //! The error type of `ao-core`.
 
-use crate::Value;
+use crate::{Message, Value};
+
+/// A non-`ok`, non-failure status a device may end a call with (HyperBEAM's `{skip, M}` and
+/// `{pass, M}`). Like every non-`ok` status it stops a resolution chain; `stack@1.0` reads it to
+/// steer its fold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// `skip`: stop the current pass of the stack and return the state carried.
+    Skip,
+    /// `pass`: run the stack again from its first device with the state carried.
+    Pass,
+}
+
+impl std::fmt::Display for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Skip => "skip",
+            Self::Pass => "pass",
+        })
+    }
+}
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,6 +94,15 @@ pub enum Error {
         /// The body the device returned.
         body: Value,
     },
+    /// A device ended its call with `skip` or `pass`, carrying the state so far. Only a stack
+    /// interprets it; anywhere else it is an unhandled status (HTTP 500, as in HyperBEAM).
+    #[error("unhandled {flow} status from a device")]
+    Flow {
+        /// Which status.
+        flow: Flow,
+        /// The state the device returned with it.
+        state: Message,
+    },
     /// A request that is well-formed but not acceptable (bad argument, wrong type…).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -105,7 +134,7 @@ impl Error {
             Self::NotFound(_) | Self::MessageNotFound(_) | Self::DeviceNotLoadable(_) => 404,
             Self::Status { status, .. } => *status,
             Self::UnknownType(_) => 422,
-            Self::Store(_) | Self::Internal(_) | Self::Wallet(_) => 500,
+            Self::Store(_) | Self::Internal(_) | Self::Wallet(_) | Self::Flow { .. } => 500,
             _ => 400,
         }
     }
@@ -115,6 +144,22 @@ impl Error {
         Self::Status {
             status,
             body: body.into(),
+        }
+    }
+
+    /// A `skip` status carrying `state`.
+    pub fn skip(state: Message) -> Self {
+        Self::Flow {
+            flow: Flow::Skip,
+            state,
+        }
+    }
+
+    /// A `pass` status carrying `state`.
+    pub fn pass(state: Message) -> Self {
+        Self::Flow {
+            flow: Flow::Pass,
+            state,
         }
     }
 

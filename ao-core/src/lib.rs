@@ -87,7 +87,7 @@ pub mod verify;
 pub mod wallet;
 
 pub use device::{BoxFuture, Device, DeviceInfo, DeviceRegistry, DeviceRegistryBuilder};
-pub use error::{Error, Result};
+pub use error::{Error, Flow, Result};
 pub use id::IdScope;
 pub use key::Key;
 pub use message::Message;

@@ -8,10 +8,23 @@
 //! |---|---|
 //! | `meta@1.0` | [`meta`]: the node message (options, address), its operator-signed updates, build info |
 //! | `json@1.0`, `flat@1.0`, `structured@1.0`, `httpsig@1.0` | [`codec`]: codecs as devices (`serialize`, `deserialize`) |
+//! | `stack@1.0` | [`stack`]: runs a key over a stack of devices (fold with passes, map) |
+//! | `multipass@1.0` | [`multipass`]: makes a stack run again until `passes` is reached |
+//! | `dedup@1.0` | [`dedup`]: drops messages a process has already seen |
+//! | `patch@1.0` | [`patch`]: moves `PATCH` messages of results into the process state |
+//! | `push@1.0` | [`push`]: signs outbox messages and schedules them on local target processes |
+//! | `cache@1.0`, `lookup@1.0` | [`cache`], [`lookup`]: read the store; write it as a trusted writer |
 
+pub mod cache;
 pub mod codec;
+pub mod dedup;
 mod error;
+pub mod lookup;
 pub mod meta;
+pub mod multipass;
+pub mod patch;
+pub mod push;
+pub mod stack;
 
 pub use error::{Error, Result};
 
@@ -26,4 +39,11 @@ pub fn builtin() -> DeviceRegistryBuilder {
         .register(codec::CodecDevice::Flat)
         .register(codec::CodecDevice::Structured)
         .register(codec::CodecDevice::Httpsig)
+        .register(stack::StackDevice)
+        .register(multipass::MultipassDevice)
+        .register(dedup::DedupDevice)
+        .register(patch::PatchDevice)
+        .register(push::PushDevice)
+        .register(cache::CacheDevice)
+        .register(lookup::LookupDevice)
 }

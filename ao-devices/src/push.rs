@@ -1,0 +1,400 @@
+//! `push@1.0` (devices.md §3.13, HyperBEAM's `dev_push`): delivers a process's outbox.
+//!
+//! `push` is resolved on a process message (`process@1.0` hands it over with its `push-device`):
+//!
+//! * **With a `slot`:** `compute/results` is resolved on the process (as `process@1.0`) at that
+//!   slot. Every outbox entry with a `target` is given `data-protocol: ao`, `variant: ao.N.1`,
+//!   `type: Message` and `from-process: <origin>`, signed with the node wallet (httpsig; again as
+//!   ANS-104 when the target's scheduler answers 422), and scheduled on the target process by
+//!   resolving `{method: POST, path: schedule, body: <signed>}` on it, read from the store; then
+//!   the new slot is pushed on the target in turn with `result-depth` one less. The answer is
+//!   `{slot, process, <outbox-key>: {id, target, slot, resulted-in}, …}`, plus the full results of
+//!   the slot while `result-depth` (default 1) is above 0. Entries that fail are reported in
+//!   place (`{response: error, status, target, reason}`), as HyperBEAM does.
+//! * **Without a `slot`:** the request itself is first scheduled on the process; a scheduled
+//!   `Process` (a spawn) answers its assignment, a `Message` is then pushed at its slot.
+//!
+//! Only targets whose scheduler is on this node are served: a scheduler answering with a
+//! redirect (307, another node) gives a 501 `remote-push-unsupported` error, and so does
+//! `push-mode: async`, which needs a runtime this crate does not have. Recursion is bounded by
+//! the resolver's depth limit.
+
+use ao_core::codec::structured::list_to_message;
+use ao_core::device::BoxFuture;
+use ao_core::id::{IdScope, id_string};
+use ao_core::wallet::Wallet;
+use ao_core::{Context, Device, DeviceInfo, Error, Message, Result, Value, message_device};
+
+use crate::stack::get_path;
+
+/// The `push@1.0` device.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PushDevice;
+
+impl Device for PushDevice {
+    fn id(&self) -> &str {
+        "push@1.0"
+    }
+
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo::exports(["push"])
+    }
+
+    fn call<'a>(
+        &'a self,
+        key: &'a str,
+        base: &'a Message,
+        request: &'a Message,
+        ctx: &'a Context,
+    ) -> Option<BoxFuture<'a, Result<Value>>> {
+        (ao_core::key::normalize(key) == "push").then(|| -> BoxFuture<'a, Result<Value>> {
+            Box::pin(async move { push(base, request, ctx).await })
+        })
+    }
+}
+
+const PROCESS_DEVICE: &str = "process@1.0";
+
+/// The ID of a process: its `process` key's ID over all commitments, else the message's own.
+pub fn process_id(msg: &Message) -> Result<String> {
+    match msg.get("process") {
+        Some(Value::Message(p)) => id_string(p, IdScope::All),
+        _ => id_string(msg, IdScope::All),
+    }
+}
+
+/// `msg` with `device: process@1.0` (HyperBEAM's `{as, process@1.0, Msg}`).
+fn as_process(msg: &Message) -> Message {
+    if msg.get_str("device") == Some(PROCESS_DEVICE) {
+        msg.clone()
+    } else {
+        msg.clone().with("device", PROCESS_DEVICE)
+    }
+}
+
+/// The error for a target whose scheduler lives on another node.
+pub fn remote_unsupported(location: Option<&str>) -> Error {
+    let mut body = Message::new()
+        .with("status", 501i64)
+        .with("error", "remote-push-unsupported")
+        .with(
+            "body",
+            "push@1.0: the target's scheduler is on another node; pushing to remote \
+             schedulers is not supported by this node yet",
+        );
+    if let Some(l) = location {
+        body.insert("location", l);
+    }
+    Error::status(501, body)
+}
+
+fn status_of(msg: &Message) -> Result<i64> {
+    match msg.get("status") {
+        None => Ok(200),
+        Some(v) => v
+            .as_integer()
+            .ok_or_else(|| Error::BadRequest(format!("push@1.0: a status that is a {}", v.kind()))),
+    }
+}
+
+async fn push(base: &Message, request: &Message, ctx: &Context) -> Result<Value> {
+    let pid = process_id(base)?;
+    let process = as_process(base);
+    if request.get("slot").is_some() {
+        return push_with_mode(&process, &pid, request, ctx).await;
+    }
+    let assignment = schedule_initial(&process, request, ctx).await?;
+    let body = match assignment.get("body") {
+        Some(Value::Message(b)) => b.clone(),
+        _ => match request.get("body") {
+            Some(Value::Message(b)) => b.clone(),
+            _ => request.clone(),
+        },
+    };
+    let ty = body
+        .get_str("type")
+        .or_else(|| get_path(&body, "body/type").and_then(Value::as_str));
+    match ty {
+        Some("Process") => Ok(Value::Message(assignment)),
+        Some("Message") => push_with_mode(&process, &pid, &assignment, ctx).await,
+        other => Err(Error::BadRequest(format!(
+            "push@1.0: the scheduled message has type {other:?}, not Message or Process"
+        ))),
+    }
+}
+
+async fn schedule_initial(process: &Message, request: &Message, ctx: &Context) -> Result<Message> {
+    let req = request
+        .clone()
+        .with("path", "schedule")
+        .with("method", "POST");
+    match ctx.resolve(process.clone(), req).await? {
+        Value::Message(m) => match status_of(&m)? {
+            200 => Ok(m),
+            307 => Err(remote_unsupported(m.get_str("location"))),
+            s => Err(Error::status(
+                u16::try_from(s).unwrap_or(500),
+                Value::Message(m),
+            )),
+        },
+        other => Err(Error::BadRequest(format!(
+            "push@1.0: schedule answered a {}, not an assignment",
+            other.kind()
+        ))),
+    }
+}
+
+async fn push_with_mode(
+    process: &Message,
+    pid: &str,
+    assignment: &Message,
+    ctx: &Context,
+) -> Result<Value> {
+    let mode = [
+        assignment.get("push-mode"),
+        process.get("push-mode"),
+        get_path(process, "process/push-mode"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .and_then(Value::as_str)
+    .unwrap_or("sync");
+    match mode {
+        "sync" => do_push(process, pid, assignment, ctx)
+            .await
+            .map(Value::Message),
+        "async" => Err(Error::status(
+            501,
+            "push@1.0: push-mode async is not supported by this node",
+        )),
+        other => Err(Error::BadRequest(format!(
+            "push@1.0: unknown push-mode {other:?} (sync or async)"
+        ))),
+    }
+}
+
+/// Where an outbox entry came from.
+struct Origin<'a> {
+    process: &'a str,
+    depth: i64,
+}
+
+async fn do_push(
+    process: &Message,
+    pid: &str,
+    assignment: &Message,
+    ctx: &Context,
+) -> Result<Message> {
+    let slot = assignment
+        .get("slot")
+        .cloned()
+        .ok_or_else(|| Error::BadRequest("push@1.0: the assignment has no slot".into()))?;
+    let depth = match assignment.get("result-depth") {
+        None => 1,
+        Some(v) => v.as_integer().ok_or_else(|| {
+            Error::BadRequest(format!("push@1.0: result-depth is a {}", v.kind()))
+        })?,
+    };
+    let results = ctx
+        .resolve(
+            process.clone(),
+            Message::new()
+                .with("path", "compute/results")
+                .with("slot", slot.clone()),
+        )
+        .await?;
+    let results = match results {
+        Value::Message(m) => m,
+        Value::List(l) => list_to_message(&l),
+        _ => Message::new(),
+    };
+    let mut out = Message::new();
+    let outbox = match results.get("outbox") {
+        Some(Value::Message(m)) => m.clone(),
+        Some(Value::List(l)) => list_to_message(l),
+        _ => Message::new(),
+    };
+    if !outbox.is_empty() {
+        let wallet = ctx.extension::<Wallet>().ok_or_else(|| {
+            Error::Internal("push@1.0 needs the node wallet to sign pushed messages".into())
+        })?;
+        let origin = Origin {
+            process: pid,
+            depth,
+        };
+        for (key, entry) in outbox.iter() {
+            let pushed = match entry {
+                Value::Message(m) if m.get("target").is_some() => {
+                    push_entry(m, &origin, &wallet, ctx).await
+                }
+                other => Message::new()
+                    .with("response", "error")
+                    .with("status", 422i64)
+                    .with("outbox-index", key.as_str())
+                    .with("reason", "No target process found.")
+                    .with("message", other.clone()),
+            };
+            out.insert(key.clone(), pushed);
+        }
+    }
+    if depth > 0 {
+        for (k, v) in results.iter() {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out.insert("slot", slot);
+    out.insert("process", pid);
+    Ok(out)
+}
+
+/// The process ID part of a target (before any `?hint=` or `&…`).
+pub fn split_target(raw: &str) -> &str {
+    raw.split(['?', '&']).next().unwrap_or(raw)
+}
+
+fn entry_error(target: &str, err: &Error) -> Message {
+    let mut m = Message::new()
+        .with("response", "error")
+        .with("status", i64::from(err.http_status()))
+        .with("target", target)
+        .with("reason", err.to_string());
+    if let Error::Status { body, .. } = err {
+        m.insert("details", body.clone());
+    }
+    m
+}
+
+async fn push_entry(
+    entry: &Message,
+    origin: &Origin<'_>,
+    wallet: &Wallet,
+    ctx: &Context,
+) -> Message {
+    let raw_target = match entry.get("target") {
+        Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => {
+            return Message::new()
+                .with("response", "error")
+                .with("status", 422i64)
+                .with("reason", "The target is not a process ID.");
+        }
+    };
+    let target = split_target(&raw_target).to_owned();
+    let target_base = match ctx.load(&target) {
+        Ok(m) => m,
+        Err(Error::MessageNotFound(_) | Error::NotFound(_)) => {
+            return Message::new()
+                .with("response", "error")
+                .with("status", 404i64)
+                .with("target", target.as_str())
+                .with("reason", "Could not access target process!");
+        }
+        Err(e) => return entry_error(&target, &e),
+    };
+    let target_process = {
+        let mut p = as_process(&target_base);
+        if p.get("process").is_none() {
+            p.insert("process", target_base.clone());
+        }
+        p
+    };
+    let (signed, assignment) =
+        match schedule_result(&target_process, entry, origin, wallet, ctx).await {
+            Ok(r) => r,
+            Err(e) => return entry_error(&target, &e),
+        };
+    let Some(next_slot) = assignment.get("slot").cloned() else {
+        return entry_error(
+            &target,
+            &Error::BadRequest("the target's schedule answered no slot".into()),
+        );
+    };
+    let pushed = match assignment.get("body") {
+        Some(Value::Message(b)) => b.clone(),
+        _ => signed,
+    };
+    let pushed_id = match id_string(&pushed, IdScope::All) {
+        Ok(id) => id,
+        Err(e) => return entry_error(&target, &e),
+    };
+    let downstream = ctx
+        .resolve(
+            target_process,
+            Message::new()
+                .with("path", "push")
+                .with("slot", next_slot.clone())
+                .with("result-depth", origin.depth - 1),
+        )
+        .await;
+    match downstream {
+        Ok(d) => Message::new()
+            .with("id", pushed_id)
+            .with("target", target.as_str())
+            .with("slot", next_slot)
+            .with("resulted-in", d),
+        Err(e) => entry_error(&target, &e),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Httpsig,
+    Ans104,
+}
+
+/// Signs the entry and schedules it on the target: the signed message and the assignment.
+async fn schedule_result(
+    target_process: &Message,
+    entry: &Message,
+    origin: &Origin<'_>,
+    wallet: &Wallet,
+    ctx: &Context,
+) -> Result<(Message, Message)> {
+    let mut to_sign = message_device::set(
+        entry,
+        &Message::new()
+            .with("data-protocol", "ao")
+            .with("variant", "ao.N.1")
+            .with("type", "Message")
+            .with("from-process", origin.process),
+    )?;
+    to_sign.set_hashpath(None);
+    let mut codec = Codec::Httpsig;
+    loop {
+        let signed = match codec {
+            Codec::Httpsig => ao_core::signature::commit(&to_sign, wallet)?,
+            Codec::Ans104 => ao_core::ans104::commit(&to_sign, wallet)?,
+        };
+        let req = Message::new()
+            .with("method", "POST")
+            .with("path", "schedule")
+            .with("body", signed.clone());
+        match ctx.resolve(target_process.clone(), req).await {
+            Ok(Value::Message(m)) => {
+                return match status_of(&m)? {
+                    200 => Ok((signed, m)),
+                    307 => Err(remote_unsupported(m.get_str("location"))),
+                    422 if codec == Codec::Httpsig => {
+                        codec = Codec::Ans104;
+                        continue;
+                    }
+                    s => Err(Error::status(
+                        u16::try_from(s).unwrap_or(500),
+                        Value::Message(m),
+                    )),
+                };
+            }
+            Ok(other) => {
+                return Err(Error::BadRequest(format!(
+                    "the target's schedule answered a {}, not an assignment",
+                    other.kind()
+                )));
+            }
+            Err(e) if e.http_status() == 422 && codec == Codec::Httpsig => {
+                codec = Codec::Ans104;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -101,8 +101,9 @@ pub fn serialize(tabm: &Message) -> Result<Vec<u8>> {
 /// separator are skipped, as HyperBEAM does.
 pub fn deserialize(text: &[u8]) -> Result<Message> {
     let mut entries = Vec::new();
+    // Lines end at LF only; a CR belongs to the value (as in HyperBEAM), so any value without
+    // an LF round-trips.
     for line in text.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(i) = line.windows(2).position(|w| w == b": ") else {
             continue;
         };

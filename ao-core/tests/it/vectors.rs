@@ -228,6 +228,9 @@ fn flat_and_json_text() {
     let m = flat::deserialize(b"a: b: c\n").unwrap();
     assert_eq!(m.get_str("a"), Some("b: c"));
     assert!(json::decode(b"{\"a\": ").is_err());
+    // Regression (fuzz target `flat`): a value ending in CR survives serialise → parse.
+    let m = Message::new().with("a", "v\r");
+    assert_eq!(flat::deserialize(&flat::serialize(&m).unwrap()).unwrap(), m);
 }
 
 #[test]

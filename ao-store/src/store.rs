@@ -257,12 +257,14 @@ impl RedbStore {
     /// error and is left untouched. A store that was not closed cleanly is recovered by redb (to
     /// its last durable commit).
     pub fn open(config: StoreConfig) -> Result<Self, OpenError> {
-        Self::open_rw(config, true)
+        let path = config.path.clone();
+        guard_open(&path, || Self::open_rw(config, true))
     }
 
     /// Opens an existing store read-write ([`OpenError::Missing`] if there is none).
     pub fn open_existing(config: StoreConfig) -> Result<Self, OpenError> {
-        Self::open_rw(config, false)
+        let path = config.path.clone();
+        guard_open(&path, || Self::open_rw(config, false))
     }
 
     fn open_rw(config: StoreConfig, create: bool) -> Result<Self, OpenError> {
@@ -329,15 +331,22 @@ impl RedbStore {
         config: StoreConfig,
     ) -> Result<Self, OpenError> {
         let path = config.path.clone();
-        let db = builder(&config)
-            .create_with_backend(backend)
-            .map_err(|e| OpenError::from_redb(&path, e))?;
-        Self::start(db, config)
+        guard_open(&path, || {
+            let db = builder(&config)
+                .create_with_backend(backend)
+                .map_err(|e| OpenError::from_redb(&path, e))?;
+            Self::start(db, config)
+        })
     }
 
     /// Opens an existing store read-only: writes fail with [`WriteError::ReadOnly`]. Fails with
     /// [`OpenError::Locked`] while a node has it open.
     pub fn open_read_only(config: StoreConfig) -> Result<Self, OpenError> {
+        let path = config.path.clone();
+        guard_open(&path, || Self::open_ro(config))
+    }
+
+    fn open_ro(config: StoreConfig) -> Result<Self, OpenError> {
         let path = config.path.clone();
         match std::fs::metadata(&path) {
             Ok(m) if m.len() == 0 => {
@@ -536,7 +545,7 @@ impl RedbStore {
             return Ok(e);
         }
         let snap = self.snapshot()?;
-        let e = snap.get_entry(path)?;
+        let e = guard_read(path, || snap.get_entry(path))?;
         self.shared.cache.insert(
             Space::Entry,
             path,
@@ -553,7 +562,7 @@ impl RedbStore {
             return Ok(c.to_vec());
         }
         let snap = self.snapshot()?;
-        let c = snap.children(path)?;
+        let c = guard_read(path, || snap.children(path))?;
         self.shared.cache.insert(
             Space::Children,
             path,
@@ -562,6 +571,40 @@ impl RedbStore {
         );
         Ok(c)
     }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// redb trusts some on-disk bytes (table names, page layouts) and can panic on a damaged file.
+/// A panic while opening becomes [`OpenError::Corrupt`]; nothing was written by then that a
+/// normal failed open would not have written.
+fn guard_open<T>(path: &Path, f: impl FnOnce() -> Result<T, OpenError>) -> Result<T, OpenError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("redb failed on damaged data: {}", panic_message(p.as_ref())),
+        })
+    })
+}
+
+/// Like [`guard_open`], for reads: a panic reading damaged pages becomes [`ReadError::Corrupt`].
+pub(crate) fn guard_read<T>(
+    key: &str,
+    f: impl FnOnce() -> Result<T, ReadError>,
+) -> Result<T, ReadError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(ReadError::Corrupt {
+            key: key.to_owned(),
+            reason: format!("redb failed on damaged data: {}", panic_message(p.as_ref())),
+        })
+    })
 }
 
 /// Runs redb's crash recovery on a copy-on-write view of a store that was not closed cleanly:

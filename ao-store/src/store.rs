@@ -963,35 +963,42 @@ impl TxnWriter<'_> {
     }
 
     /// Stores a record, keeping blob reference counts right. Storing the record already there
-    /// changes nothing.
+    /// changes nothing. Binaries are looked up first (rewriting the same content-addressed
+    /// binary is common and a lookup is cheaper than a copy-on-write insert); links and groups
+    /// are inserted directly and the replaced record is inspected afterwards.
     fn put(&mut self, path: &str, rec: Record, blob: Option<&Bytes>) -> Result<(), WriteError> {
         let encoded = rec.encode();
+        let binary = !(rec.is_group() || rec.is_link());
+        if binary {
+            let same = self
+                .entries
+                .get(path.as_bytes())
+                .map_err(WriteError::storage)?
+                .is_some_and(|g| g.value() == encoded.as_slice());
+            if same {
+                return Ok(());
+            }
+            if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
+                self.incref(&hash, bytes)?;
+            }
+        }
         let old = self
             .entries
-            .get(path.as_bytes())
+            .insert(path.as_bytes(), encoded.as_slice())
             .map_err(WriteError::storage)?
             .map(|g| g.value().to_vec());
-        if old.as_deref() == Some(encoded.as_slice()) {
-            if rec.is_group() {
-                self.groups.insert(path.to_owned());
-            }
-            return Ok(());
-        }
-        if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
-            self.incref(&hash, bytes)?;
-        }
-        self.entries
-            .insert(path.as_bytes(), encoded.as_slice())
-            .map_err(WriteError::storage)?;
-        if let Some(old) = old
-            && let Some(hash) = Record::decode_at(path, &old)?.blob_hash()
-        {
-            self.decref(&hash)?;
-        }
         if rec.is_group() {
             self.groups.insert(path.to_owned());
         } else {
             self.groups.remove(path);
+        }
+        if let Some(old) = &old {
+            if *old == encoded {
+                return Ok(());
+            }
+            if let Some(hash) = Record::decode_at(path, old)?.blob_hash() {
+                self.decref(&hash)?;
+            }
         }
         self.touched.push(path.to_owned());
         Ok(())

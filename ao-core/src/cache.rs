@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::structured;
 use crate::id::{IdScope, id};
-use crate::store::{Kind, Op, join};
+use crate::store::{Entry, Op, join};
 use crate::util::b64u;
 use crate::{Error, Key, Message, Result, Store, Value};
 
@@ -89,13 +89,14 @@ pub fn write_binary(store: &dyn Store, bytes: Bytes) -> Result<String> {
 /// structured message; a binary is returned as is.
 pub fn read(store: &dyn Store, path: &str) -> Result<Option<Value>> {
     let resolved = store.resolve(path)?;
-    match store.kind(&resolved)? {
-        None => Ok(None),
-        Some(Kind::Binary) => Ok(store.read(&resolved)?.map(Value::Binary)),
-        Some(Kind::Group) => {
+    // `resolved` has no link at any prefix, so its raw entry is what it holds.
+    match store.get_raw(&resolved)? {
+        Some(Entry::Binary(b)) => Ok(Some(Value::Binary(b))),
+        Some(Entry::Group) => {
             let tabm = read_group(store, &resolved, 0)?;
             Ok(Some(Value::Message(structured::from_tabm(&tabm)?)))
         }
+        Some(Entry::Link(_)) | None => Ok(None),
     }
 }
 
@@ -110,6 +111,11 @@ pub fn read_message(store: &dyn Store, path: &str) -> Result<Option<Message>> {
     }
 }
 
+/// Reads the group at `path`, which must be resolved (no link at any prefix) and a group.
+///
+/// Each child is one raw read, plus the resolution of its target when it is a link (as every key
+/// of a cached message is): a store round trip per path segment, not per `resolve`/`kind`/`read`
+/// call of the generic `Store` methods.
 fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
     if depth > structured::MAX_DEPTH {
         return Err(Error::Store(format!(
@@ -118,16 +124,21 @@ fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
         )));
     }
     let mut out = Message::new();
-    for child in store.list(path)?.unwrap_or_default() {
+    for child in store.children(path)? {
         let child_path = join(&[path, &child]);
-        let resolved = store.resolve(&child_path)?;
-        let value = match store.kind(&resolved)? {
-            Some(Kind::Binary) => match store.read(&resolved)? {
-                Some(b) => Value::Binary(b),
-                None => continue,
-            },
-            Some(Kind::Group) => Value::Message(read_group(store, &resolved, depth + 1)?),
-            None => continue,
+        // `path` is resolved, so only `child_path` itself can be a link.
+        let (resolved, entry) = match store.get_raw(&child_path)? {
+            Some(Entry::Link(target)) => {
+                let resolved = store.resolve(&target)?;
+                let entry = store.get_raw(&resolved)?;
+                (resolved, entry)
+            }
+            entry => (child_path, entry),
+        };
+        let value = match entry {
+            Some(Entry::Binary(b)) => Value::Binary(b),
+            Some(Entry::Group) => Value::Message(read_group(store, &resolved, depth + 1)?),
+            Some(Entry::Link(_)) | None => continue,
         };
         out.fields_mut()
             .insert(Key::from_utf8(child.as_bytes())?, value);

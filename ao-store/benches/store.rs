@@ -1,1 +1,219 @@
-fn main() {}
+//! Store benchmark (a plain bench binary: `cargo bench -p ao-store --bench store`).
+//!
+//! Fills a store with `AO_STORE_BENCH_MESSAGES` small messages (default 1,000,000), then
+//! measures, printing one line per figure:
+//!
+//! * random reads of whole messages by ID (`cache::read_message`), with 1 and 2 threads;
+//! * random reads of a deep key (`ID/nested/n`);
+//! * durable (`Durability::Immediate`) message writes per second with 1, 16 and 64 writers
+//!   (group commit: one fsync per batch of waiting writers);
+//! * the bytes of store file per message.
+//!
+//! `AO_STORE_BENCH_DIR` puts the store in a given directory (default: a temporary one).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ao_core::{Message, Store, cache};
+use ao_store::{Durability, RedbStore, StoreConfig};
+
+/// A small message like those a scheduler stores: five keys, one nested message.
+fn small_message(i: u64) -> Message {
+    Message::new()
+        .with("type", "Message")
+        .with("target", "4s4SlSDGx1YuVLqD3Yr2aNk7NVZqpDnPUxqmwkVRfRw")
+        .with("slot", i as i64)
+        .with("data", format!("hello {i}"))
+        .with(
+            "nested",
+            Message::new()
+                .with("from", "8jYTLcvxK1qYDeS4vaWaK6LNhHcgrDDAIphhF2Z0LUU")
+                .with("n", format!("{}", i * 7)),
+        )
+}
+
+/// xorshift64*: a deterministic index stream.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(path: &std::path::Path, durability: Durability) -> StoreConfig {
+    let mut c = StoreConfig::new(path).with_durability(durability);
+    c.cache_bytes = 256 << 20;
+    c.page_cache_bytes = 1 << 30;
+    c
+}
+
+fn per_sec(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// Reads `per_thread` random messages on each of `threads` threads.
+fn read_bench(
+    store: &Arc<RedbStore>,
+    ids: &Arc<Vec<String>>,
+    threads: u64,
+    per_thread: u64,
+    deep: bool,
+) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (store, ids) = (store.clone(), ids.clone());
+            s.spawn(move || {
+                let mut rng = Rng(0x1234_5678 + t * 7919);
+                for _ in 0..per_thread {
+                    let i = rng.below(ids.len() as u64);
+                    if deep {
+                        let v = store
+                            .read(&format!("{}/nested/n", ids[i as usize]))
+                            .unwrap();
+                        assert_eq!(v.unwrap(), format!("{}", i * 7));
+                    } else {
+                        let m = cache::read_message(store.as_ref(), &ids[i as usize]).unwrap();
+                        assert!(m.is_some());
+                    }
+                }
+            });
+        }
+    });
+    per_sec(threads * per_thread, start.elapsed())
+}
+
+/// Durable message writes with `writers` threads for about `duration`.
+fn write_bench(store: &Arc<RedbStore>, writers: u64, duration: Duration, base: u64) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let (store, done) = (store.clone(), done.clone());
+            s.spawn(move || {
+                let mut n = 0;
+                while start.elapsed() < duration {
+                    let i = base + w * 1_000_000 + n;
+                    cache::write_message(store.as_ref(), &small_message(i)).unwrap();
+                    n += 1;
+                }
+                done.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+    });
+    per_sec(done.load(Ordering::Relaxed), start.elapsed())
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n = env_u64(
+        "AO_STORE_BENCH_MESSAGES",
+        if quick { 2_000 } else { 1_000_000 },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("AO_STORE_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let path = dir.join("bench-store.redb");
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "ao-store benchmark: {n} small messages in {}",
+        path.display()
+    );
+
+    // Fill: two threads computing IDs, batches of 1000 messages, fsync at the end.
+    let store = Arc::new(RedbStore::open(config(&path, Durability::None)).unwrap());
+    let start = Instant::now();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let parts: Vec<_> = (0..2u64)
+            .map(|t| {
+                let store = store.clone();
+                s.spawn(move || {
+                    let mut ids = Vec::new();
+                    let mut i = t;
+                    while i < n {
+                        let mut ops = Vec::new();
+                        let mut batch = Vec::new();
+                        while i < n && batch.len() < 1000 {
+                            let (id, o) = cache::message_ops(&small_message(i)).unwrap();
+                            ops.extend(o);
+                            batch.push((i, id));
+                            i += 2;
+                        }
+                        store.apply(ops).unwrap();
+                        ids.extend(batch);
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut all: Vec<(u64, String)> =
+            parts.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        all.sort_unstable();
+        all.into_iter().map(|(_, id)| id).collect()
+    });
+    store.flush().unwrap();
+    let fill = start.elapsed();
+    println!(
+        "fill:                        {:>10.0} messages/s ({:.1} s)",
+        per_sec(n, fill),
+        fill.as_secs_f64()
+    );
+    let stats = store.stats().unwrap();
+    let file = std::fs::metadata(&path).unwrap().len();
+    println!(
+        "entries per message:         {:>10.1} ({} entries, {} bytes of keys + records)",
+        stats.entries as f64 / n as f64,
+        stats.entries,
+        stats.key_bytes + stats.record_bytes
+    );
+    println!(
+        "file bytes per message:      {:>10.0} ({file} bytes)",
+        file as f64 / n as f64
+    );
+    let cfg = store.config().clone();
+    Arc::try_unwrap(store).unwrap().close().unwrap();
+    let compacted = ao_store::compact(&cfg).unwrap();
+    println!(
+        "  after compaction:          {:>10.0} ({} bytes)",
+        compacted.bytes_after as f64 / n as f64,
+        compacted.bytes_after
+    );
+
+    // Reads, on the reopened store (cold caches first, then warm).
+    let store = Arc::new(RedbStore::open(config(&path, Durability::Immediate)).unwrap());
+    let ids = Arc::new(ids);
+    let reads = if quick { 2_000 } else { 200_000 };
+    for (label, threads, deep) in [
+        ("read by ID, 1 thread:", 1, false),
+        ("read by ID, 2 threads:", 2, false),
+        ("read by ID, 2 threads (again):", 2, false),
+        ("deep key read, 1 thread:", 1, true),
+        ("deep key read, 2 threads:", 2, true),
+    ] {
+        let rate = read_bench(&store, &ids, threads, reads / threads, deep);
+        println!("{label:<29}{rate:>10.0} reads/s");
+    }
+
+    // Durable writes (Immediate: each acknowledged write is fsynced, group-committed).
+    let secs = Duration::from_secs(if quick { 1 } else { 10 });
+    for (k, writers) in [1u64, 16, 64].into_iter().enumerate() {
+        let rate = write_bench(&store, writers, secs, 10_000_000_000 * (k as u64 + 1));
+        println!("durable writes, {writers:>2} writers:   {rate:>10.0} messages/s");
+    }
+    Arc::try_unwrap(store).unwrap().close().unwrap();
+    let _ = std::fs::remove_file(&path);
+}

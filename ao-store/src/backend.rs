@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 const CHUNK: u64 = 4096;
 const CHUNK_USIZE: usize = 4096;
@@ -58,8 +58,14 @@ struct Overlay {
 }
 
 /// A copy-on-write redb backend over a read-only base. See the module docs.
+///
+/// Clones share their state, so a caller can keep a clone and read back what redb wrote
+/// ([`ScratchBackend::contents`]) after the database is closed.
+#[derive(Debug, Clone)]
+pub struct ScratchBackend(Arc<Inner>);
+
 #[derive(Debug)]
-pub struct ScratchBackend {
+struct Inner {
     base: Base,
     overlay: Mutex<Overlay>,
     /// Writes, syncs and resizes left before every one of them fails (`u64::MAX`: never).
@@ -80,7 +86,7 @@ impl ScratchBackend {
     }
 
     fn new(base: Base, len: u64) -> Self {
-        Self {
+        Self(Arc::new(Inner {
             base,
             overlay: Mutex::new(Overlay {
                 len,
@@ -88,16 +94,27 @@ impl ScratchBackend {
                 chunks: HashMap::new(),
             }),
             budget: AtomicU64::new(u64::MAX),
-        }
+        }))
+    }
+
+    /// The current contents: the base overlaid with every write so far.
+    pub fn contents(&self) -> io::Result<Vec<u8>> {
+        let len = usize::try_from(self.0.lock()?.len)
+            .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "too large"))?;
+        let mut out = vec![0u8; len];
+        redb::StorageBackend::read(self, 0, &mut out)?;
+        Ok(out)
     }
 
     /// Makes every write, sync and resize fail once `n` of them have succeeded (an injected I/O
     /// failure, as a full disk or a dying device would cause).
     pub fn fail_after(self, n: u64) -> Self {
-        self.budget.store(n, Ordering::SeqCst);
+        self.0.budget.store(n, Ordering::SeqCst);
         self
     }
+}
 
+impl Inner {
     fn spend(&self) -> io::Result<()> {
         let ok = self
             .budget
@@ -138,6 +155,28 @@ impl ScratchBackend {
 }
 
 impl redb::StorageBackend for ScratchBackend {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.0.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.0.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.0.spend()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.0.write(offset, data)
+    }
+}
+
+impl Inner {
     fn len(&self) -> Result<u64, io::Error> {
         Ok(self.lock()?.len)
     }
@@ -187,10 +226,6 @@ impl redb::StorageBackend for ScratchBackend {
         }
         ov.len = len;
         Ok(())
-    }
-
-    fn sync_data(&self) -> Result<(), io::Error> {
-        self.spend()
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
@@ -248,5 +283,9 @@ mod tests {
         f.write(0, &[1]).unwrap();
         assert!(f.write(0, &[1]).is_err());
         assert!(f.sync_data().is_err());
+        let shared = b.clone();
+        b.write(0, &[9]).unwrap();
+        assert_eq!(shared.contents().unwrap()[0], 9);
+        assert_eq!(shared.contents().unwrap().len(), 9000);
     }
 }

@@ -157,6 +157,11 @@ impl OpenError {
         let path = path.to_path_buf();
         match err.into() {
             redb::Error::Corrupted(reason) => Self::Corrupt { path, reason },
+            // Only asked for after the meta table was found: a store table is missing.
+            redb::Error::TableDoesNotExist(table) => Self::Corrupt {
+                path,
+                reason: format!("table {table:?} is missing"),
+            },
             redb::Error::TableTypeMismatch { table, .. }
             | redb::Error::TableIsMultimap(table)
             | redb::Error::TableIsNotMultimap(table) => Self::NotAStore {

@@ -78,6 +78,10 @@ impl fmt::Display for Stats {
 impl RedbStore {
     /// Counts and sizes of the committed store (a full scan).
     pub fn stats(&self) -> Result<Stats, ReadError> {
+        crate::store::guard_read("", || self.stats_unguarded())
+    }
+
+    fn stats_unguarded(&self) -> Result<Stats, ReadError> {
         let snap = self.snapshot()?;
         let mut s = Stats {
             path: self.path().to_path_buf(),
@@ -114,6 +118,10 @@ impl RedbStore {
     /// keys are normalised paths whose parents exist, blobs match their hashes and their
     /// reference counts. Returns the problems found (empty: consistent).
     pub fn check_records(&self) -> Result<CheckReport, ReadError> {
+        crate::store::guard_read("", || self.check_unguarded())
+    }
+
+    fn check_unguarded(&self) -> Result<CheckReport, ReadError> {
         let snap = self.snapshot()?;
         let mut report = CheckReport {
             path: self.path().to_path_buf(),
@@ -378,25 +386,31 @@ pub fn compact(config: &StoreConfig) -> Result<CompactReport, CompactError> {
     })?;
     let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let bytes_before = size(&path);
-    let mut db = redb::Builder::new()
-        .open(&path)
-        .map_err(|e| OpenError::from_redb(&path, e))?;
-    loop {
-        match db.compact() {
-            Ok(true) => continue,
-            Ok(false) => break,
-            Err(e) => {
-                return Err(CompactError::Compaction {
-                    path,
-                    source: e.into(),
-                });
+    let run = || -> Result<(), CompactError> {
+        let mut db = redb::Builder::new()
+            .open(&path)
+            .map_err(|e| OpenError::from_redb(&path, e))?;
+        loop {
+            match db.compact() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    return Err(CompactError::Compaction {
+                        path: path.clone(),
+                        source: e.into(),
+                    });
+                }
             }
         }
-    }
-    db.close().map_err(|e| CompactError::Compaction {
+        db.close().map_err(|e| CompactError::Compaction {
+            path: path.clone(),
+            source: e.into(),
+        })
+    };
+    crate::store::guard_read("", || Ok(run())).map_err(|e| CompactError::Compaction {
         path: path.clone(),
-        source: e.into(),
-    })?;
+        source: redb::Error::Corrupted(e.to_string()),
+    })??;
     Ok(CompactReport {
         bytes_before,
         bytes_after: size(&path),

@@ -257,12 +257,14 @@ impl RedbStore {
     /// error and is left untouched. A store that was not closed cleanly is recovered by redb (to
     /// its last durable commit).
     pub fn open(config: StoreConfig) -> Result<Self, OpenError> {
-        Self::open_rw(config, true)
+        let path = config.path.clone();
+        guard_open(&path, || Self::open_rw(config, true))
     }
 
     /// Opens an existing store read-write ([`OpenError::Missing`] if there is none).
     pub fn open_existing(config: StoreConfig) -> Result<Self, OpenError> {
-        Self::open_rw(config, false)
+        let path = config.path.clone();
+        guard_open(&path, || Self::open_rw(config, false))
     }
 
     fn open_rw(config: StoreConfig, create: bool) -> Result<Self, OpenError> {
@@ -329,15 +331,22 @@ impl RedbStore {
         config: StoreConfig,
     ) -> Result<Self, OpenError> {
         let path = config.path.clone();
-        let db = builder(&config)
-            .create_with_backend(backend)
-            .map_err(|e| OpenError::from_redb(&path, e))?;
-        Self::start(db, config)
+        guard_open(&path, || {
+            let db = builder(&config)
+                .create_with_backend(backend)
+                .map_err(|e| OpenError::from_redb(&path, e))?;
+            Self::start(db, config)
+        })
     }
 
     /// Opens an existing store read-only: writes fail with [`WriteError::ReadOnly`]. Fails with
     /// [`OpenError::Locked`] while a node has it open.
     pub fn open_read_only(config: StoreConfig) -> Result<Self, OpenError> {
+        let path = config.path.clone();
+        guard_open(&path, || Self::open_ro(config))
+    }
+
+    fn open_ro(config: StoreConfig) -> Result<Self, OpenError> {
         let path = config.path.clone();
         match std::fs::metadata(&path) {
             Ok(m) if m.len() == 0 => {
@@ -536,7 +545,7 @@ impl RedbStore {
             return Ok(e);
         }
         let snap = self.snapshot()?;
-        let e = snap.get_entry(path)?;
+        let e = guard_read(path, || snap.get_entry(path))?;
         self.shared.cache.insert(
             Space::Entry,
             path,
@@ -553,7 +562,7 @@ impl RedbStore {
             return Ok(c.to_vec());
         }
         let snap = self.snapshot()?;
-        let c = snap.children(path)?;
+        let c = guard_read(path, || snap.children(path))?;
         self.shared.cache.insert(
             Space::Children,
             path,
@@ -562,6 +571,40 @@ impl RedbStore {
         );
         Ok(c)
     }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// redb trusts some on-disk bytes (table names, page layouts) and can panic on a damaged file.
+/// A panic while opening becomes [`OpenError::Corrupt`]; nothing was written by then that a
+/// normal failed open would not have written.
+fn guard_open<T>(path: &Path, f: impl FnOnce() -> Result<T, OpenError>) -> Result<T, OpenError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("redb failed on damaged data: {}", panic_message(p.as_ref())),
+        })
+    })
+}
+
+/// Like [`guard_open`], for reads: a panic reading damaged pages becomes [`ReadError::Corrupt`].
+pub(crate) fn guard_read<T>(
+    key: &str,
+    f: impl FnOnce() -> Result<T, ReadError>,
+) -> Result<T, ReadError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(ReadError::Corrupt {
+            key: key.to_owned(),
+            reason: format!("redb failed on damaged data: {}", panic_message(p.as_ref())),
+        })
+    })
 }
 
 /// Runs redb's crash recovery on a copy-on-write view of a store that was not closed cleanly:
@@ -920,35 +963,42 @@ impl TxnWriter<'_> {
     }
 
     /// Stores a record, keeping blob reference counts right. Storing the record already there
-    /// changes nothing.
+    /// changes nothing. Binaries are looked up first (rewriting the same content-addressed
+    /// binary is common and a lookup is cheaper than a copy-on-write insert); links and groups
+    /// are inserted directly and the replaced record is inspected afterwards.
     fn put(&mut self, path: &str, rec: Record, blob: Option<&Bytes>) -> Result<(), WriteError> {
         let encoded = rec.encode();
+        let binary = !(rec.is_group() || rec.is_link());
+        if binary {
+            let same = self
+                .entries
+                .get(path.as_bytes())
+                .map_err(WriteError::storage)?
+                .is_some_and(|g| g.value() == encoded.as_slice());
+            if same {
+                return Ok(());
+            }
+            if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
+                self.incref(&hash, bytes)?;
+            }
+        }
         let old = self
             .entries
-            .get(path.as_bytes())
+            .insert(path.as_bytes(), encoded.as_slice())
             .map_err(WriteError::storage)?
             .map(|g| g.value().to_vec());
-        if old.as_deref() == Some(encoded.as_slice()) {
-            if rec.is_group() {
-                self.groups.insert(path.to_owned());
-            }
-            return Ok(());
-        }
-        if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
-            self.incref(&hash, bytes)?;
-        }
-        self.entries
-            .insert(path.as_bytes(), encoded.as_slice())
-            .map_err(WriteError::storage)?;
-        if let Some(old) = old
-            && let Some(hash) = Record::decode_at(path, &old)?.blob_hash()
-        {
-            self.decref(&hash)?;
-        }
         if rec.is_group() {
             self.groups.insert(path.to_owned());
         } else {
             self.groups.remove(path);
+        }
+        if let Some(old) = &old {
+            if *old == encoded {
+                return Ok(());
+            }
+            if let Some(hash) = Record::decode_at(path, old)?.blob_hash() {
+                self.decref(&hash)?;
+            }
         }
         self.touched.push(path.to_owned());
         Ok(())

@@ -116,6 +116,24 @@ fn corrupt_files_are_typed_and_untouched() {
     }
 }
 
+/// redb decodes table names as `&str` and panics on invalid UTF-8 (found by the fuzz target);
+/// ao-store reports the file as corrupt instead.
+#[test]
+fn damaged_table_names_are_corrupt_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = closed_store(&dir.path().join("good"));
+    let mut damaged = bytes(&good);
+    let name = b"blob-refs";
+    let at = damaged
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("table name in the file");
+    damaged[at] = 0xff;
+    let path = store_path(dir.path());
+    std::fs::write(&path, &damaged).unwrap();
+    assert_every_open_fails(&path, |e| matches!(e, OpenError::Corrupt { .. }));
+}
+
 #[test]
 fn newer_format_is_typed_and_untouched() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@ mod id;
 mod module;
 mod resolve;
 mod serve;
+mod store;
 mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ pub(crate) enum Command {
     Id(id::IdCommand),
     /// Add WASM modules to the store and evaluate aos code.
     Module(module::ModuleCommand),
+    /// Inspect and maintain the node's store.
+    Store(store::StoreCommand),
     /// Create a wallet or print its address.
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
@@ -44,6 +47,7 @@ impl Command {
             Self::Id(c) => c.execute(),
             Self::Wallet(c) => c.execute(),
             Self::Module(c) => c.execute(),
+            Self::Store(c) => c.execute(),
         }
     }
 }

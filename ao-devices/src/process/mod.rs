@@ -220,6 +220,25 @@ const ADDED_KEYS: [&str; 7] = [
     "content-type",
 ];
 
+/// The (normalised) tag names an ANS-104 commitment of the message signed.
+fn signed_tag_names(msg: &Message) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in msg.commitments().into_iter().flat_map(|c| c.iter()) {
+        let Some(tags) =
+            c.1.as_message()
+                .and_then(|c| c.get_message("original-tags"))
+        else {
+            continue;
+        };
+        for (_, t) in tags.iter() {
+            if let Some(n) = t.as_message().and_then(|t| t.get_str("name")) {
+                out.push(ao_core::key::normalize(n).into_owned());
+            }
+        }
+    }
+    out
+}
+
 /// The message a `schedule`/`push` request carries: its `body` if that is a signed message, else
 /// the request itself; reduced to its committed keys and verified per the node's policy
 /// (`verify-requests`).
@@ -245,15 +264,22 @@ pub(crate) fn message_to_schedule(ctx: &Context, req: &Message) -> Result<Messag
     }
     let reduced = ao_core::commitment::with_only_committed(&candidate)
         .or_else(|_| {
+            // An ANS-104 item commits exactly its tags: drop what the HTTP layer added beside it
+            // (e.g. the `accept` header every fetch sends) unless the item has it as a tag.
+            let signed_tags = signed_tag_names(&candidate);
             let mut stripped = candidate.clone();
             for k in ADDED_KEYS {
-                stripped.remove(k);
+                if !signed_tags.iter().any(|t| t == k) {
+                    stripped.remove(k);
+                }
             }
             ao_core::commitment::with_only_committed(&stripped)
         })
         .map_err(|e| {
+            let keys: Vec<&str> = candidate.keys().map(|k| k.as_str()).collect();
             Error::BadRequest(format!(
-                "the message's committed keys cannot be determined: {e}"
+                "the message's committed keys cannot be determined ({}): {e}",
+                keys.join(", ")
             ))
         })?;
     if policy != "off" && !from_http {

@@ -1,6 +1,7 @@
 //! The subcommands, one per file.
 
 mod id;
+mod process;
 mod resolve;
 mod serve;
 mod wallet;
@@ -31,6 +32,8 @@ pub(crate) enum Command {
     /// Create a wallet or print its address.
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
+    /// List the node's processes, or show one (slots, last result).
+    Process(process::ProcessCommand),
 }
 
 impl Command {
@@ -40,6 +43,7 @@ impl Command {
             Self::Resolve(c) => c.execute(),
             Self::Id(c) => c.execute(),
             Self::Wallet(c) => c.execute(),
+            Self::Process(c) => c.execute(),
         }
     }
 }

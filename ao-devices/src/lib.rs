@@ -14,6 +14,8 @@
 //! | `patch@1.0` | [`patch`]: moves `PATCH` messages of results into the process state |
 //! | `push@1.0` | [`push`]: signs outbox messages and schedules them on local target processes |
 //! | `cache@1.0`, `lookup@1.0` | [`cache`], [`lookup`]: read the store; write it as a trusted writer |
+//! | `process@1.0`, `genesis-wasm@1.0` | [`process`]: AO processes as supervised actors, aos run natively |
+//! | `scheduler@1.0` | [`scheduler`]: the local scheduler unit (slot assignment, schedules) |
 
 pub mod cache;
 pub mod codec;
@@ -25,6 +27,8 @@ pub mod multipass;
 pub mod patch;
 pub mod push;
 pub mod stack;
+pub mod process;
+pub mod scheduler;
 
 pub use error::{Error, Result};
 
@@ -33,7 +37,11 @@ use ao_core::DeviceRegistryBuilder;
 /// Every built-in device of this crate, added to a registry builder (which already holds
 /// `message@1.0`).
 pub fn builtin() -> DeviceRegistryBuilder {
+    let processes = std::sync::Arc::new(process::RuntimeCell::default());
     DeviceRegistryBuilder::new()
+        .register(process::ProcessDevice::new(processes.clone()))
+        .register(process::GenesisWasmDevice::new(processes.clone()))
+        .register(scheduler::SchedulerDevice::new(processes))
         .register(meta::MetaDevice)
         .register(codec::CodecDevice::Json)
         .register(codec::CodecDevice::Flat)

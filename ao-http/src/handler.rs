@@ -342,6 +342,22 @@ impl Node {
         let status = status_of(&msg);
         let codec = reply_codec(request);
         let (headers, body) = match codec.as_str() {
+            // A result that already is a JSON document (a device answered `content-type:
+            // application/json` with a text `body`, e.g. aoconnect's `{raw: {Output, …}}`, whose
+            // mixed-case keys no message can hold) is sent as it is.
+            "json@1.0" if is_json_document(&msg) => (
+                vec![
+                    ("codec-device".into(), Bytes::from(codec.clone())),
+                    (
+                        "content-type".into(),
+                        Bytes::from_static(b"application/json"),
+                    ),
+                ],
+                msg.get("body")
+                    .and_then(Value::as_bytes)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             "httpsig@1.0" => {
                 let msg = self.sign(msg)?;
                 let http = codec::to_http(&msg)?;
@@ -436,6 +452,17 @@ pub fn force_message(v: Value, status: u16) -> Message {
         m.insert(Key::new("status"), Value::Integer(i64::from(status)));
     }
     m
+}
+
+/// Whether a result is a JSON document already: `content-type: application/json` and a binary
+/// `body`, with nothing else but `status`.
+fn is_json_document(msg: &Message) -> bool {
+    msg.get_str("content-type")
+        .is_some_and(|c| c.eq_ignore_ascii_case("application/json"))
+        && matches!(msg.get("body"), Some(Value::Binary(_)))
+        && msg
+            .keys()
+            .all(|k| matches!(k.as_str(), "content-type" | "body" | "status"))
 }
 
 /// The HTTP status of a result message: its `status` key, else 200.

@@ -2,6 +2,7 @@
 
 mod id;
 mod module;
+mod process;
 mod resolve;
 mod serve;
 mod store;
@@ -37,6 +38,8 @@ pub(crate) enum Command {
     /// Create a wallet or print its address.
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
+    /// List the node's processes, or show one (slots, last result).
+    Process(process::ProcessCommand),
 }
 
 impl Command {
@@ -48,6 +51,7 @@ impl Command {
             Self::Wallet(c) => c.execute(),
             Self::Module(c) => c.execute(),
             Self::Store(c) => c.execute(),
+            Self::Process(c) => c.execute(),
         }
     }
 }

@@ -1,0 +1,1009 @@
+//! Processes as supervised actors (architecture-sketch.md "Processes as actors").
+//!
+//! * Each process that is used gets an **executor actor**: a tokio task owning the process's
+//!   live aos instance, the slot it has computed to, and recent results. Requests reach it
+//!   through a channel, so compute, dry runs and snapshots of one process are serialised by
+//!   construction while different processes run in parallel. Queued compute requests are merged:
+//!   one pass computes to the highest slot asked for and answers all of them.
+//! * Evaluations run on tokio's blocking pool, never on the async workers, each under a fuel
+//!   budget (`process-fuel`): a runaway evaluation ends as an AO error result for that slot and
+//!   delays nobody else beyond its budget.
+//! * **Supervision**: a panic inside an actor's evaluation is caught at the actor boundary
+//!   (`JoinError::is_panic`), logged, and the actor restarts from its last good state (the
+//!   stored results, the latest snapshot, and a replay of the assignments since). A trap or an
+//!   exhausted budget poisons only that instance: the slot's result is an error, and the next
+//!   evaluation restores the state before it (snapshot + replay, skipping failed slots).
+//! * **Eviction**: a supervisor task keeps the bytes of live instances under
+//!   `process-memory-budget`, evicting the least recently used idle ones, and evicts any
+//!   instance idle for `process-idle-seconds`. Eviction snapshots first; the next request wakes
+//!   the process from that snapshot.
+//! * **Snapshots** are taken every `process-snapshot-every` slots (0: only on eviction) and are
+//!   written in the same store batch as the results they cover, so a stored snapshot never runs
+//!   ahead of the stored results.
+//!
+//! Store layout (see `docs/processes.md`): `computed/<pid>/slot/<n>` and
+//! `computed/<pid>/<message-id>` → the slot's result record; `computed/<pid>/latest` → the
+//! highest slot with a stored result; `process-snapshots/<pid>` → the latest snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use ao_core::id::{IdScope, id};
+use ao_core::store::Op;
+use ao_core::util::b64u;
+use ao_core::wallet::Wallet;
+use ao_core::{Error, Message, Result, Store, Value, cache};
+use ao_wasm::{AosInstance, CompiledModule, Instance, Limits, Snapshot, WasmConfig, WasmEngine};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::genesis::{self, Evaluation, ProcessEnv};
+use super::snapshot;
+use crate::scheduler::server::{Assigned, BlockInfo, Scheduler};
+
+/// Options of the process runtime, read from the node options.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProcessOptions {
+    /// `process-snapshot-every`: take a snapshot every N computed slots (0: only on eviction).
+    pub snapshot_every: u64,
+    /// `process-memory-budget`: bytes of live instance memory kept before evicting.
+    pub memory_budget: u64,
+    /// `process-idle-seconds`: evict an instance unused for this long.
+    pub idle: Duration,
+    /// `process-fuel`: fuel one evaluation may use.
+    pub fuel: u64,
+    /// Results kept in memory per process.
+    pub results_kept: usize,
+    /// How often the supervisor checks the budget.
+    pub supervise_every: Duration,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        Self {
+            snapshot_every: 64,
+            memory_budget: 1 << 30,
+            idle: Duration::from_secs(300),
+            fuel: 10_000_000_000,
+            results_kept: 64,
+            supervise_every: Duration::from_millis(250),
+        }
+    }
+}
+
+fn int_option(opts: &Message, key: &str) -> Result<Option<u64>> {
+    match opts.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .as_integer()
+            .and_then(|i| u64::try_from(i).ok())
+            .map(Some)
+            .ok_or_else(|| Error::BadRequest(format!("node option {key} must be a number"))),
+    }
+}
+
+impl ProcessOptions {
+    /// Reads the `process-*` node options over the defaults.
+    pub fn from_options(opts: &Message) -> Result<Self> {
+        let mut o = Self::default();
+        if let Some(n) = int_option(opts, "process-snapshot-every")? {
+            o.snapshot_every = n;
+        }
+        if let Some(n) = int_option(opts, "process-memory-budget")? {
+            o.memory_budget = n;
+        }
+        if let Some(n) = int_option(opts, "process-idle-seconds")? {
+            o.idle = Duration::from_secs(n);
+        }
+        if let Some(n) = int_option(opts, "process-fuel")? {
+            o.fuel = n;
+        }
+        Ok(o)
+    }
+
+    /// Sets [`ProcessOptions::snapshot_every`].
+    #[must_use]
+    pub fn with_snapshot_every(mut self, n: u64) -> Self {
+        self.snapshot_every = n;
+        self
+    }
+
+    /// Sets [`ProcessOptions::memory_budget`].
+    #[must_use]
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// Sets [`ProcessOptions::fuel`].
+    #[must_use]
+    pub fn with_fuel(mut self, fuel: u64) -> Self {
+        self.fuel = fuel;
+        self
+    }
+
+    /// Sets [`ProcessOptions::idle`].
+    #[must_use]
+    pub fn with_idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+}
+
+/// The result of one slot.
+#[derive(Debug, Clone)]
+pub struct SlotResult {
+    /// The slot.
+    pub slot: u64,
+    /// The ID of the message evaluated.
+    pub message_id: String,
+    /// `{data, outbox, raw, error?}`.
+    pub results: Message,
+    /// The AO result object (`{Output, Messages, Spawns, Assignments, Error}`) as JSON text.
+    pub raw: String,
+    /// Whether the evaluation did not complete (a trap, an exhausted budget).
+    pub failed: bool,
+}
+
+impl SlotResult {
+    fn from_eval(slot: u64, message_id: String, e: Evaluation, failed: bool) -> Self {
+        let mut results = Message::new()
+            .with("data", e.data)
+            .with("outbox", e.outbox)
+            .with("raw", e.raw.as_str());
+        if let Some(err) = e.error {
+            results.insert("error", err);
+        }
+        Self {
+            slot,
+            message_id,
+            results,
+            raw: e.raw,
+            failed,
+        }
+    }
+
+    fn record(&self, pid: &str) -> Message {
+        let mut m = Message::new()
+            .with("process", pid)
+            .with("slot", self.slot as i64)
+            .with("message", self.message_id.as_str())
+            .with("results", self.results.clone());
+        if self.failed {
+            m.insert("failed", "true");
+        }
+        m
+    }
+
+    fn from_record(r: &Message) -> Result<Self> {
+        let results = r
+            .get_message("results")
+            .cloned()
+            .ok_or_else(|| Error::Store("result record without results".into()))?;
+        Ok(Self {
+            slot: r.get("slot").and_then(Value::as_integer).unwrap_or(0) as u64,
+            message_id: r.get_str("message").unwrap_or_default().to_owned(),
+            raw: results.get_str("raw").unwrap_or("{}").to_owned(),
+            failed: r.get("failed").is_some_and(Value::is_true),
+            results,
+        })
+    }
+}
+
+/// Per-process counters the supervisor reads.
+#[derive(Debug, Default)]
+pub struct ProcessStats {
+    /// Bytes of the live instance's memory (0 when evicted).
+    pub live_bytes: AtomicU64,
+    /// When it was last used (supervisor clock, ms).
+    pub last_used: AtomicU64,
+    /// Whether a request is being served.
+    pub busy: AtomicBool,
+    /// The highest slot computed (−1: none).
+    pub computed: AtomicI64,
+    /// How many times the actor was restarted after a panic.
+    pub restarts: AtomicU64,
+    /// How many times the instance was evicted.
+    pub evictions: AtomicU64,
+}
+
+enum Cmd {
+    Compute {
+        to: u64,
+        reply: oneshot::Sender<Result<Arc<SlotResult>>>,
+    },
+    Latest {
+        reply: oneshot::Sender<Result<Option<Arc<SlotResult>>>>,
+    },
+    DryRun {
+        message: Message,
+        reply: oneshot::Sender<Result<Evaluation>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Result<(u64, Bytes)>>,
+    },
+    Evict,
+    Crash,
+}
+
+#[derive(Clone)]
+struct Handle {
+    tx: mpsc::Sender<Cmd>,
+    process: Message,
+    stats: Arc<ProcessStats>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    scheduler: Arc<Scheduler>,
+    engine: WasmEngine,
+    options: ProcessOptions,
+    started: Instant,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// The node's processes: the scheduler unit, executor actors and their supervisor.
+pub struct Processes {
+    shared: Arc<Shared>,
+    procs: Mutex<HashMap<String, Handle>>,
+    supervisor: Mutex<bool>,
+}
+
+impl std::fmt::Debug for Processes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processes")
+            .field("scheduler", &self.shared.scheduler)
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a message is a process definition.
+pub fn is_process_message(m: &Message) -> bool {
+    m.get_str("type")
+        .is_some_and(|t| t.eq_ignore_ascii_case("process"))
+}
+
+/// An error result with a status, copied for every waiter of a failed pass.
+fn copy_err(e: &Error) -> Error {
+    match e {
+        Error::Status { status, body } => Error::Status {
+            status: *status,
+            body: body.clone(),
+        },
+        Error::MessageNotFound(s) => Error::MessageNotFound(s.clone()),
+        Error::NotFound(s) => Error::NotFound(s.clone()),
+        other => Error::status(other.http_status(), other.to_string()),
+    }
+}
+
+fn no_assignment(pid: &str, slot: u64) -> Error {
+    Error::status(
+        503,
+        Value::Message(
+            Message::new()
+                .with("status", 503i64)
+                .with("body", "No assignment found for next slot.")
+                .with("phase", "get-schedule")
+                .with("process", pid)
+                .with("attempted-slot", slot as i64),
+        ),
+    )
+}
+
+impl Processes {
+    /// A runtime over a store, signing assignments with `wallet`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        wallet: Arc<Wallet>,
+        engine: WasmEngine,
+        options: ProcessOptions,
+    ) -> Self {
+        let scheduler = Arc::new(Scheduler::new(store.clone(), wallet, BlockInfo::default()));
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                scheduler,
+                engine,
+                options,
+                started: Instant::now(),
+            }),
+            procs: Mutex::new(HashMap::new()),
+            supervisor: Mutex::new(false),
+        }
+    }
+
+    /// A runtime with default engine settings.
+    pub fn with_defaults(
+        store: Arc<dyn Store>,
+        wallet: Arc<Wallet>,
+        options: ProcessOptions,
+    ) -> Result<Self> {
+        let engine = WasmEngine::new(WasmConfig::default())?;
+        Ok(Self::new(store, wallet, engine, options))
+    }
+
+    /// The scheduler unit.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.shared.scheduler
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ProcessOptions {
+        &self.shared.options
+    }
+
+    /// The stored process definition of `pid`, if this node knows it.
+    pub fn process(&self, pid: &str) -> Result<Option<Message>> {
+        if let Some(h) = lock(&self.procs).get(pid) {
+            return Ok(Some(h.process.clone()));
+        }
+        read_process(self.shared.store.as_ref(), pid)
+    }
+
+    /// The IDs of every process this node has scheduled.
+    pub fn list(&self) -> Result<Vec<String>> {
+        self.shared.store.children("processes")
+    }
+
+    /// Counters of a process's actor, if it has one.
+    pub fn stats(&self, pid: &str) -> Option<Arc<ProcessStats>> {
+        lock(&self.procs).get(pid).map(|h| h.stats.clone())
+    }
+
+    /// Total bytes of live instances.
+    pub fn live_bytes(&self) -> u64 {
+        lock(&self.procs)
+            .values()
+            .map(|h| h.stats.live_bytes.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn handle(self: &Arc<Self>, pid: &str) -> Result<Handle> {
+        if let Some(h) = lock(&self.procs).get(pid) {
+            return Ok(h.clone());
+        }
+        let process = read_process(self.shared.store.as_ref(), pid)?
+            .ok_or_else(|| Error::MessageNotFound(format!("process {pid}")))?;
+        self.ensure_supervisor();
+        let mut procs = lock(&self.procs);
+        if let Some(h) = procs.get(pid) {
+            return Ok(h.clone());
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let stats = Arc::new(ProcessStats::default());
+        let exec = Exec::new(pid, process.clone(), self.shared.clone(), stats.clone())?;
+        tokio::spawn(run_actor(exec, rx));
+        let h = Handle { tx, process, stats };
+        procs.insert(pid.to_owned(), h.clone());
+        Ok(h)
+    }
+
+    fn ensure_supervisor(self: &Arc<Self>) {
+        let mut started = lock(&self.supervisor);
+        if !*started {
+            *started = true;
+            tokio::spawn(supervise(Arc::downgrade(self)));
+        }
+    }
+
+    async fn ask<T>(
+        self: &Arc<Self>,
+        pid: &str,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Cmd,
+    ) -> Result<T> {
+        let h = self.handle(pid)?;
+        h.stats
+            .last_used
+            .store(self.shared.now_ms(), Ordering::Relaxed);
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(make(reply))
+            .await
+            .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))?;
+        rx.await.map_err(|_| {
+            Error::status(
+                500,
+                format!("process {pid} failed while serving this request and was restarted"),
+            )
+        })?
+    }
+
+    /// Schedules a process definition at slot 0 (spawn). Spawning an already scheduled process
+    /// returns its slot-0 assignment.
+    pub async fn spawn(self: &Arc<Self>, process: Message) -> Result<Assigned> {
+        let pid = b64u(&id(&process, IdScope::Signed)?);
+        if let Some(a) = self.shared.scheduler.assignment(&pid, 0)? {
+            return Ok(Assigned {
+                process: pid.clone(),
+                slot: 0,
+                message_id: pid,
+                assignment: a,
+            });
+        }
+        self.shared.scheduler.schedule(&pid, process).await
+    }
+
+    /// Schedules a message on a known process.
+    pub async fn schedule(self: &Arc<Self>, pid: &str, message: Message) -> Result<Assigned> {
+        self.handle(pid)?;
+        self.shared.scheduler.schedule(pid, message).await
+    }
+
+    /// Computes `pid` up to `slot` and returns that slot's result.
+    pub async fn compute(self: &Arc<Self>, pid: &str, slot: u64) -> Result<Arc<SlotResult>> {
+        self.ask(pid, |reply| Cmd::Compute { to: slot, reply })
+            .await
+    }
+
+    /// Computes `pid` up to its current slot.
+    pub async fn now(self: &Arc<Self>, pid: &str) -> Result<Arc<SlotResult>> {
+        self.handle(pid)?;
+        let current = self
+            .shared
+            .scheduler
+            .current(pid)?
+            .ok_or_else(|| no_assignment(pid, 0))?;
+        self.compute(pid, current).await
+    }
+
+    /// The latest computed result, without computing.
+    pub async fn latest(self: &Arc<Self>, pid: &str) -> Result<Option<Arc<SlotResult>>> {
+        self.ask(pid, |reply| Cmd::Latest { reply }).await
+    }
+
+    /// Evaluates `message` on a copy of the current state; nothing is scheduled or stored.
+    pub async fn dry_run(self: &Arc<Self>, pid: &str, message: Message) -> Result<Evaluation> {
+        self.ask(pid, |reply| Cmd::DryRun { message, reply }).await
+    }
+
+    /// Takes a snapshot now (stored, and returned as `(slot, encoded bytes)`).
+    pub async fn snapshot(self: &Arc<Self>, pid: &str) -> Result<(u64, Bytes)> {
+        self.ask(pid, |reply| Cmd::Snapshot { reply }).await
+    }
+
+    /// Asks a process to snapshot and drop its instance.
+    pub async fn evict(self: &Arc<Self>, pid: &str) -> Result<()> {
+        let h = self.handle(pid)?;
+        h.tx.send(Cmd::Evict)
+            .await
+            .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))
+    }
+
+    /// Fault injection for supervision tests and chaos drills: makes the actor of `pid` panic
+    /// inside its next evaluation pass.
+    pub async fn inject_panic(self: &Arc<Self>, pid: &str) -> Result<()> {
+        let h = self.handle(pid)?;
+        h.tx.send(Cmd::Crash)
+            .await
+            .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))
+    }
+}
+
+/// Reads a process definition: `processes/<pid>`, else the message stored under `pid` if it is
+/// a process.
+pub fn read_process(store: &dyn Store, pid: &str) -> Result<Option<Message>> {
+    if let Some(m) = cache::read_message(store, &format!("processes/{pid}"))? {
+        return Ok(Some(m));
+    }
+    match cache::read_message(store, pid) {
+        Ok(Some(m)) if is_process_message(&m) => Ok(Some(m)),
+        Ok(_) => Ok(None),
+        Err(Error::BadRequest(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn supervise(rt: Weak<Processes>) {
+    loop {
+        let every = match rt.upgrade() {
+            Some(rt) => rt.shared.options.supervise_every,
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        let Some(rt) = rt.upgrade() else { return };
+        let now = rt.shared.now_ms();
+        let opts = &rt.shared.options;
+        let handles: Vec<(String, Handle)> = lock(&rt.procs)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut live: Vec<(u64, u64, &str, &Handle)> = handles
+            .iter()
+            .filter_map(|(pid, h)| {
+                let bytes = h.stats.live_bytes.load(Ordering::Relaxed);
+                (bytes > 0).then(|| {
+                    (
+                        h.stats.last_used.load(Ordering::Relaxed),
+                        bytes,
+                        pid.as_str(),
+                        h,
+                    )
+                })
+            })
+            .collect();
+        let mut total: u64 = live.iter().map(|l| l.1).sum();
+        live.sort_unstable_by_key(|l| l.0);
+        for (last_used, bytes, pid, h) in live {
+            let idle = now.saturating_sub(last_used) >= opts.idle.as_millis() as u64;
+            let over = total > opts.memory_budget;
+            if !(idle || over) || h.stats.busy.load(Ordering::Relaxed) {
+                continue;
+            }
+            if h.tx.try_send(Cmd::Evict).is_ok() {
+                tracing::debug!(
+                    process = pid,
+                    bytes,
+                    idle,
+                    over,
+                    "evicting process instance"
+                );
+                total = total.saturating_sub(bytes);
+                // Counted as gone now, so one pass does not evict more than needed.
+                h.stats.live_bytes.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+async fn run_actor(mut exec: Exec, mut rx: mpsc::Receiver<Cmd>) {
+    while let Some(first) = rx.recv().await {
+        let mut cmds = vec![first];
+        while cmds.len() < 256 {
+            match rx.try_recv() {
+                Ok(c) => cmds.push(c),
+                Err(_) => break,
+            }
+        }
+        let stats = exec.stats.clone();
+        stats.busy.store(true, Ordering::Relaxed);
+        let pid = exec.pid.clone();
+        let process = exec.process.clone();
+        let shared = exec.shared.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            exec.serve(cmds);
+            exec
+        })
+        .await;
+        exec = match joined {
+            Ok(e) => e,
+            Err(join) => {
+                if join.is_panic() {
+                    tracing::error!(process = %pid, "process actor panicked; restarting it from its last good state");
+                } else {
+                    tracing::error!(process = %pid, error = %join, "process actor task failed; restarting it");
+                }
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
+                stats.live_bytes.store(0, Ordering::Relaxed);
+                match Exec::new(&pid, process, shared, stats.clone()) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!(process = %pid, error = %e, "cannot restart process actor");
+                        return;
+                    }
+                }
+            }
+        };
+        stats.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What an executor actor owns.
+struct Exec {
+    pid: String,
+    process: Message,
+    shared: Arc<Shared>,
+    stats: Arc<ProcessStats>,
+    module: Option<(Arc<CompiledModule>, Limits, ProcessEnv)>,
+    instance: Option<AosInstance>,
+    /// The slot the live instance's state corresponds to (−1: fresh).
+    inst_slot: i64,
+    /// The highest slot with a result (−1: none).
+    done: i64,
+    /// The slot of the latest stored snapshot (−1: none).
+    snap_slot: i64,
+    results: BTreeMap<u64, Arc<SlotResult>>,
+    pending: Vec<Op>,
+    pending_latest: Option<u64>,
+}
+
+fn computed_path(pid: &str, slot: u64) -> String {
+    format!("computed/{pid}/slot/{slot}")
+}
+
+/// The highest slot with a stored result.
+pub fn stored_latest(store: &dyn Store, pid: &str) -> Result<Option<u64>> {
+    Ok(store
+        .read(&format!("computed/{pid}/latest"))?
+        .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok()))
+}
+
+/// A stored slot result.
+pub fn stored_result(store: &dyn Store, pid: &str, slot: u64) -> Result<Option<SlotResult>> {
+    match cache::read_message(store, &computed_path(pid, slot))? {
+        Some(r) => Ok(Some(SlotResult::from_record(&r)?)),
+        None => Ok(None),
+    }
+}
+
+impl Exec {
+    fn new(
+        pid: &str,
+        process: Message,
+        shared: Arc<Shared>,
+        stats: Arc<ProcessStats>,
+    ) -> Result<Self> {
+        let done = stored_latest(shared.store.as_ref(), pid)?.map_or(-1, |s| s as i64);
+        let snap_slot = shared
+            .store
+            .read(&format!("process-snapshots/{pid}"))?
+            .and_then(|b| {
+                (b.len() >= 16)
+                    .then(|| u64::from_le_bytes(b[8..16].try_into().unwrap_or([0; 8])) as i64)
+            })
+            .unwrap_or(-1);
+        stats.computed.store(done, Ordering::Relaxed);
+        Ok(Self {
+            pid: pid.to_owned(),
+            process,
+            shared,
+            stats,
+            module: None,
+            instance: None,
+            inst_slot: -1,
+            done,
+            snap_slot,
+            results: BTreeMap::new(),
+            pending: Vec::new(),
+            pending_latest: None,
+        })
+    }
+
+    fn serve(&mut self, cmds: Vec<Cmd>) {
+        let target = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::Compute { to, .. } => Some(*to),
+                _ => None,
+            })
+            .max();
+        let advanced = target.map(|to| self.advance(to));
+        for cmd in cmds {
+            match cmd {
+                Cmd::Compute { to, reply } => {
+                    let r = match &advanced {
+                        Some(Err(e)) if to as i64 > self.done => Err(copy_err(e)),
+                        _ => self.result(to),
+                    };
+                    let _ = reply.send(r);
+                }
+                Cmd::Latest { reply } => {
+                    let r = match u64::try_from(self.done) {
+                        Ok(s) => self.result(s).map(Some),
+                        Err(_) => Ok(None),
+                    };
+                    let _ = reply.send(r);
+                }
+                Cmd::DryRun { message, reply } => {
+                    let _ = reply.send(self.dry_run(&message));
+                }
+                Cmd::Snapshot { reply } => {
+                    let _ = reply.send(self.snapshot_now());
+                }
+                Cmd::Evict => {
+                    if let Err(e) = self.evict() {
+                        tracing::warn!(process = %self.pid, error = %e, "eviction failed");
+                    }
+                }
+                Cmd::Crash => panic!("fault injected into process {}", self.pid),
+            }
+        }
+        if let Err(e) = self.flush() {
+            tracing::error!(process = %self.pid, error = %e, "writing computed results failed");
+        }
+        let bytes = self
+            .instance
+            .as_ref()
+            .map_or(0, |i| i.instance().memory_size());
+        self.stats.live_bytes.store(bytes, Ordering::Relaxed);
+        self.stats.computed.store(self.done, Ordering::Relaxed);
+        self.stats
+            .last_used
+            .store(self.shared.now_ms(), Ordering::Relaxed);
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut ops = std::mem::take(&mut self.pending);
+        if let Some(l) = self.pending_latest.take() {
+            ops.push(Op::Write {
+                path: format!("computed/{}/latest", self.pid),
+                value: Bytes::from(l.to_string()),
+            });
+        }
+        self.shared.store.apply(ops)
+    }
+
+    fn result(&mut self, slot: u64) -> Result<Arc<SlotResult>> {
+        if slot as i64 > self.done {
+            return Err(no_assignment(&self.pid, slot));
+        }
+        if let Some(r) = self.results.get(&slot) {
+            return Ok(r.clone());
+        }
+        let r = stored_result(self.shared.store.as_ref(), &self.pid, slot)?
+            .ok_or_else(|| Error::NotFound(format!("result of slot {slot} of {}", self.pid)))?;
+        Ok(Arc::new(r))
+    }
+
+    fn is_failed(&self, slot: u64) -> Result<bool> {
+        if let Some(r) = self.results.get(&slot) {
+            return Ok(r.failed);
+        }
+        Ok(self
+            .shared
+            .store
+            .read(&format!("{}/failed", computed_path(&self.pid, slot)))?
+            .is_some())
+    }
+
+    fn load_module(&mut self) -> Result<()> {
+        if self.module.is_some() {
+            return Ok(());
+        }
+        let exec_dev = self
+            .process
+            .get_str("execution-device")
+            .unwrap_or("genesis-wasm@1.0")
+            .to_ascii_lowercase();
+        let aos_stack = exec_dev == "stack@1.0"
+            && self
+                .process
+                .get("device-stack")
+                .is_some_and(|s| format!("{s:?}").to_ascii_lowercase().contains("json-iface"));
+        if exec_dev != "genesis-wasm@1.0" && !aos_stack {
+            return Err(Error::status(
+                422,
+                format!(
+                    "execution device {exec_dev:?} is not supported by this node's process runtime \
+                     (it runs aos processes: genesis-wasm@1.0, or stack@1.0 with json-iface@1.0)"
+                ),
+            ));
+        }
+        let module_id = self
+            .process
+            .get_str("module")
+            .or_else(|| self.process.get_str("image"))
+            .ok_or_else(|| Error::status(422, "the process names no Module (or image)"))?
+            .to_owned();
+        let store = self.shared.store.as_ref();
+        let module_msg = cache::read_message(store, &module_id)?
+            .ok_or_else(|| Error::MessageNotFound(format!("module {module_id}")))?;
+        let bytes = module_msg
+            .get("body")
+            .or_else(|| module_msg.get("data"))
+            .and_then(Value::as_bytes)
+            .ok_or_else(|| Error::status(422, format!("module {module_id} has no WASM body")))?
+            .clone();
+        let module = self.shared.engine.load(&bytes, store)?;
+        let mut limits = Instance::default_limits(&module).with_fuel(self.shared.options.fuel);
+        if let Some(tag) = self
+            .process
+            .get_str("memory-limit")
+            .or_else(|| module_msg.get_str("memory-limit"))
+        {
+            limits = limits.with_memory_limit_tag(tag);
+        }
+        let env = ProcessEnv::new(&self.pid, &self.process, &module_id, &module_msg);
+        self.module = Some((module, limits, env));
+        Ok(())
+    }
+
+    /// Makes the live instance hold the state after slot `self.done`.
+    fn ensure_instance(&mut self) -> Result<()> {
+        if self.instance.is_some() && self.inst_slot == self.done {
+            return Ok(());
+        }
+        self.load_module()?;
+        let Some((module, limits, _)) = &self.module else {
+            return Err(Error::Internal("module not loaded".into()));
+        };
+        let (module, limits) = (module.clone(), *limits);
+        let stored = self
+            .shared
+            .store
+            .read(&format!("process-snapshots/{}", self.pid))?;
+        let mut restored = None;
+        if let Some(b) = stored {
+            let (slot, data) = snapshot::decode(&b)?;
+            if slot as i64 <= self.done {
+                let snap = Snapshot::from_bytes(Bytes::from(data))?;
+                restored = Some((AosInstance::restore(&module, limits, &snap)?, slot as i64));
+            }
+        }
+        let (inst, slot) = match restored {
+            Some(r) => r,
+            None => (AosInstance::new(&module, limits)?, -1),
+        };
+        self.instance = Some(inst);
+        self.inst_slot = slot;
+        // Replay the slots computed since, skipping those whose evaluation failed.
+        for s in (slot + 1)..=self.done {
+            let s = s as u64;
+            if self.is_failed(s)? {
+                self.inst_slot = s as i64;
+                continue;
+            }
+            let a = self
+                .shared
+                .scheduler
+                .assignment(&self.pid, s)?
+                .ok_or_else(|| no_assignment(&self.pid, s))?;
+            let (_, failed) = self.eval(s, &a)?;
+            if failed.is_some() {
+                self.instance = None;
+                return Err(Error::status(
+                    500,
+                    format!("replaying slot {s} of {} failed", self.pid),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates the assignment of slot `s` on the live instance.
+    fn eval(&mut self, s: u64, assignment: &Message) -> Result<(Evaluation, Option<String>)> {
+        let body = assignment
+            .get_message("body")
+            .ok_or_else(|| Error::Store(format!("assignment {s} of {} has no body", self.pid)))?;
+        let Some((_, _, env)) = &self.module else {
+            return Err(Error::Internal("module not loaded".into()));
+        };
+        let msg_json = genesis::message_json(body, Some(assignment), env)?;
+        let inst = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no live instance".into()))?;
+        match inst.handle(&msg_json, &env.env_json) {
+            Ok(out) => {
+                self.inst_slot = s as i64;
+                let ev = match genesis::parse_result(&out, env) {
+                    Ok(ev) => ev,
+                    Err(e) => genesis::failure(&e.to_string()),
+                };
+                Ok((ev, None))
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(process = %self.pid, slot = s, error = %reason, "evaluation failed; the slot's result is an error");
+                self.instance = None;
+                self.inst_slot = -1;
+                Ok((genesis::failure(&reason), Some(reason)))
+            }
+        }
+    }
+
+    fn advance(&mut self, to: u64) -> Result<()> {
+        while (self.done) < to as i64 {
+            let s = (self.done + 1) as u64;
+            let a = self
+                .shared
+                .scheduler
+                .assignment(&self.pid, s)?
+                .ok_or_else(|| no_assignment(&self.pid, s))?;
+            self.ensure_instance()?;
+            let message_id = a
+                .get_message("body")
+                .map(|b| id(b, IdScope::Signed).map(|i| b64u(&i)))
+                .transpose()?
+                .unwrap_or_default();
+            let (ev, failed) = self.eval(s, &a)?;
+            let r = Arc::new(SlotResult::from_eval(s, message_id, ev, failed.is_some()));
+            self.record(r)?;
+            if failed.is_none()
+                && self.shared.options.snapshot_every > 0
+                && self.done - self.snap_slot >= self.shared.options.snapshot_every as i64
+            {
+                self.snapshot_to_pending()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, r: Arc<SlotResult>) -> Result<()> {
+        let (uid, ops) = cache::message_ops(&r.record(&self.pid))?;
+        self.pending.extend(ops);
+        self.pending.push(Op::MakeLink {
+            existing: uid.clone(),
+            new: computed_path(&self.pid, r.slot),
+        });
+        if !r.message_id.is_empty() {
+            self.pending.push(Op::MakeLink {
+                existing: uid,
+                new: format!("computed/{}/{}", self.pid, r.message_id),
+            });
+        }
+        self.done = r.slot as i64;
+        self.pending_latest = Some(r.slot);
+        self.results.insert(r.slot, r);
+        while self.results.len() > self.shared.options.results_kept.max(1) {
+            self.results.pop_first();
+        }
+        Ok(())
+    }
+
+    fn snapshot_to_pending(&mut self) -> Result<Bytes> {
+        let inst = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no live instance to snapshot".into()))?;
+        let snap = inst.snapshot()?;
+        let slot = u64::try_from(self.inst_slot)
+            .map_err(|_| Error::status(409, "nothing computed yet: no state to snapshot"))?;
+        let encoded = Bytes::from(snapshot::encode(slot, &snap.to_bytes()));
+        self.pending.push(Op::Write {
+            path: format!("process-snapshots/{}", self.pid),
+            value: encoded.clone(),
+        });
+        self.snap_slot = self.inst_slot;
+        Ok(encoded)
+    }
+
+    fn snapshot_now(&mut self) -> Result<(u64, Bytes)> {
+        self.ensure_instance()?;
+        let b = self.snapshot_to_pending()?;
+        Ok((self.snap_slot as u64, b))
+    }
+
+    fn evict(&mut self) -> Result<()> {
+        if self.instance.is_none() {
+            return Ok(());
+        }
+        if self.inst_slot >= 0 && self.snap_slot < self.inst_slot {
+            self.snapshot_to_pending()?;
+            self.flush()?;
+        }
+        self.instance = None;
+        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn dry_run(&mut self, message: &Message) -> Result<Evaluation> {
+        if let Some(current) = self.shared.scheduler.current(&self.pid)? {
+            self.advance(current)?;
+        }
+        self.ensure_instance()?;
+        let Some((module, limits, env)) = &self.module else {
+            return Err(Error::Internal("module not loaded".into()));
+        };
+        let inst = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no live instance".into()))?;
+        let snap = inst.snapshot()?;
+        let mut copy = AosInstance::restore(module, *limits, &snap)?;
+        let msg_json = genesis::message_json(message, None, env)?;
+        match copy.handle(&msg_json, &env.env_json) {
+            Ok(out) => genesis::parse_result(&out, env),
+            Err(e) => Ok(genesis::failure(&e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The local scheduler unit: one actor (a tokio task) per process serialises slot assignment
+//! (devices.md §3.6 "Slot assignment").
+//!
+//! A batch of requests waiting in an actor's mailbox is assigned together: contiguous slots, the
+//! hash chain extended message by message, each assignment signed with the node wallet (on up
+//! to two threads), then everything written in **one** [`Store::apply`] (message bodies,
+//! assignments, slot links, the message → slot index). Callers are answered only after that
+//! batch is durable; if the write fails, nobody is answered with a slot and the actor's counters
+//! do not move.
+//!
+//! Store layout (see `docs/processes.md`):
+//!
+//! * `assignments/<pid>/<slot>` → link to the signed assignment message (its `body` is the
+//!   scheduled message, stored as its own group, so `GET /<message-id>` finds it);
+//! * `message-slots/<pid>/<message-id>` → the slot, as decimal text;
+//! * `processes/<pid>` → link to the process message (written with slot 0).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ao_core::id::{IdScope, id};
+use ao_core::store::Op;
+use ao_core::util::{b64u, b64u_decode};
+use ao_core::wallet::Wallet;
+use ao_core::{Error, Message, Result, Store, Value, cache};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most requests one actor assigns in one batch.
+const MAX_BATCH: usize = 256;
+/// Assignments kept in memory per process for the executor (it reads older ones from the store).
+const RECENT: usize = 1024;
+
+/// The block fields of assignments. This node has no Arweave gateway, so they are fixed (zeros,
+/// as HyperBEAM's debug mode writes) unless configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// `block-height`.
+    pub height: i64,
+    /// `block-hash`, base64url.
+    pub hash: String,
+    /// `block-timestamp` (seconds).
+    pub timestamp: i64,
+}
+
+impl Default for BlockInfo {
+    fn default() -> Self {
+        Self {
+            height: 0,
+            hash: b64u(&[0u8; 32]),
+            timestamp: 0,
+        }
+    }
+}
+
+/// A message assigned to a slot.
+#[derive(Debug, Clone)]
+pub struct Assigned {
+    /// The process.
+    pub process: String,
+    /// The slot.
+    pub slot: u64,
+    /// The scheduled message's ID (`id(M, all)`, over its signatures).
+    pub message_id: String,
+    /// The signed assignment; its `body` is the message.
+    pub assignment: Message,
+}
+
+struct Request {
+    message: Message,
+    message_id: String,
+    reply: oneshot::Sender<Result<Assigned>>,
+}
+
+/// A live per-process scheduler.
+#[derive(Clone)]
+struct Server {
+    tx: mpsc::Sender<Request>,
+    /// The latest assigned slot (−1 before the first).
+    current: Arc<AtomicI64>,
+    recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
+}
+
+/// The node's scheduler unit: per-process actors, created on demand.
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    wallet: Arc<Wallet>,
+    address: String,
+    block: BlockInfo,
+    servers: Mutex<HashMap<String, Server>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("address", &self.address)
+            .field("live", &self.servers.lock().map(|s| s.len()).unwrap_or(0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store path of a process's assignment at a slot.
+pub fn assignment_path(pid: &str, slot: u64) -> String {
+    format!("assignments/{pid}/{slot}")
+}
+
+/// The latest assigned slot of a process according to the store, and that assignment's hash
+/// chain (raw bytes).
+pub fn recover(store: &dyn Store, pid: &str) -> Result<Option<(u64, Vec<u8>)>> {
+    let slots = store.children(&format!("assignments/{pid}"))?;
+    let Some(last) = slots.iter().filter_map(|s| s.parse::<u64>().ok()).max() else {
+        return Ok(None);
+    };
+    let chain = store
+        .read(&format!("{}/hash-chain", assignment_path(pid, last)))?
+        .ok_or_else(|| Error::Store(format!("assignment {pid}/{last} has no hash-chain")))?;
+    let raw = b64u_decode(&chain)
+        .ok_or_else(|| Error::Store(format!("assignment {pid}/{last}: bad hash-chain")))?;
+    Ok(Some((last, raw)))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Scheduler {
+    /// A scheduler signing with `wallet` and writing to `store`.
+    pub fn new(store: Arc<dyn Store>, wallet: Arc<Wallet>, block: BlockInfo) -> Self {
+        Self {
+            address: wallet.address_string(),
+            store,
+            wallet,
+            block,
+            servers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This scheduler's address (the node wallet's).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The block fields written into assignments.
+    pub fn block(&self) -> &BlockInfo {
+        &self.block
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The processes with a live scheduler actor.
+    pub fn live(&self) -> Vec<String> {
+        let mut v: Vec<String> = lock(&self.servers).keys().cloned().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn server(&self, pid: &str) -> Result<Server> {
+        let mut servers = lock(&self.servers);
+        if let Some(s) = servers.get(pid) {
+            return Ok(s.clone());
+        }
+        let (next, chain) = match recover(self.store.as_ref(), pid)? {
+            Some((last, chain)) => (last + 1, chain),
+            None => (0, Vec::new()),
+        };
+        let (tx, rx) = mpsc::channel(4096);
+        let server = Server {
+            tx,
+            current: Arc::new(AtomicI64::new(next as i64 - 1)),
+            recent: Arc::new(Mutex::new(VecDeque::new())),
+        };
+        let actor = Actor {
+            pid: pid.to_owned(),
+            next,
+            chain,
+            store: self.store.clone(),
+            wallet: self.wallet.clone(),
+            block: self.block.clone(),
+            current: server.current.clone(),
+            recent: server.recent.clone(),
+        };
+        tokio::spawn(actor.run(rx));
+        servers.insert(pid.to_owned(), server.clone());
+        Ok(server)
+    }
+
+    /// Assigns the next slot of `pid` to `message` (only its committed keys; the caller has
+    /// verified it) and returns once the assignment is durable.
+    pub async fn schedule(&self, pid: &str, message: Message) -> Result<Assigned> {
+        let message_id = b64u(&id(&message, IdScope::Signed)?);
+        let server = self.server(pid)?;
+        let (reply, rx) = oneshot::channel();
+        server
+            .tx
+            .send(Request {
+                message,
+                message_id,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Internal(format!("the scheduler of {pid} stopped")))?;
+        rx.await
+            .map_err(|_| Error::Internal(format!("the scheduler of {pid} dropped a request")))?
+    }
+
+    /// The latest assigned slot of `pid` (`None` before the first).
+    pub fn current(&self, pid: &str) -> Result<Option<u64>> {
+        let c = self.server(pid)?.current.load(Ordering::Acquire);
+        Ok(u64::try_from(c).ok())
+    }
+
+    /// The assignment of `pid` at `slot`, from memory or the store.
+    pub fn assignment(&self, pid: &str, slot: u64) -> Result<Option<Message>> {
+        if let Some(s) = lock(&self.servers).get(pid) {
+            let recent = lock(&s.recent);
+            if let Some((first, _)) = recent.front()
+                && slot >= *first
+                && let Some((n, m)) = recent.get((slot - first) as usize)
+                && *n == slot
+            {
+                return Ok(Some(m.clone()));
+            }
+        }
+        cache::read_message(self.store.as_ref(), &assignment_path(pid, slot))
+    }
+
+    /// The slot a message was assigned in `pid`'s schedule.
+    pub fn slot_of(&self, pid: &str, message_id: &str) -> Result<Option<u64>> {
+        Ok(self
+            .store
+            .read(&format!("message-slots/{pid}/{message_id}"))?
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok()))
+    }
+}
+
+struct Actor {
+    pid: String,
+    next: u64,
+    chain: Vec<u8>,
+    store: Arc<dyn Store>,
+    wallet: Arc<Wallet>,
+    block: BlockInfo,
+    current: Arc<AtomicI64>,
+    recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
+}
+
+/// One assignment to build: everything but the signature.
+struct Draft {
+    slot: u64,
+    message_id: String,
+    unsigned: Message,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.assign(batch).await;
+        }
+    }
+
+    async fn assign(&mut self, batch: Vec<Request>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut chain = self.chain.clone();
+        let mut drafts = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (i, req) in batch.into_iter().enumerate() {
+            let slot = self.next + i as u64;
+            let mut h = Sha256::new();
+            h.update(&chain);
+            h.update(req.message_id.as_bytes());
+            chain = h.finalize().to_vec();
+            let path = match req.message.get("path") {
+                Some(Value::Binary(p)) if !p.is_empty() => Value::Binary(p.clone()),
+                _ => Value::from("compute"),
+            };
+            let unsigned = Message::new()
+                .with("path", path)
+                .with("data-protocol", "ao")
+                .with("variant", "ao.N.1")
+                .with("epoch", "0")
+                .with("process", self.pid.as_str())
+                .with("slot", slot as i64)
+                .with("block-height", self.block.height)
+                .with("block-hash", self.block.hash.as_str())
+                .with("block-timestamp", self.block.timestamp)
+                .with("timestamp", now)
+                .with("hash-chain", b64u(&chain))
+                .with("body", req.message);
+            drafts.push(Draft {
+                slot,
+                message_id: req.message_id,
+                unsigned,
+            });
+            replies.push(req.reply);
+        }
+        let pid = self.pid.clone();
+        let wallet = self.wallet.clone();
+        let store = self.store.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let signed = sign_all(&drafts, &wallet)?;
+            let mut ops = Vec::new();
+            for (d, a) in drafts.iter().zip(&signed) {
+                ops.extend(assignment_ops(&pid, d.slot, &d.message_id, a)?);
+            }
+            store.apply(ops)?;
+            Ok::<_, Error>(
+                drafts
+                    .into_iter()
+                    .zip(signed)
+                    .map(|(d, assignment)| Assigned {
+                        process: pid.clone(),
+                        slot: d.slot,
+                        message_id: d.message_id,
+                        assignment,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await;
+        let assigned = match built {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                tracing::error!(process = %self.pid, error = %e, "scheduling failed; no slot assigned");
+                let text = e.to_string();
+                for r in replies {
+                    let _ = r.send(Err(Error::Store(format!("scheduling failed: {text}"))));
+                }
+                return;
+            }
+            Err(join) => {
+                tracing::error!(process = %self.pid, error = %join, "the scheduler's signing task failed");
+                for r in replies {
+                    let _ = r.send(Err(Error::Internal("the scheduler failed".into())));
+                }
+                return;
+            }
+        };
+        self.next += assigned.len() as u64;
+        self.chain = chain;
+        self.current.store(self.next as i64 - 1, Ordering::Release);
+        {
+            let mut recent = lock(&self.recent);
+            for a in &assigned {
+                recent.push_back((a.slot, a.assignment.clone()));
+            }
+            while recent.len() > RECENT {
+                recent.pop_front();
+            }
+        }
+        for (r, a) in replies.into_iter().zip(assigned) {
+            let _ = r.send(Ok(a));
+        }
+    }
+}
+
+/// Signs the drafts, on two threads when there are several.
+fn sign_all(drafts: &[Draft], wallet: &Wallet) -> Result<Vec<Message>> {
+    if drafts.len() < 2 {
+        return drafts
+            .iter()
+            .map(|d| ao_core::signature::commit(&d.unsigned, wallet))
+            .collect();
+    }
+    let mid = drafts.len() / 2;
+    let (a, b) = drafts.split_at(mid);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            a.iter()
+                .map(|d| ao_core::signature::commit(&d.unsigned, wallet))
+                .collect::<Result<Vec<_>>>()
+        });
+        let second: Result<Vec<_>> = b
+            .iter()
+            .map(|d| ao_core::signature::commit(&d.unsigned, wallet))
+            .collect();
+        let mut out = first
+            .join()
+            .map_err(|_| Error::Internal("signing thread panicked".into()))??;
+        out.extend(second?);
+        Ok(out)
+    })
+}
+
+/// The store writes of one assignment: the assignment (and its body) as messages, aliases of
+/// the body's commitment IDs, the slot link, the message → slot index, and for slot 0 the
+/// process index.
+fn assignment_ops(pid: &str, slot: u64, message_id: &str, assignment: &Message) -> Result<Vec<Op>> {
+    let (uid, mut ops) = cache::message_ops(assignment)?;
+    if let Some(body) = assignment.get_message("body") {
+        let body_uid = b64u(&id(body, IdScope::All)?);
+        if let Some(c) = body.commitments() {
+            for cid in c.keys() {
+                if cid.as_str() != body_uid {
+                    ops.push(Op::MakeLink {
+                        existing: body_uid.clone(),
+                        new: cid.as_str().to_owned(),
+                    });
+                }
+            }
+        }
+        if slot == 0 {
+            ops.push(Op::MakeLink {
+                existing: body_uid,
+                new: format!("processes/{pid}"),
+            });
+        }
+    }
+    ops.push(Op::MakeLink {
+        existing: uid,
+        new: assignment_path(pid, slot),
+    });
+    ops.push(Op::Write {
+        path: format!("message-slots/{pid}/{message_id}"),
+        value: bytes::Bytes::from(slot.to_string()),
+    });
+    Ok(ops)
+}

@@ -1,0 +1,478 @@
+//! `process@1.0`, `scheduler@1.0` and `genesis-wasm@1.0` end to end through the resolver, with
+//! HyperBEAM's aos module (`aos-2-pure-xs`, exnref translation) and ANS-104-signed messages as
+//! aoconnect sends them. Ports the process acceptance tests of devices.md §9 that need no
+//! `patch@1.0`/`stack@1.0`, plus concurrency, isolation, supervision and recovery.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ao_core::wallet::Wallet;
+use ao_core::{MemoryStore, Message, Resolver, Store, Value, cache};
+use ao_devices::process::{ProcessOptions, Processes};
+use ao_wasm::{CompiledModule, WasmConfig, WasmEngine};
+
+fn fixture(path: &str) -> Vec<u8> {
+    let p = format!(
+        "{}/../../shared/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&p).unwrap_or_else(|e| panic!("reading {p}: {e}"))
+}
+
+type Wallets = std::sync::Mutex<Vec<(String, Arc<Wallet>)>>;
+
+fn wallet(name: &str) -> Arc<Wallet> {
+    static W: OnceLock<Wallets> = OnceLock::new();
+    let cache = W.get_or_init(Default::default);
+    let mut c = cache.lock().unwrap();
+    if let Some((_, w)) = c.iter().find(|(n, _)| n == name) {
+        return w.clone();
+    }
+    let w = Arc::new(Wallet::from_jwk(&fixture(&format!("wallets/{name}"))).unwrap());
+    c.push((name.to_owned(), w.clone()));
+    w
+}
+
+/// One engine for the whole test binary, with the aos module kept compiled.
+fn engine() -> (WasmEngine, &'static Vec<u8>) {
+    static E: OnceLock<(WasmEngine, Vec<u8>, Arc<CompiledModule>)> = OnceLock::new();
+    let (e, bytes, _) = E.get_or_init(|| {
+        let e = WasmEngine::new(WasmConfig::default()).unwrap();
+        let bytes = fixture("wasm/aos-2-pure-xs.exnref.wasm");
+        let m = e.compile(&bytes).unwrap();
+        (e, bytes, m)
+    });
+    (e.clone(), bytes)
+}
+
+struct Node {
+    resolver: Resolver,
+    rt: Arc<Processes>,
+    store: Arc<dyn Store>,
+    module: String,
+    client: Arc<Wallet>,
+}
+
+fn node_on(store: Arc<dyn Store>, options: ProcessOptions) -> Node {
+    let (engine, bytes) = engine();
+    let module = cache::write_message(
+        store.as_ref(),
+        &Message::new()
+            .with("body", bytes.clone())
+            .with("content-type", "application/wasm")
+            .with("data-protocol", "ao")
+            .with("type", "Module")
+            .with(
+                "module-format",
+                "wasm64-unknown-emscripten-draft_2024_02_15",
+            )
+            .with("memory-limit", "1-gb"),
+    )
+    .unwrap();
+    let node_wallet = wallet("test-wallet.json");
+    let rt = Arc::new(Processes::new(
+        store.clone(),
+        node_wallet.clone(),
+        engine,
+        options,
+    ));
+    let resolver = Resolver::builder(ao_devices::builtin().build())
+        .store(store.clone())
+        .extension(node_wallet)
+        .extension(rt.clone())
+        .build();
+    Node {
+        resolver,
+        rt,
+        store,
+        module,
+        client: wallet("key-1.json"),
+    }
+}
+
+fn node(options: ProcessOptions) -> Node {
+    node_on(Arc::new(MemoryStore::new()), options)
+}
+
+impl Node {
+    fn process_message(&self, name: &str) -> Message {
+        let addr = self.rt.scheduler().address().to_owned();
+        let m = Message::new()
+            .with("device", "process@1.0")
+            .with("scheduler-device", "scheduler@1.0")
+            .with("push-device", "push@1.0")
+            .with("execution-device", "genesis-wasm@1.0")
+            .with("authority", addr.as_str())
+            .with("scheduler", addr.as_str())
+            .with("module", self.module.as_str())
+            .with("name", name)
+            .with("data-protocol", "ao")
+            .with("type", "Process")
+            .with("variant", "ao.N.1")
+            .with("data", "1984");
+        ao_core::ans104::commit(&m, &self.client).unwrap()
+    }
+
+    fn eval_message(&self, pid: &str, code: &str) -> Message {
+        let m = Message::new()
+            .with("target", pid)
+            .with("action", "Eval")
+            .with("data-protocol", "ao")
+            .with("type", "Message")
+            .with("variant", "ao.N.1")
+            .with("data", code);
+        ao_core::ans104::commit(&m, &self.client).unwrap()
+    }
+
+    async fn spawn(&self, name: &str) -> String {
+        let p = self.process_message(name);
+        let out = self
+            .resolver
+            .resolve(p.clone(), p.with("path", "push"))
+            .await
+            .unwrap();
+        let a = out.as_message().unwrap();
+        assert_eq!(a.get("slot"), Some(&Value::Integer(0)));
+        a.get_str("process").unwrap().to_owned()
+    }
+
+    /// `POST /<pid>~process@1.0/push` as aoconnect sends it (the item's keys are merged into
+    /// the loaded process, as the HyperPATH rules do).
+    async fn push(&self, pid: &str, code: &str) -> (u64, Message) {
+        let msg = self.eval_message(pid, code);
+        let process = cache::read_message(self.store.as_ref(), pid)
+            .unwrap()
+            .unwrap();
+        let mut base = process;
+        for (k, v) in msg.iter() {
+            base.insert(k.clone(), v.clone());
+        }
+        let out = self
+            .resolver
+            .resolve(base, msg.with("path", "push").with("method", "POST"))
+            .await
+            .unwrap();
+        let m = out.as_message().unwrap().clone();
+        let slot = m.get("slot").and_then(Value::as_integer).unwrap() as u64;
+        (slot, m.get_message("results").unwrap().clone())
+    }
+
+    async fn eval(&self, pid: &str, code: &str) -> String {
+        let (_, results) = self.push(pid, code).await;
+        data(&results)
+    }
+
+    async fn path(&self, p: &str) -> Value {
+        self.resolver.resolve_path(p).await.unwrap()
+    }
+}
+
+fn data(results: &Message) -> String {
+    match results.get("data") {
+        Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::Integer(i)) => i.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn opts() -> ProcessOptions {
+    ProcessOptions::default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aos_evals_compute_and_read_back() {
+    let n = node(opts());
+    let pid = n.spawn("evals").await;
+    // aos_compute_test: "return 1+1" → "2", "return 2+2" → "4".
+    assert_eq!(n.eval(&pid, "return 1+1").await, "2");
+    assert_eq!(n.eval(&pid, "return 2+2").await, "4");
+    // Reads by HyperPATH: the state at a slot, and now.
+    let v = n
+        .path(&format!(
+            "/{pid}~process@1.0/compute&slot+integer=1/results/data"
+        ))
+        .await;
+    assert_eq!(v.as_str(), Some("2"));
+    let v = n
+        .path(&format!("/{pid}~process@1.0/now/results/data"))
+        .await;
+    assert_eq!(v.as_str(), Some("4"));
+    // aoconnect's forms: `/<pid>/slot/current`, `compute/results=N`.
+    let v = n.path(&format!("/{pid}/slot/current")).await;
+    assert_eq!(v, Value::Integer(2));
+    let v = n.path(&format!("/{pid}/compute/results=1/data")).await;
+    assert_eq!(v.as_str(), Some("2"));
+    // The schedule: three assignments, slot 0 being the process itself.
+    let v = n.path(&format!("/{pid}~process@1.0/schedule")).await;
+    let s = v.as_message().unwrap();
+    let assignments = s.get_message("assignments").unwrap();
+    assert_eq!(assignments.len(), 3);
+    let zero = assignments.get_message("0").unwrap();
+    assert_eq!(zero.get_str("process"), Some(pid.as_str()));
+    assert_eq!(
+        zero.get_message("body").unwrap().get_str("type"),
+        Some("Process")
+    );
+    assert!(zero.is_committed(), "assignments are signed");
+    ao_core::verify::verify_signatures(zero).unwrap();
+    assert_eq!(s.get("continues"), Some(&Value::bool(false)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_messages_are_browsable() {
+    let n = node(opts());
+    let pid = n.spawn("deep").await;
+    // aos_browsable_state_test: Data = {Deep=4, Bool=true} → results/outbox/1/data/Deep = 4.
+    let (slot, results) = n
+        .push(
+            &pid,
+            "Send({ Target = ao.id, Action = 'Ping', Data = { Deep = 4, Bool = true } }); return 'sent'",
+        )
+        .await;
+    assert_eq!(data(&results), "sent");
+    let v = n
+        .path(&format!(
+            "/{pid}~process@1.0/compute&slot+integer={slot}/results/outbox/1/data/deep"
+        ))
+        .await;
+    assert_eq!(v, Value::Integer(4));
+    let out = results
+        .get_message("outbox")
+        .unwrap()
+        .get_message("1")
+        .unwrap();
+    assert_eq!(out.get_str("action"), Some("Ping"));
+    assert_eq!(out.get_str("from-process"), Some(pid.as_str()));
+    assert_eq!(out.get_str("from-image"), Some(n.module.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_eviction_restore_and_replay() {
+    // restore_test: "X = 42", "X = 1337", "return X" across a restore → "1337"; with a
+    // snapshot every slot, and with none (replay from the start).
+    for every in [1, 0] {
+        let n = node(opts().with_snapshot_every(every));
+        let pid = n.spawn("restore").await;
+        n.eval(&pid, "X = 42").await;
+        n.eval(&pid, "X = 1337").await;
+        n.rt.evict(&pid).await.unwrap();
+        assert_eq!(
+            n.eval(&pid, "return X").await,
+            "1337",
+            "snapshot-every {every}"
+        );
+        // A new runtime on the same store: no live state at all.
+        let m = node_on(n.store.clone(), opts().with_snapshot_every(every));
+        assert_eq!(m.eval(&pid, "return X").await, "1337");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn now_and_dry_run() {
+    let n = node(opts());
+    let pid = n.spawn("now").await;
+    n.eval(&pid, "X = 2").await;
+    // now_results_test: `now/results/data`.
+    let msg = n.eval_message(&pid, "return X * 2");
+    n.rt.schedule(&pid, msg).await.unwrap();
+    let v = n
+        .path(&format!("/{pid}~process@1.0/now/results/data"))
+        .await;
+    assert_eq!(v.as_str(), Some("4"));
+    // A dry run evaluates on a copy: `X = 100` is not kept and takes no slot.
+    let before = n.rt.scheduler().current(&pid).unwrap();
+    let dry = n.eval_message(&pid, "X = 100; return X");
+    let base = n
+        .path(&format!("/{pid}~process@1.0/as=execution"))
+        .await
+        .as_message()
+        .unwrap()
+        .clone();
+    assert_eq!(base.get_str("device"), Some("genesis-wasm@1.0"));
+    let out = n
+        .resolver
+        .resolve(base, dry.with("path", "compute"))
+        .await
+        .unwrap();
+    assert_eq!(data(out.as_message().unwrap()), "100");
+    assert_eq!(n.rt.scheduler().current(&pid).unwrap(), before);
+    assert_eq!(n.eval(&pid, "return X").await, "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_typed_client_error() {
+    let n = node(opts());
+    let pid = n.spawn("errors").await;
+    // A tampered signature: 400.
+    let mut msg = n.eval_message(&pid, "return 1");
+    msg.insert("data", "return 2");
+    let err = n
+        .resolver
+        .resolve(
+            Message::new().with("device", "scheduler@1.0"),
+            msg.with("path", "schedule").with("method", "POST"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), 400, "{err}");
+    // An unknown process: 404.
+    let ghost = "pRoCeSs_iD_0000000000000000000000000000000A";
+    let err = n
+        .resolver
+        .resolve_path(&format!("/~scheduler@1.0/slot?target={ghost}"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), 404, "{err}");
+    // A slot that is not a number, and one not assigned yet.
+    let err = n
+        .resolver
+        .resolve_path(&format!("/{pid}/compute/results=banana"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), 400, "{err}");
+    let err = n
+        .resolver
+        .resolve_path(&format!("/{pid}~process@1.0/compute&slot+integer=9"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), 503, "{err}");
+    // A Lua error is a result, not a failure.
+    let (_, results) = n.push(&pid, "error('boom')").await;
+    assert!(data(&results).contains("boom"));
+    assert!(results.get_str("error").unwrap().contains("boom"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_to_several_processes_keep_slots_contiguous() {
+    let n = Arc::new(node(opts().with_snapshot_every(8)));
+    let mut pids = Vec::new();
+    for i in 0..4 {
+        pids.push(n.spawn(&format!("counter-{i}")).await);
+    }
+    let per_process = 12;
+    let mut tasks = Vec::new();
+    for pid in &pids {
+        for _ in 0..per_process {
+            let n = n.clone();
+            let pid = pid.clone();
+            tasks.push(tokio::spawn(async move {
+                let (slot, _) = n.push(&pid, "Count = (Count or 0) + 1; return Count").await;
+                (pid, slot)
+            }));
+        }
+    }
+    let mut slots: std::collections::HashMap<String, BTreeSet<u64>> = Default::default();
+    for t in tasks {
+        let (pid, slot) = t.await.unwrap();
+        assert!(
+            slots.entry(pid).or_default().insert(slot),
+            "slot given twice"
+        );
+    }
+    for pid in &pids {
+        let got: Vec<u64> = slots[pid].iter().copied().collect();
+        let want: Vec<u64> = (1..=per_process).collect();
+        assert_eq!(got, want, "slots of {pid}");
+        assert_eq!(n.eval(pid, "return Count").await, per_process.to_string());
+        // Every slot's result is the counter after that many increments.
+        for s in 1..=per_process {
+            let v = n.path(&format!("/{pid}/compute/results={s}/data")).await;
+            assert_eq!(v, Value::from(s.to_string().as_str()), "{pid} slot {s}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_process_is_stopped_and_does_not_hold_others() {
+    let n = Arc::new(node(opts().with_fuel(2_000_000_000)));
+    let stuck = n.spawn("stuck").await;
+    let other = n.spawn("other").await;
+    n.eval(&stuck, "Y = 7").await;
+    let looping = {
+        let n = n.clone();
+        let stuck = stuck.clone();
+        tokio::spawn(async move { n.push(&stuck, "while true do end").await })
+    };
+    // The other process keeps answering while the loop burns its budget.
+    for i in 0..3 {
+        assert_eq!(n.eval(&other, &format!("return {i}")).await, i.to_string());
+    }
+    let (_, results) = looping.await.unwrap();
+    assert!(
+        results.get_str("error").unwrap().contains("budget"),
+        "{results:?}"
+    );
+    // The stuck process resumes from the state before the failed slot.
+    assert_eq!(n.eval(&stuck, "return Y").await, "7");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_actor_is_restarted_from_its_last_good_state() {
+    let n = node(opts().with_snapshot_every(2));
+    let pid = n.spawn("crashy").await;
+    let other = n.spawn("bystander").await;
+    for i in 1..=3 {
+        n.eval(&pid, &format!("Z = {i}")).await;
+    }
+    n.eval(&other, "W = 'fine'").await;
+    n.rt.inject_panic(&pid).await.unwrap();
+    // The panic is caught at the actor boundary; the next request is served by a restarted
+    // actor that rebuilt the state (snapshot at slot 2, then a replay of slot 3).
+    let mut restarted = false;
+    for _ in 0..50 {
+        if n.rt
+            .stats(&pid)
+            .unwrap()
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+        {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(restarted);
+    assert_eq!(n.eval(&pid, "return Z").await, "3");
+    assert_eq!(n.eval(&other, "return W").await, "fine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_survives_a_restart_and_the_chain_continues() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let n = node_on(store.clone(), opts());
+    let pid = n.spawn("durable").await;
+    n.eval(&pid, "A = 1").await;
+    n.eval(&pid, "A = A + 1").await;
+    let before = ao_devices::scheduler::server::recover(store.as_ref(), &pid)
+        .unwrap()
+        .unwrap();
+    drop(n);
+    let m = node_on(store.clone(), opts());
+    let (slot, results) = m.push(&pid, "return A").await;
+    assert_eq!(slot, 3);
+    assert_eq!(data(&results), "2");
+    // The new assignment's chain extends the recovered one.
+    let a = m.rt.scheduler().assignment(&pid, 3).unwrap().unwrap();
+    let body = a.get_message("body").unwrap();
+    let mid = ao_core::id::id_string(body, ao_core::IdScope::Signed).unwrap();
+    let mut h = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut h, &before.1);
+    sha2::Digest::update(&mut h, mid.as_bytes());
+    let want = ao_core::util::b64u(&sha2::Digest::finalize(h));
+    assert_eq!(a.get_str("hash-chain"), Some(want.as_str()));
+    // aos-2 schedule form.
+    let v = m
+        .resolver
+        .resolve_path(&format!(
+            "/{pid}~process@1.0/schedule?from+integer=1&to+integer=2&accept=application/aos-2"
+        ))
+        .await
+        .unwrap();
+    let doc = v.as_message().unwrap();
+    let json: serde_json::Value = serde_json::from_str(doc.get_str("body").unwrap()).unwrap();
+    assert_eq!(json["edges"].as_array().unwrap().len(), 2);
+    assert_eq!(json["edges"][0]["cursor"], "1");
+    assert_eq!(json["page_info"]["has_next_page"], false);
+}

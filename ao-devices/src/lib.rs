@@ -8,10 +8,14 @@
 //! |---|---|
 //! | `meta@1.0` | [`meta`]: the node message (options, address), its operator-signed updates, build info |
 //! | `json@1.0`, `flat@1.0`, `structured@1.0`, `httpsig@1.0` | [`codec`]: codecs as devices (`serialize`, `deserialize`) |
+//! | `relay@1.0` | [`relay`]: `call`/`cast` to peers, the forwarding request hook; the [`relay::PeerClient`] trait |
+//! | `router@1.0` | [`router`]: the `routes` table, strategies, `route`/`match`, the `preprocess` hook |
 
 pub mod codec;
 mod error;
 pub mod meta;
+pub mod relay;
+pub mod router;
 
 pub use error::{Error, Result};
 
@@ -26,4 +30,6 @@ pub fn builtin() -> DeviceRegistryBuilder {
         .register(codec::CodecDevice::Flat)
         .register(codec::CodecDevice::Structured)
         .register(codec::CodecDevice::Httpsig)
+        .register(relay::RelayDevice)
+        .register(router::RouterDevice)
 }

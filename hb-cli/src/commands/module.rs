@@ -57,7 +57,9 @@ enum ModuleSubcommand {
 /// The node's store in a data directory (the node must not be running: it holds the lock).
 pub(crate) fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(data_dir)?;
-    Ok(Arc::new(ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(data_dir))?))
+    Ok(Arc::new(ao_store::RedbStore::open(
+        ao_store::StoreConfig::in_data_dir(data_dir),
+    )?))
 }
 
 impl ModuleCommand {

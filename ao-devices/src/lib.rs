@@ -16,6 +16,8 @@
 //! | `cache@1.0`, `lookup@1.0` | [`cache`], [`lookup`]: read the store; write it as a trusted writer |
 //! | `process@1.0`, `genesis-wasm@1.0` | [`process`]: AO processes as supervised actors, aos run natively |
 //! | `scheduler@1.0` | [`scheduler`]: the local scheduler unit (slot assignment, schedules) |
+//! | `relay@1.0` | [`relay`]: `call`/`cast` to peers, the forwarding request hook; the [`relay::PeerClient`] trait |
+//! | `router@1.0` | [`router`]: the `routes` table, strategies, `route`/`match`, the `preprocess` hook |
 
 pub mod cache;
 pub mod codec;
@@ -29,6 +31,8 @@ pub mod push;
 pub mod stack;
 pub mod process;
 pub mod scheduler;
+pub mod relay;
+pub mod router;
 
 pub use error::{Error, Result};
 
@@ -54,4 +58,6 @@ pub fn builtin() -> DeviceRegistryBuilder {
         .register(push::PushDevice)
         .register(cache::CacheDevice)
         .register(lookup::LookupDevice)
+        .register(relay::RelayDevice)
+        .register(router::RouterDevice)
 }

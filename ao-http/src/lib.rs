@@ -8,10 +8,13 @@
 //!   function ([`Node::handle`]) testable without a server.
 //! * [`server`] — binding, connection limits, header-read timeouts and graceful shutdown.
 //! * [`metrics`] — Prometheus text metrics, served at `/~hyperbuddy@1.0/metrics`.
+//! * [`client`] — the outbound client ([`HttpClient`]): messages to peers, for `relay@1.0`,
+//!   `router@1.0` and the devices that talk to other nodes.
 //! * [`HttpConfig`] — limits and addresses, read from the node options.
 //!
-//! warp and hyper types stay inside this crate.
+//! warp, hyper and reqwest types stay inside this crate.
 
+pub mod client;
 mod config;
 mod error;
 pub mod handler;
@@ -19,6 +22,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod server;
 
+pub use client::{ClientConfig, HttpClient};
 pub use config::HttpConfig;
 pub use error::{ApiError, Error, Result};
 pub use handler::{HttpRequest, HttpResponse, Node};

@@ -118,12 +118,19 @@ impl Node {
             ao_wasm::WasmConfig::default(),
         )?);
         let registry = registry(&wasm).build();
+        // One outbound client per node (pooled connections), for relay@1.0 and router@1.0.
+        let client = ao_http::HttpClient::new(
+            ao_http::ClientConfig::from_options(&options)?,
+            Some(wallet.clone()),
+        )?;
         let resolver = Resolver::builder(registry)
             .store(store.clone() as Arc<dyn Store>)
             .extension(metrics.clone())
             .extension(Arc::new(state))
             .extension(wallet.clone())
             .extension(wasm)
+            .extension(Arc::new(ao_devices::relay::Client::new(Arc::new(client))))
+            .extension(Arc::new(ao_devices::router::RouterState::new()))
             .build();
         Ok(Self {
             options,
@@ -146,12 +153,15 @@ impl Node {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<ServerHandle> {
         let codec = Arc::new(codec::NodeCodec::new(self.wallet.clone(), &self.options)?);
+        // The `on` option's request/response hooks (e.g. router@1.0 preprocess, relay@1.0).
+        let hooks = ao_http::hooks::from_options(&self.options, &self.resolver);
         let node = ao_http::Node::new(
             self.resolver.clone(),
             self.http.clone(),
             self.metrics.clone(),
         )
-        .with_codec(codec);
+        .with_codec(codec)
+        .with_hooks(hooks);
         Ok(ao_http::serve(Arc::new(node), stop).await?)
     }
 

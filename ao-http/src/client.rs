@@ -1,0 +1,412 @@
+//! The outbound HTTP client: messages to peers, as HyperBEAM's `hb_http:request` sends them
+//! (spec ao-core.md §7, client side).
+//!
+//! * Encoding: `httpsig@1.0` by default (headers and body from [`ao_core::codec::to_http`]),
+//!   `ans104@1.0` when the message's `codec-device` says so. A message the node was asked to
+//!   sign is signed with the node wallet; if the peer answers 422 to a signed httpsig message,
+//!   it is signed as an ANS-104 item and sent once more (HyperBEAM's codec downgrade).
+//! * Decoding: with an `ao-result` header the reply is that key of the decoded message; else
+//!   the message decoded per its `codec-device` (httpsig by default) with `status` set.
+//! * One client per node (connections are pooled and reused), connect and request timeouts,
+//!   bounded redirects (3xx with `location`, when asked), and bounded retries of idempotent
+//!   requests whose connection failed.
+//! * Failures are typed ([`PeerError`]): unreachable → 502, too slow → 504.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ao_core::codec::{self, httpsig::HttpMessage};
+use ao_core::device::BoxFuture;
+use ao_core::wallet::Wallet;
+use ao_core::{Message, Value};
+use ao_devices::relay::{Outbound, PeerClient, PeerError, Reply, split_url};
+use bytes::Bytes;
+
+/// Limits of the outbound client, read from the node options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// How long a connection may take to open (`http-connect-timeout`, ms).
+    pub connect_timeout: Duration,
+    /// How long a request may take, connection to last body byte (`http-request-timeout`, ms).
+    pub request_timeout: Duration,
+    /// Most redirects followed for one request (`http-max-redirects`).
+    pub max_redirects: usize,
+    /// Retries of an idempotent request whose connection failed (`http-retries`).
+    pub retries: usize,
+    /// Idle connections kept per peer (`http-pool-idle-per-host`).
+    pub pool_idle_per_host: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            max_redirects: 5,
+            retries: 2,
+            pool_idle_per_host: 32,
+        }
+    }
+}
+
+fn int(opts: &Message, key: &str) -> Option<Result<u64, crate::Error>> {
+    let v = opts.get(key)?;
+    let n = match v {
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        v => v.as_str().and_then(|s| s.trim().parse().ok()),
+    };
+    Some(n.ok_or_else(|| crate::Error::Config(format!("option {key:?} is not a valid number"))))
+}
+
+impl ClientConfig {
+    /// Reads the client options; absent keys keep their defaults.
+    pub fn from_options(opts: &Message) -> Result<Self, crate::Error> {
+        let mut c = Self::default();
+        if let Some(v) = int(opts, "http-connect-timeout") {
+            c.connect_timeout = Duration::from_millis(v?);
+        }
+        if let Some(v) = int(opts, "http-request-timeout") {
+            c.request_timeout = Duration::from_millis(v?);
+        }
+        if let Some(v) = int(opts, "http-max-redirects") {
+            c.max_redirects = v? as usize;
+        }
+        if let Some(v) = int(opts, "http-retries") {
+            c.retries = v? as usize;
+        }
+        if let Some(v) = int(opts, "http-pool-idle-per-host") {
+            c.pool_idle_per_host = v? as usize;
+        }
+        Ok(c)
+    }
+}
+
+/// The node's HTTP client.
+pub struct HttpClient {
+    http: reqwest::Client,
+    wallet: Option<Arc<Wallet>>,
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Headers the transport owns: never copied from a message onto the wire, nor from a reply
+/// into the decoded message.
+const TRANSPORT_HEADERS: [&str; 13] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "host",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+    "date",
+    "server",
+    "vary",
+];
+
+fn transport_header(name: &str) -> bool {
+    TRANSPORT_HEADERS.contains(&name) || name.starts_with("access-control-")
+}
+
+/// An encoded request body and its headers.
+struct Encoded {
+    headers: Vec<(String, Bytes)>,
+    body: Option<Bytes>,
+}
+
+fn encode(message: &Message) -> Result<Encoded, PeerError> {
+    let bad = |e: ao_core::Error| PeerError::BadRequest(e.to_string());
+    match message.get_str("codec-device").unwrap_or("httpsig@1.0") {
+        "ans104@1.0" => Ok(Encoded {
+            headers: vec![
+                ("codec-device".into(), Bytes::from_static(b"ans104@1.0")),
+                (
+                    "content-type".into(),
+                    Bytes::from_static(b"application/ans104"),
+                ),
+            ],
+            body: Some(Bytes::from(
+                ao_core::ans104::encode(&message.clone().without("codec-device")).map_err(bad)?,
+            )),
+        }),
+        _ => {
+            let http = codec::to_http(message).map_err(bad)?;
+            Ok(Encoded {
+                headers: http.headers.into_iter().collect(),
+                body: http.body,
+            })
+        }
+    }
+}
+
+fn idempotent(method: &reqwest::Method) -> bool {
+    matches!(
+        *method,
+        reqwest::Method::GET
+            | reqwest::Method::HEAD
+            | reqwest::Method::OPTIONS
+            | reqwest::Method::PUT
+            | reqwest::Method::DELETE
+    )
+}
+
+impl HttpClient {
+    /// A client; `wallet` signs the messages sent with [`Outbound::sign`].
+    pub fn new(config: ClientConfig, wallet: Option<Arc<Wallet>>) -> Result<Self, crate::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(config.pool_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("ao-node/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            wallet,
+            config,
+        })
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn wallet(&self) -> Result<&Wallet, PeerError> {
+        self.wallet
+            .as_deref()
+            .ok_or_else(|| PeerError::BadRequest("this node has no wallet to sign with".into()))
+    }
+
+    /// Sends a message and decodes the reply (see the module docs).
+    pub async fn request(&self, req: Outbound) -> Result<Reply, PeerError> {
+        let message = if req.sign {
+            ao_core::signature::commit(&req.message, self.wallet()?)
+                .map_err(|e| PeerError::BadRequest(format!("signing: {e}")))?
+        } else {
+            req.message.clone()
+        };
+        let reply = self.exchange(&req, &message).await?;
+        let was_httpsig = message.get_str("codec-device").unwrap_or("httpsig@1.0") == "httpsig@1.0";
+        if reply.status == 422 && req.sign && was_httpsig {
+            // The peer does not take httpsig here: sign as an ANS-104 item and try once more.
+            let unsigned = req.message.clone().without("commitments");
+            if let Ok(item) = ao_core::ans104::commit(&unsigned, self.wallet()?) {
+                let item = item.with("codec-device", "ans104@1.0");
+                tracing::debug!(peer = %req.peer, "422 to httpsig; retrying as ANS-104");
+                return self.exchange(&req, &item).await;
+            }
+        }
+        Ok(reply)
+    }
+
+    /// One request, following redirects and retrying failed connections as configured.
+    async fn exchange(&self, req: &Outbound, message: &Message) -> Result<Reply, PeerError> {
+        let encoded = encode(message)?;
+        let mut method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| PeerError::BadRequest(format!("bad method {:?}", req.method)))?;
+        let mut peer = req.peer.clone();
+        let mut path = req.path.clone();
+        let mut body = encoded.body.clone();
+        let mut redirects = 0;
+        loop {
+            let resp = self
+                .send_once(&method, &peer, &path, &encoded.headers, body.clone(), req)
+                .await?;
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if req.follow_redirects
+                && matches!(status, 301 | 302 | 303 | 307 | 308)
+                && let Some(location) = location
+                && redirects < self.config.max_redirects
+            {
+                redirects += 1;
+                if location.starts_with("http://") || location.starts_with("https://") {
+                    let (p, t) = split_url(&location).map_err(|e| PeerError::BadReply {
+                        peer: peer.clone(),
+                        reason: format!("bad redirect location: {e}"),
+                    })?;
+                    peer = p;
+                    path = t;
+                } else {
+                    path = if location.starts_with('/') {
+                        location
+                    } else {
+                        format!("/{location}")
+                    };
+                }
+                if status == 303 {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                tracing::debug!(%peer, %path, status, "following redirect");
+                continue;
+            }
+            return decode(&peer, resp).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: &reqwest::Method,
+        peer: &str,
+        path: &str,
+        headers: &[(String, Bytes)],
+        body: Option<Bytes>,
+        req: &Outbound,
+    ) -> Result<reqwest::Response, PeerError> {
+        let url = format!("{}{}", peer.trim_end_matches('/'), path);
+        let timeout = req.timeout.unwrap_or(self.config.request_timeout);
+        let mut attempt = 0;
+        loop {
+            let mut builder = self.http.request(method.clone(), &url).timeout(timeout);
+            for (name, value) in headers {
+                if transport_header(name) {
+                    continue;
+                }
+                let value = reqwest::header::HeaderValue::from_maybe_shared(value.clone())
+                    .map_err(|_| {
+                        PeerError::BadRequest(format!("header {name:?} is not a valid value"))
+                    })?;
+                builder = builder.header(name.as_str(), value);
+            }
+            if let Some(b) = &body {
+                builder = builder.body(b.clone());
+            }
+            match builder.send().await {
+                Ok(resp) => return Ok(resp),
+                Err(e) if e.is_timeout() => {
+                    return Err(PeerError::Timeout {
+                        peer: peer.to_owned(),
+                        after: timeout,
+                    });
+                }
+                Err(e) if e.is_connect() && idempotent(method) && attempt < self.config.retries => {
+                    attempt += 1;
+                    tracing::debug!(%peer, attempt, error = %e, "connection failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) if e.is_builder() => {
+                    return Err(PeerError::BadRequest(format!("{url}: {e}")));
+                }
+                Err(e) => {
+                    return Err(PeerError::Unreachable {
+                        peer: peer.to_owned(),
+                        reason: error_chain(&e),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// Decodes a reply (spec ao-core.md §7, client side).
+async fn decode(peer: &str, resp: reqwest::Response) -> Result<Reply, PeerError> {
+    let status = resp.status().as_u16();
+    let mut http = HttpMessage::default();
+    for (name, value) in resp.headers() {
+        let name = name.as_str();
+        if transport_header(name) {
+            continue;
+        }
+        let value = Bytes::copy_from_slice(value.as_bytes());
+        match http.headers.get_mut(name) {
+            Some(existing) => {
+                let mut joined = existing.to_vec();
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(&value);
+                *existing = Bytes::from(joined);
+            }
+            None => {
+                http.headers.insert(name.to_owned(), value);
+            }
+        }
+    }
+    let body = resp.bytes().await.map_err(|e| {
+        if e.is_timeout() {
+            PeerError::Timeout {
+                peer: peer.to_owned(),
+                after: Duration::ZERO,
+            }
+        } else {
+            PeerError::Unreachable {
+                peer: peer.to_owned(),
+                reason: error_chain(&e),
+            }
+        }
+    })?;
+    let bad = |e: ao_core::Error| PeerError::BadReply {
+        peer: peer.to_owned(),
+        reason: e.to_string(),
+    };
+    let codec = http
+        .header("codec-device")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or("httpsig@1.0")
+        .to_ascii_lowercase();
+    let ao_result = http
+        .header("ao-result")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned);
+    let msg = match codec.as_str() {
+        "ans104@1.0" => ao_core::ans104::decode(&body).map_err(bad)?,
+        "json@1.0" => codec::from_json(&body)
+            .map_err(bad)?
+            .with("status", i64::from(status)),
+        _ => {
+            http.body = (!body.is_empty()).then_some(body);
+            codec::from_http(&http)
+                .map_err(bad)?
+                .with("status", i64::from(status))
+        }
+    };
+    match ao_result {
+        Some(key) => match msg.get(&key) {
+            Some(v) => Ok(Reply::new(status, v.clone())),
+            None => Err(PeerError::BadReply {
+                peer: peer.to_owned(),
+                reason: format!("result key {key:?} is not in the reply"),
+            }),
+        },
+        None => Ok(Reply::new(status, Value::Message(msg))),
+    }
+}
+
+impl PeerClient for HttpClient {
+    fn send(&self, request: Outbound) -> BoxFuture<'_, Result<Reply, PeerError>> {
+        Box::pin(self.request(request))
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
+}

@@ -1,0 +1,489 @@
+//! A small network of `hb-cli serve` nodes on 127.0.0.1: routing, relaying, route strategies,
+//! route administration and peer failures, as operators and clients see them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ao_core::codec::{self, httpsig::HttpMessage};
+use ao_core::{Message, Value, Wallet, signature};
+use bytes::Bytes;
+
+struct Served {
+    child: Child,
+    url: String,
+    address: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+/// Starts a node on a free port with its own data directory (and config file, if any).
+fn serve(dir: &Path, config: Option<&Path>) -> Served {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hb-cli"));
+    cmd.args(["serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+        .arg(dir);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .env_remove("HB_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start hb-cli serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    let address = line.split_whitespace().last().unwrap().to_owned();
+    Served {
+        child,
+        url,
+        address,
+    }
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures"
+    ))
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `?k=v` with the value percent-encoded.
+fn q(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = c.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+fn decode(headers: &reqwest::header::HeaderMap, body: Bytes) -> Message {
+    let mut http = HttpMessage::default();
+    for (k, v) in headers {
+        if matches!(
+            k.as_str(),
+            "content-length"
+                | "date"
+                | "access-control-allow-origin"
+                | "access-control-allow-methods"
+        ) {
+            continue;
+        }
+        http.headers
+            .insert(k.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes()));
+    }
+    http.body = (!body.is_empty()).then_some(body);
+    codec::from_http(&http).unwrap()
+}
+
+async fn get_message(c: &reqwest::Client, url: &str) -> (u16, Message) {
+    let r = c.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, decode(&headers, r.bytes().await.unwrap()))
+}
+
+async fn post_signed(
+    c: &reqwest::Client,
+    url: &str,
+    msg: &Message,
+    wallet: &Wallet,
+) -> (u16, String) {
+    let http = codec::to_http(&signature::commit(msg, wallet).unwrap()).unwrap();
+    let mut req = c.post(url);
+    for (k, v) in &http.headers {
+        req = req.header(k.as_str(), v.as_ref());
+    }
+    if let Some(b) = http.body {
+        req = req.body(b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+/// Resolves `/~router@1.0/route?route-path=<path>` `n` times, 16 at a time; the URLs chosen.
+async fn route_many(c: &reqwest::Client, node: &str, path: &str, n: usize) -> Vec<String> {
+    let url = format!("{node}/~router@1.0/route?route-path={}", q(path));
+    let mut out = Vec::with_capacity(n);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (c, url) = (c.clone(), url.clone());
+        set.spawn(async move { get(&c, &url).await });
+        if set.len() >= 16 || i + 1 == n {
+            while let Some(r) = set.join_next().await {
+                let (status, body) = r.unwrap();
+                assert_eq!(status, 200, "{body}");
+                out.push(body);
+            }
+        }
+    }
+    out
+}
+
+fn count(urls: &[String], prefix: &str) -> usize {
+    urls.iter().filter(|u| u.starts_with(prefix)).count()
+}
+
+/// Node A routes a template to B (through the `preprocess` request hook), relays to B and C,
+/// and picks nodes by strategy; its operator adds routes, nobody else can.
+#[tokio::test]
+async fn three_nodes_route_relay_and_choose() {
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let b = serve(db.path(), None);
+    let c_node = serve(dc.path(), None);
+    let (bu, cu) = (b.url.clone(), c_node.url.clone());
+    // A peer that is down: a port that was free a moment ago.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let config = serde_json::json!({
+        "on": { "request": { "device": "router@1.0", "path": "preprocess" } },
+        "routes": [
+            { "template": "^/~meta@1.0/info/address", "node": { "prefix": bu } },
+            { "template": "^/random/", "strategy": "Random",
+              "nodes": [ { "prefix": bu }, { "prefix": cu } ] },
+            { "template": "^/weighted/", "strategy": "By-Weight",
+              "nodes": [ { "prefix": bu, "weight": 1 }, { "prefix": cu, "weight": 3 } ] },
+            { "template": "/.*~process@1.0/slot$", "strategy": "By-Base",
+              "nodes": [ { "prefix": bu }, { "prefix": cu }, { "prefix": dead } ] },
+            { "template": "/.*~process@1.0/now$", "strategy": "Nearest",
+              "nodes": [ { "prefix": bu, "wallet": b.address },
+                         { "prefix": cu, "wallet": c_node.address } ] },
+            { "template": "^/two-of-three/", "strategy": "Random", "choose": 2,
+              "nodes": [ { "prefix": bu }, { "prefix": cu }, { "prefix": dead } ] },
+            { "template": "^/failover/", "nodes": [
+                { "match": "^/failover", "with": dead },
+                { "match": "^/failover", "with": cu } ] },
+            { "template": { "x-route-to": "c" }, "node": { "prefix": cu } }
+        ]
+    });
+    let config_file = da.path().join("a.json");
+    std::fs::write(&config_file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let a = serve(da.path(), Some(&config_file));
+    eprintln!(
+        "A {} {}\nB {} {}\nC {} {}",
+        a.url, a.address, b.url, b.address, c_node.url, c_node.address
+    );
+    let c = client();
+
+    // The request hook forwards matching requests to B; others are answered locally.
+    assert_eq!(
+        get(&c, &format!("{}/~meta@1.0/info/address", a.url)).await,
+        (200, b.address.clone())
+    );
+    assert_eq!(
+        get(&c, &format!("{}/~meta@1.0/info/operator", a.url)).await,
+        (200, a.address.clone())
+    );
+    // A message template: a request carrying `x-route-to: c` goes to C.
+    let r = c
+        .get(format!("{}/~meta@1.0/info/operator", a.url))
+        .header("x-route-to", "c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), c_node.address);
+
+    // relay@1.0/call: a relative path is routed (to B), an absolute URL goes where it says.
+    assert_eq!(
+        get(
+            &c,
+            &format!(
+                "{}/~relay@1.0/call?relay-path={}",
+                a.url,
+                q("/~meta@1.0/info/address")
+            )
+        )
+        .await,
+        (200, b.address.clone())
+    );
+    assert_eq!(
+        get(
+            &c,
+            &format!(
+                "{}/~relay@1.0/call?relay-path={}",
+                a.url,
+                q(&format!("{cu}/~meta@1.0/info/address"))
+            )
+        )
+        .await,
+        (200, c_node.address.clone())
+    );
+    // A whole message relayed: B's signed node message, still signed by B.
+    let (status, info) = get_message(
+        &c,
+        &format!(
+            "{}/~relay@1.0/call?relay-path={}",
+            a.url,
+            q(&format!("{bu}/~meta@1.0/info"))
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(info.get_str("address"), Some(b.address.as_str()));
+    assert_eq!(
+        ao_core::message_device::committers(&info),
+        vec![b.address.clone()]
+    );
+    // Strategy All: the nodes in turn; the dead one fails over to C.
+    assert_eq!(
+        get(
+            &c,
+            &format!(
+                "{}/~relay@1.0/call?relay-path={}",
+                a.url,
+                q("/failover/~meta@1.0/info/address")
+            )
+        )
+        .await,
+        (200, c_node.address.clone())
+    );
+    // relay@1.0/cast answers at once.
+    assert_eq!(
+        get(
+            &c,
+            &format!(
+                "{}/~relay@1.0/cast?relay-path={}",
+                a.url,
+                q("/~meta@1.0/info/address")
+            )
+        )
+        .await,
+        (200, "OK".to_owned())
+    );
+    // No route: 404.
+    let (status, _) = get(
+        &c,
+        &format!("{}/~relay@1.0/call?relay-path={}", a.url, q("/nowhere")),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Random: both nodes, about equally often (400 draws; ±6 standard deviations).
+    let picks = route_many(&c, &a.url, "/random/x", 400).await;
+    let (nb, nc) = (count(&picks, &bu), count(&picks, &cu));
+    assert_eq!(nb + nc, 400);
+    assert!((140..=260).contains(&nb), "Random: B {nb} of 400");
+    assert!(
+        picks.iter().all(|u| u.ends_with("/random/x")),
+        "prefix ++ path"
+    );
+
+    // By-Weight 1:3: C about three times as often as B (expected 300 of 400, σ ≈ 8.7).
+    let picks = route_many(&c, &a.url, "/weighted/x", 400).await;
+    let (nb, nc) = (count(&picks, &bu), count(&picks, &cu));
+    assert_eq!(nb + nc, 400);
+    assert!((240..=360).contains(&nc), "By-Weight: C {nc} of 400");
+    assert!(nb > 0, "By-Weight: B is chosen sometimes");
+
+    // By-Base: the base (the ID the path starts with) modulo the number of nodes (3 nodes: 256 ≡ 1 mod 3, so the sum
+    // of the ID's bytes mod 3), the same node every time for the same base.
+    let prefixes = [bu.as_str(), cu.as_str(), dead.as_str()];
+    for i in 0u8..12 {
+        let native: Vec<u8> = (0..32u8)
+            .map(|j| j.wrapping_mul(37).wrapping_add(i))
+            .collect();
+        let id = ao_core::util::b64u(&native);
+        let expected = native.iter().map(|&x| u32::from(x)).sum::<u32>() % 3;
+        let path = format!("/{id}~process@1.0/slot");
+        let picks = route_many(&c, &a.url, &path, 3).await;
+        let want = format!("{}{path}", prefixes[expected as usize]);
+        assert!(picks.iter().all(|u| *u == want), "By-Base {id}: {picks:?}");
+    }
+    // Nearest: the node whose wallet is nearest the base ID on the ring.
+    let nearest = |id: &str| format!("/{id}~process@1.0/now");
+    let picks = route_many(&c, &a.url, &nearest(&c_node.address), 3).await;
+    assert!(picks.iter().all(|u| u.starts_with(&cu)), "{picks:?}");
+    let picks = route_many(&c, &a.url, &nearest(&b.address), 3).await;
+    assert!(picks.iter().all(|u| u.starts_with(&bu)), "{picks:?}");
+    // One above B's wallet is still nearest B.
+    let mut near_b = ao_core::util::decode_id(&b.address).unwrap();
+    near_b[31] = near_b[31].wrapping_add(1);
+    let picks = route_many(&c, &a.url, &nearest(&ao_core::util::b64u(&near_b)), 3).await;
+    assert!(picks.iter().all(|u| u.starts_with(&bu)), "{picks:?}");
+
+    // choose 2: a route with two distinct nodes.
+    let (status, route) = get_message(
+        &c,
+        &format!(
+            "{}/~router@1.0/route?route-path={}",
+            a.url,
+            q("/two-of-three/x")
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let Some(Value::List(nodes)) = route.get("nodes") else {
+        panic!("no list of nodes in {route:?}")
+    };
+    let uris: Vec<&str> = nodes
+        .iter()
+        .map(|n| n.as_message().unwrap().get_str("uri").unwrap())
+        .collect();
+    assert_eq!(uris.len(), 2, "{route:?}");
+    assert_ne!(uris[0], uris[1]);
+    assert!(uris.iter().all(|u| u.ends_with("/two-of-three/x")));
+
+    // Routes: listed; added only with a route owner's (the operator's) signature.
+    let (status, routes) = get_message(&c, &format!("{}/~router@1.0/routes", a.url)).await;
+    assert_eq!(status, 200);
+    let listed = routes
+        .keys()
+        .filter(|k| k.as_str().parse::<u32>().is_ok())
+        .count();
+    assert_eq!(listed, 8, "{routes:?}");
+    let added = Message::new()
+        .with("template", "^/added/")
+        .with("node", format!("{cu}/~meta@1.0/info/address"))
+        .with("priority", 0i64);
+    let routes_url = format!("{}/~router@1.0/routes", a.url);
+    let key1 = Wallet::load(&fixtures().join("wallets/key-1.json")).unwrap();
+    let (status, body) = post_signed(&c, &routes_url, &added, &key1).await;
+    assert_eq!(status, 403, "{body}");
+    let unsigned = c
+        .post(&routes_url)
+        .header("template", "^/x/")
+        .header("node", "http://x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 403);
+    let (status, _) = get(
+        &c,
+        &format!("{}/~relay@1.0/call?relay-path={}", a.url, q("/added/x")),
+    )
+    .await;
+    assert_eq!(status, 404, "the refused route was not added");
+    let operator = Wallet::load(&da.path().join("wallet.json")).unwrap();
+    let (status, body) = post_signed(&c, &routes_url, &added, &operator).await;
+    assert_eq!((status, body.as_str()), (200, "Route added."));
+    assert_eq!(
+        get(&c, &format!("{}/~router@1.0/routes/1/template", a.url)).await,
+        (200, "^/added/".to_owned()),
+        "priority 0 sorts first"
+    );
+    assert_eq!(
+        get(
+            &c,
+            &format!("{}/~relay@1.0/call?relay-path={}", a.url, q("/added/x")),
+        )
+        .await,
+        (200, c_node.address.clone())
+    );
+    // The first match is the added route.
+    let (status, matched) = get_message(
+        &c,
+        &format!("{}/~router@1.0/match?route-path={}", a.url, q("/added/y")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(matched.get_str("reference"), Some("routes/1"));
+}
+
+fn pause(node: &Served, signal: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.pid())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal}");
+}
+
+/// The target is stopped mid-test: a hung peer gives 504 within the client's timeout, a dead
+/// one 502, and the node keeps serving its own requests.
+#[cfg(unix)]
+#[tokio::test]
+async fn stopped_peers_give_502_or_504_and_the_node_keeps_serving() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut b = serve(db.path(), None);
+    let config = serde_json::json!({
+        "http-request-timeout": 1500,
+        "on": { "request": { "device": "router@1.0", "path": "preprocess" } },
+        "routes": [ { "template": "^/~meta@1.0/info/address", "node": { "prefix": b.url } } ]
+    });
+    std::fs::write(da.path().join("config.json"), config.to_string()).unwrap();
+    let a = serve(da.path(), None);
+    let c = client();
+    let address_url = format!("{}/~meta@1.0/info/address", a.url);
+    let local_url = format!("{}/~meta@1.0/info/operator", a.url);
+    let relay_url = format!(
+        "{}/~relay@1.0/call?relay-path={}",
+        a.url,
+        q(&format!("{}/~meta@1.0/info/address", b.url))
+    );
+    assert_eq!(get(&c, &address_url).await, (200, b.address.clone()));
+
+    // B hangs (SIGSTOP): its socket accepts, nothing answers. 504 within the timeout.
+    pause(&b, "STOP");
+    for url in [&address_url, &relay_url] {
+        let started = Instant::now();
+        let (status, body) = get(&c, url).await;
+        assert_eq!(status, 504, "{body}");
+        assert!(body.contains("did not answer"), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    assert_eq!(get(&c, &local_url).await, (200, a.address.clone()));
+
+    // B is gone: 502.
+    pause(&b, "CONT");
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    for url in [&address_url, &relay_url] {
+        let started = Instant::now();
+        let (status, body) = get(&c, url).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(body.contains("unreachable"), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    // A keeps serving, locally and (through a fresh route) to a live peer.
+    assert_eq!(get(&c, &local_url).await, (200, a.address.clone()));
+    let (status, info) = get_message(&c, &format!("{}/~meta@1.0/info", a.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(info.get_str("address"), Some(a.address.as_str()));
+    assert!(matches!(
+        info.get("routes"),
+        Some(Value::Message(_) | Value::List(_))
+    ));
+}

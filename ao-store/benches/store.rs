@@ -9,7 +9,10 @@
 //!   (group commit: one fsync per batch of waiting writers);
 //! * the bytes of store file per message.
 //!
-//! `AO_STORE_BENCH_DIR` puts the store in a given directory (default: a temporary one).
+//! `AO_STORE_BENCH_DIR` puts the store in a given directory (default: a temporary one); there,
+//! `AO_STORE_BENCH_KEEP=1` keeps the filled store and a later run with the same message count
+//! reuses it. `AO_STORE_BENCH_PAGE_CACHE` and `AO_STORE_BENCH_ENTRY_CACHE` set the cache sizes
+//! in bytes (defaults: 1 GiB of redb page cache, 256 MiB of entry cache).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,9 +57,25 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn config(path: &std::path::Path, durability: Durability) -> StoreConfig {
     let mut c = StoreConfig::new(path).with_durability(durability);
-    c.cache_bytes = 256 << 20;
-    c.page_cache_bytes = 1 << 30;
+    c.cache_bytes = env_u64("AO_STORE_BENCH_ENTRY_CACHE", 256 << 20);
+    c.page_cache_bytes = env_u64("AO_STORE_BENCH_PAGE_CACHE", 1 << 30);
     c
+}
+
+/// The IDs of messages `0..n`, computed on two threads.
+fn message_ids(n: u64) -> Vec<String> {
+    std::thread::scope(|s| {
+        let halves: Vec<_> = (0..2u64)
+            .map(|t| {
+                s.spawn(move || {
+                    (t * n / 2..(t + 1) * n / 2)
+                        .map(|i| cache::message_ops(&small_message(i)).unwrap().0)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
 }
 
 fn per_sec(n: u64, d: Duration) -> f64 {
@@ -116,26 +135,11 @@ fn write_bench(store: &Arc<RedbStore>, writers: u64, duration: Duration, base: u
     per_sec(done.load(Ordering::Relaxed), start.elapsed())
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that quick.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let n = env_u64(
-        "AO_STORE_BENCH_MESSAGES",
-        if quick { 2_000 } else { 1_000_000 },
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = std::env::var_os("AO_STORE_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    let path = dir.join("bench-store.redb");
-    let _ = std::fs::remove_file(&path);
-    println!(
-        "ao-store benchmark: {n} small messages in {}",
-        path.display()
-    );
-
+/// Fills a new store with `n` messages (two threads computing IDs, batches of 1000 messages,
+/// one fsync at the end), compacts it, and returns the IDs.
+fn fill(path: &std::path::Path, n: u64) -> Vec<String> {
     // Fill: two threads computing IDs, batches of 1000 messages, fsync at the end.
-    let store = Arc::new(RedbStore::open(config(&path, Durability::None)).unwrap());
+    let store = Arc::new(RedbStore::open(config(path, Durability::None)).unwrap());
     let start = Instant::now();
     let ids: Vec<String> = std::thread::scope(|s| {
         let parts: Vec<_> = (0..2u64)
@@ -173,7 +177,7 @@ fn main() {
         fill.as_secs_f64()
     );
     let stats = store.stats().unwrap();
-    let file = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::metadata(path).unwrap().len();
     println!(
         "entries per message:         {:>10.1} ({} entries, {} bytes of keys + records)",
         stats.entries as f64 / n as f64,
@@ -181,20 +185,53 @@ fn main() {
         stats.key_bytes + stats.record_bytes
     );
     println!(
-        "file bytes per message:      {:>10.0} ({file} bytes)",
+        "file bytes per message:      {:>10.0} ({file} bytes, before compaction)",
         file as f64 / n as f64
     );
     let cfg = store.config().clone();
     Arc::try_unwrap(store).unwrap().close().unwrap();
-    let compacted = ao_store::compact(&cfg).unwrap();
+    ao_store::compact(&cfg).unwrap();
+    ids
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n = env_u64(
+        "AO_STORE_BENCH_MESSAGES",
+        if quick { 2_000 } else { 1_000_000 },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("AO_STORE_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let keep = std::env::var_os("AO_STORE_BENCH_KEEP").is_some();
+    let path = dir.join(format!("bench-store-{n}.redb"));
     println!(
-        "  after compaction:          {:>10.0} ({} bytes)",
-        compacted.bytes_after as f64 / n as f64,
-        compacted.bytes_after
+        "ao-store benchmark: {n} small messages in {}",
+        path.display()
+    );
+    let ids = if keep && path.exists() {
+        println!("reusing the filled store");
+        message_ids(n)
+    } else {
+        let _ = std::fs::remove_file(&path);
+        fill(&path, n)
+    };
+    let cfg = config(&path, Durability::Immediate);
+    let file = std::fs::metadata(&path).unwrap().len();
+    println!(
+        "file bytes per message:      {:>10.0} ({file} bytes, compacted)",
+        file as f64 / n as f64
+    );
+    println!(
+        "caches:                      {} MiB redb pages, {} MiB entries",
+        cfg.page_cache_bytes >> 20,
+        cfg.cache_bytes >> 20
     );
 
     // Reads, on the reopened store (cold caches first, then warm).
-    let store = Arc::new(RedbStore::open(config(&path, Durability::Immediate)).unwrap());
+    let store = Arc::new(RedbStore::open(cfg).unwrap());
     let ids = Arc::new(ids);
     let reads = if quick { 2_000 } else { 200_000 };
     for (label, threads, deep) in [
@@ -215,5 +252,7 @@ fn main() {
         println!("durable writes, {writers:>2} writers:   {rate:>10.0} messages/s");
     }
     Arc::try_unwrap(store).unwrap().close().unwrap();
-    let _ = std::fs::remove_file(&path);
+    if !keep {
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -404,17 +404,30 @@ async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message)
         Some(t) => return Err(Error::MessageNotFound(format!("process {t}"))),
         None => process_id(rt, base, req)?,
     };
-    if ctx.resolver().registry().get("push@1.0").is_some() {
-        // `push@1.0` owns outbox delivery: hand it the process, as HyperBEAM's `run_as` does.
-        let process = rt
-            .process(&pid)?
-            .ok_or_else(|| Error::MessageNotFound(format!("process {pid}")))?;
-        return ctx
-            .resolve(process.with("device", "push@1.0"), req.clone())
-            .await;
-    }
     let a = rt.schedule(&pid, msg).await?;
     let r = rt.compute(&pid, a.slot).await?;
+    // `push@1.0` owns outbox delivery: hand it the computed slot, as HyperBEAM's `run_as`
+    // does. The message is scheduled and computed whatever happens to its outbox; delivery
+    // failures are reported in the pushed tree.
+    let pushed = match ctx.resolver().registry().get("push@1.0") {
+        Some(_) => {
+            let process = rt
+                .process(&pid)?
+                .ok_or_else(|| Error::MessageNotFound(format!("process {pid}")))?;
+            let mut push_req = Message::new().with("path", "push").with("slot", a.slot as i64);
+            if let Some(depth) = req.get("result-depth") {
+                push_req.insert("result-depth", depth.clone());
+            }
+            match ctx.resolve(process.with("device", "push@1.0"), push_req).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(process = %pid, slot = a.slot, error = %e, "outbox delivery failed");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     if wants_json(req) {
         return Ok(json_doc(&json!({
             "process": pid,
@@ -423,13 +436,15 @@ async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message)
             "raw": raw_json(&r.raw),
         })));
     }
-    Ok(Value::Message(
-        Message::new()
-            .with("process", pid.as_str())
-            .with("slot", a.slot as i64)
-            .with("id", a.message_id.as_str())
-            .with("results", r.results.clone()),
-    ))
+    let mut out = Message::new()
+        .with("process", pid.as_str())
+        .with("slot", a.slot as i64)
+        .with("id", a.message_id.as_str())
+        .with("results", r.results.clone());
+    if let Some(p) = pushed {
+        out.insert("pushed", p);
+    }
+    Ok(Value::Message(out))
 }
 
 async fn as_view(rt: &Arc<Processes>, base: &Message, req: &Message) -> Result<Value> {

@@ -249,6 +249,25 @@ pub fn split_url(url: &str) -> Result<(String, String)> {
     Ok((format!("{}://{host}", scheme.to_ascii_lowercase()), path))
 }
 
+/// A process reference with a scheduler hint, as push targets and process IDs may carry
+/// (`<pid>?hint=<url>` or `<pid>&hint=<url>`, spec devices.md §3.6, §3.13): the ID, and the
+/// hinted URL if any.
+pub fn split_hint(target: &str) -> (&str, Option<String>) {
+    let Some(cut) = target.find(['?', '&']) else {
+        return (target, None);
+    };
+    let (id, rest) = target.split_at(cut);
+    let hint = rest[1..].split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "hint").then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    });
+    (id, hint)
+}
+
 /// Sends a message the way HyperBEAM's `hb_http:request/2` does: its `path` is routed with the
 /// node's routes (an absolute URL goes where it says), its `method` (default `GET`) is the
 /// HTTP method. A route with several nodes is a multi-request (`responses`, `stop-after`,
@@ -468,7 +487,7 @@ impl Device for RelayDevice {
     }
 
     fn info(&self) -> DeviceInfo {
-        DeviceInfo::exports(["call", "cast", "request"])
+        DeviceInfo::exports(["call", "cast", "request", "outbox"])
     }
 
     fn call<'a>(
@@ -499,6 +518,17 @@ impl Device for RelayDevice {
                 Ok(Value::from("OK"))
             })),
             "request" => Some(Box::pin(async move { Ok(Value::Message(hook(request))) })),
+            "outbox" => Some(Box::pin(async move {
+                let store = ctx
+                    .store()
+                    .ok_or_else(|| Error::Internal("the outbox needs a store".into()))?;
+                let (pending, delivered) = outbox::counts(store.as_ref())?;
+                Ok(Value::Message(
+                    Message::new()
+                        .with("pending", pending as i64)
+                        .with("delivered", delivered as i64),
+                ))
+            })),
             _ => None,
         }
     }
@@ -538,6 +568,150 @@ fn hook(hook_request: &Message) -> Message {
         .cloned()
         .unwrap_or_default();
     Message::new().with("body", Value::Message(forward(&original)))
+}
+
+/// A durable outbox: messages that must reach a peer (pushes to remote processes) are kept in
+/// the store until the peer takes them, and retried.
+///
+/// Layout: the envelope `{peer, relay-path, method, sign, message}` is written as a message;
+/// `outbox/pending/<ms>-<n>` links to it (so children list in arrival order), and
+/// `outbox/delivered/<ms>-<n>` records the status the peer answered once it took it. A peer
+/// that answers below 500 (even a refusal: resending would not change it) has taken the
+/// message; an unreachable, slow or failing (5xx) peer leaves it pending.
+pub mod outbox {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use ao_core::store::{Op, Store};
+    use ao_core::{Context, Error, Message, Result, Value, cache};
+
+    use super::{Client, Outbound, PeerError, Reply};
+
+    const PENDING: &str = "outbox/pending";
+    const DELIVERED: &str = "outbox/delivered";
+
+    /// Stores a request for later delivery; returns its outbox key.
+    pub fn enqueue(store: &dyn Store, out: &Outbound) -> Result<String> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let envelope = Message::new()
+            .with("peer", out.peer.as_str())
+            .with("relay-path", out.path.as_str())
+            .with("method", out.method.as_str())
+            .with("sign", Value::bool(out.sign))
+            .with("message", Value::Message(out.message.clone()));
+        let id = cache::write_message(store, &envelope)?;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let key = format!(
+            "{ms:020}-{:06}",
+            SEQ.fetch_add(1, Ordering::Relaxed) % 1_000_000
+        );
+        store.apply(vec![Op::MakeLink {
+            existing: id,
+            new: format!("{PENDING}/{key}"),
+        }])?;
+        Ok(key)
+    }
+
+    /// The keys still waiting for their peer, oldest first.
+    pub fn pending(store: &dyn Store) -> Result<Vec<String>> {
+        let done = store.children(DELIVERED)?;
+        let mut keys: Vec<String> = store
+            .children(PENDING)?
+            .into_iter()
+            .filter(|k| !done.contains(k))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// `(pending, delivered)`.
+    pub fn counts(store: &dyn Store) -> Result<(usize, usize)> {
+        Ok((pending(store)?.len(), store.children(DELIVERED)?.len()))
+    }
+
+    fn load(store: &dyn Store, key: &str) -> Result<Outbound> {
+        let env = cache::read_message(store, &format!("{PENDING}/{key}"))?
+            .ok_or_else(|| Error::NotFound(format!("outbox entry {key}")))?;
+        let text = |k: &str| {
+            env.get_str(k)
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Internal(format!("outbox entry {key} has no {k}")))
+        };
+        let message = env.get_message("message").cloned().unwrap_or_default();
+        Ok(
+            Outbound::new(text("method")?, text("peer")?, text("relay-path")?, message)
+                .signed(env.get("sign").is_some_and(Value::is_true)),
+        )
+    }
+
+    fn taken(reply: &Reply) -> bool {
+        reply.status < 500
+    }
+
+    /// What one delivery round did.
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub struct Round {
+        /// Taken by their peers.
+        pub delivered: usize,
+        /// Still waiting.
+        pub waiting: usize,
+    }
+
+    /// Tries every pending message once.
+    pub async fn deliver_pending(ctx: &Context) -> Result<Round> {
+        let store = ctx
+            .store()
+            .ok_or_else(|| Error::Internal("the outbox needs a store".into()))?
+            .clone();
+        let client = Client::of(ctx)?;
+        let mut round = Round::default();
+        for key in pending(store.as_ref())? {
+            let out = load(store.as_ref(), &key)?;
+            let status = match client.send(out).await {
+                Ok(reply) if taken(&reply) => Some(reply.status.to_string()),
+                Ok(_) => None,
+                // Unsendable as stored: retrying cannot help.
+                Err(e @ PeerError::BadRequest(_)) => Some(format!("unsendable: {e}")),
+                Err(_) => None,
+            };
+            match status {
+                Some(s) => {
+                    store.write(&format!("{DELIVERED}/{key}"), s.into())?;
+                    round.delivered += 1;
+                }
+                None => round.waiting += 1,
+            }
+        }
+        Ok(round)
+    }
+
+    /// Sends a request; if the peer cannot take it now (unreachable, too slow, 5xx), keeps it
+    /// in the outbox and answers 202 with its `outbox` key.
+    pub async fn send_durable(ctx: &Context, out: Outbound) -> Result<Reply> {
+        let client = Client::of(ctx)?;
+        let why = match client.send(out.clone()).await {
+            Ok(reply) if taken(&reply) => return Ok(reply),
+            Ok(reply) => format!("peer answered {}", reply.status),
+            Err(e @ PeerError::BadRequest(_)) => return Err(e.into()),
+            Err(e) => e.to_string(),
+        };
+        let store = ctx
+            .store()
+            .ok_or_else(|| Error::Internal("the outbox needs a store".into()))?;
+        let key = enqueue(store.as_ref(), &out)?;
+        tracing::info!(%key, peer = %out.peer, reason = %why, "queued in the outbox");
+        Ok(Reply::new(
+            202,
+            Value::Message(
+                Message::new()
+                    .with("status", 202i64)
+                    .with("outbox", key)
+                    .with("body", format!("Queued for delivery: {why}")),
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -593,6 +767,21 @@ mod tests {
     }
 
     #[test]
+    fn hints() {
+        let id = "CtOVB2dBtyN_vw3BdzCOrvcQvd9Y1oUGT-zLit8E3qM";
+        assert_eq!(split_hint(id), (id, None));
+        assert_eq!(
+            split_hint(&format!("{id}?hint=http%3A%2F%2F127.0.0.1%3A1")),
+            (id, Some("http://127.0.0.1:1".to_owned()))
+        );
+        assert_eq!(
+            split_hint(&format!("{id}&x=1&hint=http://h:2")),
+            (id, Some("http://h:2".to_owned()))
+        );
+        assert_eq!(split_hint(&format!("{id}&x=1")), (id, None));
+    }
+
+    #[test]
     fn status_classes_and_results() {
         assert_eq!(Reply::new(201, Value::from("x")).class(), "created");
         assert_eq!(Reply::new(302, Value::from("x")).class(), "ok");
@@ -613,5 +802,103 @@ mod tests {
         assert!(allowed(200, &Value::from("All")));
         assert!(allowed(200, &Value::from("200, 201")));
         assert!(!allowed(404, &Value::from("200,201")));
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use ao_core::{DeviceRegistry, MemoryStore, Resolver, Store};
+
+    use super::*;
+
+    /// A peer that is down until `up` is set, then takes everything, recording what it got.
+    #[derive(Default)]
+    struct FlakyPeer {
+        up: AtomicBool,
+        got: Mutex<Vec<(String, String, Message)>>,
+    }
+
+    impl PeerClient for FlakyPeer {
+        fn send(&self, r: Outbound) -> BoxFuture<'_, std::result::Result<Reply, PeerError>> {
+            Box::pin(async move {
+                if !self.up.load(Ordering::SeqCst) {
+                    return Err(PeerError::Unreachable {
+                        peer: r.peer,
+                        reason: "down".into(),
+                    });
+                }
+                self.got
+                    .lock()
+                    .unwrap()
+                    .push((r.peer, r.path, r.message.clone()));
+                Ok(Reply::new(200, Value::from("ok")))
+            })
+        }
+        fn spawn(&self, _task: BoxFuture<'static, ()>) {}
+    }
+
+    #[test]
+    fn undeliverable_messages_wait_in_the_store_and_are_retried() {
+        let store = Arc::new(MemoryStore::new());
+        let peer = Arc::new(FlakyPeer::default());
+        let resolver = Resolver::builder(DeviceRegistry::builder().build())
+            .store(store.clone() as Arc<dyn Store>)
+            .extension(Arc::new(Client::new(peer.clone())))
+            .build();
+        let ctx = resolver.context();
+        let out = |n: i64| {
+            Outbound::new(
+                "POST",
+                "http://127.0.0.1:9",
+                "/x/schedule",
+                ao_core::msg! { "n" => n },
+            )
+        };
+        futures::executor::block_on(async {
+            for n in 0..3 {
+                let r = outbox::send_durable(&ctx, out(n)).await.unwrap();
+                assert_eq!(r.status, 202);
+            }
+            assert_eq!(outbox::counts(store.as_ref()).unwrap(), (3, 0));
+            // Still down: nothing is lost, nothing delivered.
+            let round = outbox::deliver_pending(&ctx).await.unwrap();
+            assert_eq!(
+                round,
+                outbox::Round {
+                    delivered: 0,
+                    waiting: 3
+                }
+            );
+            peer.up.store(true, Ordering::SeqCst);
+            let round = outbox::deliver_pending(&ctx).await.unwrap();
+            assert_eq!(
+                round,
+                outbox::Round {
+                    delivered: 3,
+                    waiting: 0
+                }
+            );
+            assert_eq!(outbox::counts(store.as_ref()).unwrap(), (0, 3));
+            // Delivered once, in order.
+            let got = peer.got.lock().unwrap().clone();
+            let ns: Vec<i64> = got
+                .iter()
+                .map(|(_, _, m)| m.get("n").and_then(Value::as_integer).unwrap())
+                .collect();
+            assert_eq!(ns, vec![0, 1, 2]);
+            assert!(
+                got.iter()
+                    .all(|(p, path, _)| p == "http://127.0.0.1:9" && path == "/x/schedule")
+            );
+            assert_eq!(outbox::deliver_pending(&ctx).await.unwrap().delivered, 0);
+            // Up: sent at once, not queued.
+            assert_eq!(
+                outbox::send_durable(&ctx, out(9)).await.unwrap().status,
+                200
+            );
+        });
     }
 }

@@ -99,8 +99,10 @@ impl std::fmt::Debug for HttpClient {
 
 /// Headers the transport owns: never copied from a message onto the wire, nor from a reply
 /// into the decoded message.
-const TRANSPORT_HEADERS: [&str; 13] = [
+const TRANSPORT_HEADERS: [&str; 14] = [
     "content-length",
+    // This client does not decompress, so it must not ask for compression on anyone's behalf.
+    "accept-encoding",
     "transfer-encoding",
     "connection",
     "keep-alive",
@@ -408,5 +410,74 @@ impl PeerClient for HttpClient {
 
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         tokio::spawn(task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_and_shared_names() {
+        let opts = Message::new()
+            .with("http-connect-timeout", 250i64)
+            .with("http-request-timeout", "1500")
+            .with("http-retries", 0i64);
+        let c = ClientConfig::from_options(&opts).unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.retries, 0);
+        assert_eq!(c.max_redirects, ClientConfig::default().max_redirects);
+        assert!(ClientConfig::from_options(&Message::new().with("http-retries", "many")).is_err());
+        // The router reads the signers the HTTP layer records under this name.
+        assert_eq!(
+            ao_devices::router::VERIFIED_SIGNERS,
+            crate::handler::VERIFIED_SIGNERS
+        );
+        assert!(transport_header("content-length") && transport_header("access-control-x"));
+        assert!(!transport_header("content-type"));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable_and_a_silent_one_times_out() {
+        let client = HttpClient::new(
+            ClientConfig {
+                request_timeout: Duration::from_millis(300),
+                retries: 1,
+                ..ClientConfig::default()
+            },
+            None,
+        )
+        .unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let e = client
+            .request(Outbound::new("GET", closed, "/x", Message::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 502, "{e}");
+        // Accepts connections, never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let e = client
+            .request(Outbound::new("GET", url, "/x", Message::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 504, "{e}");
+        // Signing needs a wallet.
+        let e = client
+            .request(Outbound::new("GET", "http://127.0.0.1:1", "/", Message::new()).signed(true))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
+        hold.abort();
     }
 }

@@ -39,6 +39,8 @@ pub(crate) struct Node {
     pub(crate) wallet: Arc<Wallet>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) http: HttpConfig,
+    /// The background task that retries the relay outbox (started by `serve`).
+    outbox_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -139,6 +141,7 @@ impl Node {
             wallet,
             metrics,
             http,
+            outbox_task: std::sync::Mutex::new(None),
         })
     }
 
@@ -162,11 +165,55 @@ impl Node {
         )
         .with_codec(codec)
         .with_hooks(hooks);
+        self.start_outbox()?;
         Ok(ao_http::serve(Arc::new(node), stop).await?)
+    }
+
+    /// Retries the relay outbox (messages a peer could not take yet) every
+    /// `outbox-retry-interval` ms (default 5000; 0 turns retries off).
+    fn start_outbox(&self) -> Result<()> {
+        let ms = match self.options.get("outbox-retry-interval") {
+            None => 5000,
+            Some(Value::Integer(i)) => u64::try_from(*i).context("outbox-retry-interval")?,
+            Some(v) => v
+                .as_str()
+                .and_then(|s| s.trim().parse().ok())
+                .context("outbox-retry-interval must be a number of milliseconds")?,
+        };
+        if ms == 0 {
+            return Ok(());
+        }
+        let resolver = self.resolver.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(ms));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let ctx = resolver.context();
+                match ao_devices::relay::outbox::deliver_pending(&ctx).await {
+                    Ok(r) if r.delivered > 0 || r.waiting > 0 => {
+                        tracing::info!(delivered = r.delivered, waiting = r.waiting, "outbox round")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "outbox round failed"),
+                }
+            }
+        });
+        if let Ok(mut slot) = self.outbox_task.lock()
+            && let Some(old) = slot.replace(task)
+        {
+            old.abort();
+        }
+        Ok(())
     }
 
     /// Flushes and closes the store.
     pub(crate) fn close(&self) -> Result<()> {
+        if let Ok(mut slot) = self.outbox_task.lock()
+            && let Some(task) = slot.take()
+        {
+            task.abort();
+        }
         self.store.close().context("closing the store")?;
         Ok(())
     }

@@ -429,6 +429,25 @@ fn pause(node: &Served, signal: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{signal}");
+    if signal == "STOP" {
+        // The signal is delivered asynchronously: wait until every thread has stopped.
+        let tasks = PathBuf::from(format!("/proc/{}/task", node.pid()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let all_stopped = std::fs::read_dir(&tasks).unwrap().all(|t| {
+                let stat =
+                    std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+                // The state follows the `(comm)` field.
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+            });
+            if all_stopped {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the node did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// The target is stopped mid-test: a hung peer gives 504 within the client's timeout, a dead
@@ -460,7 +479,11 @@ async fn stopped_peers_give_502_or_504_and_the_node_keeps_serving() {
     for url in [&address_url, &relay_url] {
         let started = Instant::now();
         let (status, body) = get(&c, url).await;
-        assert_eq!(status, 504, "{body}");
+        assert_eq!(
+            status, 504,
+            "{url}: {body} (A is {}, B is {})",
+            a.address, b.address
+        );
         assert!(body.contains("did not answer"), "{body}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }

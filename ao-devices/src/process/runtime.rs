@@ -55,6 +55,11 @@ pub struct ProcessOptions {
     pub idle: Duration,
     /// `process-fuel`: fuel one evaluation may use.
     pub fuel: u64,
+    /// `process-evict-replay`: evict without a snapshot when at most this many slots would
+    /// have to be replayed to rebuild the state.
+    pub evict_replay: u64,
+    /// `scheduler-sign-assignments` (default true): sign every assignment with the node wallet.
+    pub sign_assignments: bool,
     /// Results kept in memory per process.
     pub results_kept: usize,
     /// How often the supervisor checks the budget.
@@ -68,6 +73,8 @@ impl Default for ProcessOptions {
             memory_budget: 1 << 30,
             idle: Duration::from_secs(300),
             fuel: 10_000_000_000,
+            evict_replay: 2,
+            sign_assignments: true,
             results_kept: 64,
             supervise_every: Duration::from_millis(250),
         }
@@ -101,6 +108,13 @@ impl ProcessOptions {
         if let Some(n) = int_option(opts, "process-fuel")? {
             o.fuel = n;
         }
+        if let Some(n) = int_option(opts, "process-evict-replay")? {
+            o.evict_replay = n;
+        }
+        if let Some(v) = opts.get("scheduler-sign-assignments") {
+            o.sign_assignments = !matches!(v.as_str(), Some("false"))
+                && !matches!(v, Value::Atom(a) if a.as_str() == "false");
+        }
         Ok(o)
     }
 
@@ -122,6 +136,20 @@ impl ProcessOptions {
     #[must_use]
     pub fn with_fuel(mut self, fuel: u64) -> Self {
         self.fuel = fuel;
+        self
+    }
+
+    /// Sets [`ProcessOptions::evict_replay`].
+    #[must_use]
+    pub fn with_evict_replay(mut self, slots: u64) -> Self {
+        self.evict_replay = slots;
+        self
+    }
+
+    /// Sets [`ProcessOptions::sign_assignments`].
+    #[must_use]
+    pub fn with_signed_assignments(mut self, sign: bool) -> Self {
+        self.sign_assignments = sign;
         self
     }
 
@@ -311,7 +339,10 @@ impl Processes {
         engine: WasmEngine,
         options: ProcessOptions,
     ) -> Self {
-        let scheduler = Arc::new(Scheduler::new(store.clone(), wallet, BlockInfo::default()));
+        let scheduler = Arc::new(
+            Scheduler::new(store.clone(), wallet, BlockInfo::default())
+                .with_signing(options.sign_assignments),
+        );
         Self {
             shared: Arc::new(Shared {
                 store,
@@ -977,7 +1008,9 @@ impl Exec {
         if self.instance.is_none() {
             return Ok(());
         }
-        if self.inst_slot >= 0 && self.snap_slot < self.inst_slot {
+        if self.inst_slot >= 0
+            && self.inst_slot - self.snap_slot > self.shared.options.evict_replay as i64
+        {
             self.snapshot_to_pending()?;
             self.flush()?;
         }

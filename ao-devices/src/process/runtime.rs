@@ -683,11 +683,8 @@ impl Exec {
         let done = stored_latest(shared.store.as_ref(), pid)?.map_or(-1, |s| s as i64);
         let snap_slot = shared
             .store
-            .read(&format!("process-snapshots/{pid}"))?
-            .and_then(|b| {
-                (b.len() >= 16)
-                    .then(|| u64::from_le_bytes(b[8..16].try_into().unwrap_or([0; 8])) as i64)
-            })
+            .read(&format!("process-snapshot-slots/{pid}"))?
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok())
             .unwrap_or(-1);
         stats.computed.store(done, Ordering::Relaxed);
         Ok(Self {
@@ -993,6 +990,10 @@ impl Exec {
         self.pending.push(Op::Write {
             path: format!("process-snapshots/{}", self.pid),
             value: encoded.clone(),
+        });
+        self.pending.push(Op::Write {
+            path: format!("process-snapshot-slots/{}", self.pid),
+            value: Bytes::from(slot.to_string()),
         });
         self.snap_slot = self.inst_slot;
         Ok(encoded)

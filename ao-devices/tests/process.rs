@@ -476,3 +476,34 @@ async fn the_schedule_survives_a_restart_and_the_chain_continues() {
     assert_eq!(json["edges"][0]["cursor"], "1");
     assert_eq!(json["page_info"]["has_next_page"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawning_twice_keeps_one_slot_zero() {
+    let n = Arc::new(node(opts()));
+    let p = n.process_message("twice");
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (n, p) = (n.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            let out = n
+                .resolver
+                .resolve(p.clone(), p.with("path", "push"))
+                .await
+                .unwrap();
+            let a = out.as_message().unwrap().clone();
+            (
+                a.get("slot").cloned(),
+                a.get_str("process").unwrap().to_owned(),
+            )
+        }));
+    }
+    let mut pid = String::new();
+    for t in tasks {
+        let (slot, p) = t.await.unwrap();
+        assert_eq!(slot, Some(Value::Integer(0)));
+        pid = p;
+    }
+    assert_eq!(n.rt.scheduler().current(&pid).unwrap(), Some(0));
+    assert_eq!(n.eval(&pid, "return 'once'").await, "once");
+    assert_eq!(n.rt.scheduler().current(&pid).unwrap(), Some(1));
+}

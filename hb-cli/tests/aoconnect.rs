@@ -76,6 +76,9 @@ fn aoconnect_spawns_messages_reads_dry_runs_and_lists_results() {
     let line = stdout.lines().last().unwrap_or_default();
     let r: Json = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     eprintln!("aoconnect saw: {r:#}");
+    if std::env::var_os("AO_TEST_NODE_LOG").is_some() {
+        eprintln!("node log:\n{log}");
+    }
 
     let pid = r["pid"].as_str().unwrap();
     assert_eq!(pid.len(), 43);

@@ -7,7 +7,7 @@
 //! | `compute` | with `slot`: the state after that slot (computed if needed); without: the latest computed state (or, if none, `now`) |
 //! | `now` | computes up to the current slot |
 //! | `results` | `results=N` (a slot or a message ID): the results of slot N, computed if needed; as JSON `{process, slot, raw}` when the request asks for JSON (aoconnect) |
-//! | `push` | schedules the message and computes its slot (delegated to `push@1.0` when the node has it); a `Process` is spawned |
+//! | `push` | schedules the message and computes its slot; a `Process` is spawned. When the node has `push@1.0`, a slot with outbox messages is then handed to it (`push` with `slot`) for delivery |
 //! | `snapshot` | takes and stores a snapshot; returns it |
 //! | `as` | `as=execution` (or `scheduler`, `push`): the process cast to its `<name>-device`; `as=execution/compute&K=V` is a dry run |
 //!
@@ -406,28 +406,7 @@ async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message)
     };
     let a = rt.schedule(&pid, msg).await?;
     let r = rt.compute(&pid, a.slot).await?;
-    // `push@1.0` owns outbox delivery: hand it the computed slot, as HyperBEAM's `run_as`
-    // does. The message is scheduled and computed whatever happens to its outbox; delivery
-    // failures are reported in the pushed tree.
-    let pushed = match ctx.resolver().registry().get("push@1.0") {
-        Some(_) => {
-            let process = rt
-                .process(&pid)?
-                .ok_or_else(|| Error::MessageNotFound(format!("process {pid}")))?;
-            let mut push_req = Message::new().with("path", "push").with("slot", a.slot as i64);
-            if let Some(depth) = req.get("result-depth") {
-                push_req.insert("result-depth", depth.clone());
-            }
-            match ctx.resolve(process.with("device", "push@1.0"), push_req).await {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::warn!(process = %pid, slot = a.slot, error = %e, "outbox delivery failed");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let delivered = deliver_outbox(rt, ctx, &pid, &r).await;
     if wants_json(req) {
         return Ok(json_doc(&json!({
             "process": pid,
@@ -436,15 +415,49 @@ async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message)
             "raw": raw_json(&r.raw),
         })));
     }
-    let mut out = Message::new()
+    let mut reply = Message::new()
         .with("process", pid.as_str())
         .with("slot", a.slot as i64)
         .with("id", a.message_id.as_str())
         .with("results", r.results.clone());
-    if let Some(p) = pushed {
-        out.insert("pushed", p);
+    if let Some(d) = delivered {
+        reply.insert("pushed", d);
     }
-    Ok(Value::Message(out))
+    Ok(Value::Message(reply))
+}
+
+/// Hands a computed slot with outbox messages to `push@1.0`, when the node has it, for
+/// delivery (HyperBEAM's `push` with a `slot`). The message is scheduled and computed whatever
+/// happens here: a delivery failure is logged and reported, not returned as the push's error.
+async fn deliver_outbox(
+    rt: &Arc<Processes>,
+    ctx: &Context,
+    pid: &str,
+    r: &SlotResult,
+) -> Option<Value> {
+    let outbox = r.results.get_message("outbox")?;
+    if outbox.is_empty() || ctx.resolver().registry().get("push@1.0").is_none() {
+        return None;
+    }
+    let process = rt.process(pid).ok()??;
+    let request = Message::new()
+        .with("path", "push")
+        .with("slot", r.slot as i64)
+        .with("process", pid);
+    match ctx
+        .resolve(process.with("device", "push@1.0"), request)
+        .await
+    {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(process = pid, slot = r.slot, error = %e, "push@1.0 could not deliver the outbox");
+            Some(Value::Message(
+                Message::new()
+                    .with("status", i64::from(e.http_status()))
+                    .with("error", e.to_string()),
+            ))
+        }
+    }
 }
 
 async fn as_view(rt: &Arc<Processes>, base: &Message, req: &Message) -> Result<Value> {

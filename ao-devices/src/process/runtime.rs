@@ -55,6 +55,11 @@ pub struct ProcessOptions {
     pub idle: Duration,
     /// `process-fuel`: fuel one evaluation may use.
     pub fuel: u64,
+    /// `process-evict-replay`: evict without a snapshot when at most this many slots would
+    /// have to be replayed to rebuild the state.
+    pub evict_replay: u64,
+    /// `scheduler-sign-assignments` (default true): sign every assignment with the node wallet.
+    pub sign_assignments: bool,
     /// Results kept in memory per process.
     pub results_kept: usize,
     /// How often the supervisor checks the budget.
@@ -68,6 +73,8 @@ impl Default for ProcessOptions {
             memory_budget: 1 << 30,
             idle: Duration::from_secs(300),
             fuel: 10_000_000_000,
+            evict_replay: 2,
+            sign_assignments: true,
             results_kept: 64,
             supervise_every: Duration::from_millis(250),
         }
@@ -101,6 +108,13 @@ impl ProcessOptions {
         if let Some(n) = int_option(opts, "process-fuel")? {
             o.fuel = n;
         }
+        if let Some(n) = int_option(opts, "process-evict-replay")? {
+            o.evict_replay = n;
+        }
+        if let Some(v) = opts.get("scheduler-sign-assignments") {
+            o.sign_assignments = !matches!(v.as_str(), Some("false"))
+                && !matches!(v, Value::Atom(a) if a.as_str() == "false");
+        }
         Ok(o)
     }
 
@@ -122,6 +136,20 @@ impl ProcessOptions {
     #[must_use]
     pub fn with_fuel(mut self, fuel: u64) -> Self {
         self.fuel = fuel;
+        self
+    }
+
+    /// Sets [`ProcessOptions::evict_replay`].
+    #[must_use]
+    pub fn with_evict_replay(mut self, slots: u64) -> Self {
+        self.evict_replay = slots;
+        self
+    }
+
+    /// Sets [`ProcessOptions::sign_assignments`].
+    #[must_use]
+    pub fn with_signed_assignments(mut self, sign: bool) -> Self {
+        self.sign_assignments = sign;
         self
     }
 
@@ -311,7 +339,10 @@ impl Processes {
         engine: WasmEngine,
         options: ProcessOptions,
     ) -> Self {
-        let scheduler = Arc::new(Scheduler::new(store.clone(), wallet, BlockInfo::default()));
+        let scheduler = Arc::new(
+            Scheduler::new(store.clone(), wallet, BlockInfo::default())
+                .with_signing(options.sign_assignments),
+        );
         Self {
             shared: Arc::new(Shared {
                 store,
@@ -652,11 +683,8 @@ impl Exec {
         let done = stored_latest(shared.store.as_ref(), pid)?.map_or(-1, |s| s as i64);
         let snap_slot = shared
             .store
-            .read(&format!("process-snapshots/{pid}"))?
-            .and_then(|b| {
-                (b.len() >= 16)
-                    .then(|| u64::from_le_bytes(b[8..16].try_into().unwrap_or([0; 8])) as i64)
-            })
+            .read(&format!("process-snapshot-slots/{pid}"))?
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok())
             .unwrap_or(-1);
         stats.computed.store(done, Ordering::Relaxed);
         Ok(Self {
@@ -963,6 +991,10 @@ impl Exec {
             path: format!("process-snapshots/{}", self.pid),
             value: encoded.clone(),
         });
+        self.pending.push(Op::Write {
+            path: format!("process-snapshot-slots/{}", self.pid),
+            value: Bytes::from(slot.to_string()),
+        });
         self.snap_slot = self.inst_slot;
         Ok(encoded)
     }
@@ -977,7 +1009,9 @@ impl Exec {
         if self.instance.is_none() {
             return Ok(());
         }
-        if self.inst_slot >= 0 && self.snap_slot < self.inst_slot {
+        if self.inst_slot >= 0
+            && self.inst_slot - self.snap_slot > self.shared.options.evict_replay as i64
+        {
             self.snapshot_to_pending()?;
             self.flush()?;
         }

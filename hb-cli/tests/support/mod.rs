@@ -65,7 +65,11 @@ impl NodeProc {
         cmd.args(["serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
             .arg(data_dir)
             .env("HB_KEY", fixture("wallets/key-2.json"))
-            .env("RUST_LOG", "warn")
+            // `AO_TEST_NODE_LOG=ao_http::request=info` logs every request with its duration.
+            .env(
+                "RUST_LOG",
+                std::env::var("AO_TEST_NODE_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::piped())
             .stderr(log);
         for (k, v) in env {

@@ -27,12 +27,12 @@ pub mod lookup;
 pub mod meta;
 pub mod multipass;
 pub mod patch;
-pub mod push;
-pub mod stack;
 pub mod process;
-pub mod scheduler;
+pub mod push;
 pub mod relay;
 pub mod router;
+pub mod scheduler;
+pub mod stack;
 
 pub use error::{Error, Result};
 

@@ -157,7 +157,7 @@ fn world_with(node_wallet: bool) -> World {
     let node = wallet("key-1.json");
     let mut builder = Resolver::builder(
         common::registry()
-            .register(FakeProcess(schedules.clone()))
+            .replace(FakeProcess(schedules.clone()))
             .build(),
     )
     .store(store.clone());

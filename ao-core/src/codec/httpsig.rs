@@ -95,7 +95,7 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
 
     // 5. Flatten nested maps into parts.
     let mut grouped: BTreeMap<String, Part<'_>> = BTreeMap::new();
-    group_maps(&body_map, "", &mut grouped, 0)?;
+    group_maps(&mut body_map.iter().copied(), "", &mut grouped, 0)?;
 
     // 6. The body.
     let body = if grouped.is_empty() {
@@ -147,16 +147,17 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
 
 /// `sha-256=:<base64(sha256(body))>:`.
 pub fn content_digest(body: &[u8]) -> Bytes {
+    use base64::Engine as _;
     let digest = Sha256::digest(body);
     let mut out = String::with_capacity(56);
     out.push_str("sha-256=:");
-    out.push_str(&b64_std(&digest));
+    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
     out.push(':');
     Bytes::from(out)
 }
 
 fn group_maps<'a>(
-    entries: &[(&'a str, &'a Value)],
+    entries: &mut dyn Iterator<Item = (&'a str, &'a Value)>,
     parent: &str,
     top: &mut BTreeMap<String, Part<'a>>,
     depth: usize,
@@ -176,12 +177,15 @@ fn group_maps<'a>(
         }
     };
     let mut flat: Vec<(&'a str, &'a Bytes)> = Vec::new();
-    for &(k, v) in entries {
+    for (k, v) in entries {
         match v {
             Value::Message(m) => {
-                let children: Vec<(&'a str, &'a Value)> =
-                    m.iter().map(|(k, v)| (k.as_str(), v)).collect();
-                group_maps(&children, &full(k), top, depth + 1)?;
+                group_maps(
+                    &mut m.iter().map(|(k, v)| (k.as_str(), v)),
+                    &full(k),
+                    top,
+                    depth + 1,
+                )?;
             }
             Value::Binary(b) if b.len() > MAX_HEADER_LENGTH => {
                 top.insert(full(k), Part::Binary(b));

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::flat;
 use crate::sf::{self, BareItem};
-use crate::util::{b64_std, b64u};
+use crate::util::b64u;
 use crate::{Error, Key, Message, Result, Value};
 
 /// Values longer than this many bytes do not fit a header and move to the body (spec §5.2).

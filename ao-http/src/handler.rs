@@ -83,6 +83,11 @@ pub trait RequestCodec: Send + Sync + 'static {
     fn sign(&self, msg: Message) -> ao_core::Result<Message> {
         Ok(msg)
     }
+    /// Signs an outgoing message and encodes it with httpsig. Override to cache the encoding of
+    /// replies that repeat.
+    fn sign_http(&self, msg: Message) -> ao_core::Result<HttpMessage> {
+        codec::to_http(&self.sign(msg)?)
+    }
 }
 
 /// A node's HTTP face: the resolver and everything a request needs.
@@ -359,8 +364,10 @@ impl Node {
                     .unwrap_or_default(),
             ),
             "httpsig@1.0" => {
-                let msg = self.sign(msg)?;
-                let http = codec::to_http(&msg)?;
+                let http = match &self.codec {
+                    Some(c) if !msg.is_committed() => c.sign_http(msg)?,
+                    _ => codec::to_http(&msg)?,
+                };
                 let headers = http.headers.into_iter().collect();
                 (headers, http.body.unwrap_or_default())
             }
@@ -403,13 +410,6 @@ impl Node {
             headers,
             body,
         })
-    }
-
-    fn sign(&self, msg: Message) -> Result<Message, ApiError> {
-        match &self.codec {
-            Some(c) if !msg.is_committed() => Ok(c.sign(msg)?),
-            _ => Ok(msg),
-        }
     }
 
     fn error_response(&self, req: &HttpRequest, e: &ApiError, id: u64) -> HttpResponse {

@@ -246,7 +246,7 @@ pub(crate) mod codec {
     /// again, and a signature over the same content stays valid, so each distinct reply is
     /// signed once while it is in this bounded cache.
     type Entries = (
-        std::collections::HashMap<[u8; 32], Message>,
+        std::collections::HashMap<[u8; 32], HttpMessage>,
         std::collections::VecDeque<[u8; 32]>,
     );
 
@@ -263,20 +263,19 @@ pub(crate) mod codec {
             }
         }
 
+        /// The signed, encoded reply for this content: from the cache, or signed now.
         fn get_or_sign(
             &self,
             msg: Message,
             sign: impl FnOnce(&Message) -> Result<Message>,
-        ) -> Result<Message> {
+        ) -> Result<HttpMessage> {
             let key = ao_core::id::unsigned_id(&msg)?;
             if let Ok(e) = self.entries.lock()
                 && let Some(hit) = e.0.get(&key)
             {
-                let mut hit = hit.clone();
-                hit.set_hashpath(msg.hashpath().map(std::sync::Arc::from));
-                return Ok(hit);
+                return Ok(hit.clone());
             }
-            let signed = sign(&msg)?;
+            let signed = ao_core::codec::to_http(&sign(&msg)?)?;
             if let Ok(mut e) = self.entries.lock() {
                 if e.0.len() >= self.capacity
                     && let Some(old) = e.1.pop_front()
@@ -386,10 +385,18 @@ pub(crate) mod codec {
 
         fn sign(&self, msg: Message) -> Result<Message> {
             if self.sign_replies {
+                ao_core::signature::commit(&msg, &self.wallet)
+            } else {
+                Ok(msg)
+            }
+        }
+
+        fn sign_http(&self, msg: Message) -> Result<HttpMessage> {
+            if self.sign_replies {
                 self.signed
                     .get_or_sign(msg, |m| ao_core::signature::commit(m, &self.wallet))
             } else {
-                Ok(msg)
+                ao_core::codec::to_http(&msg)
             }
         }
     }

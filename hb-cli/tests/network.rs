@@ -1,14 +1,15 @@
 //! A small network of `hb-cli serve` nodes on 127.0.0.1: routing, relaying, route strategies,
 //! route administration and peer failures, as operators and clients see them.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ao_core::codec::{self, httpsig::HttpMessage};
+use ao_core::codec;
 use ao_core::{Message, Value, Wallet, signature};
-use bytes::Bytes;
 
 struct Served {
     child: Child,
@@ -92,30 +93,14 @@ async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
     (status, r.text().await.unwrap())
 }
 
-fn decode(headers: &reqwest::header::HeaderMap, body: Bytes) -> Message {
-    let mut http = HttpMessage::default();
-    for (k, v) in headers {
-        if matches!(
-            k.as_str(),
-            "content-length"
-                | "date"
-                | "access-control-allow-origin"
-                | "access-control-allow-methods"
-        ) {
-            continue;
-        }
-        http.headers
-            .insert(k.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes()));
-    }
-    http.body = (!body.is_empty()).then_some(body);
-    codec::from_http(&http).unwrap()
-}
-
 async fn get_message(c: &reqwest::Client, url: &str) -> (u16, Message) {
     let r = c.get(url).send().await.unwrap();
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    (status, decode(&headers, r.bytes().await.unwrap()))
+    (
+        status,
+        support::decode_reply(&headers, r.bytes().await.unwrap()),
+    )
 }
 
 async fn post_signed(

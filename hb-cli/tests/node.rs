@@ -1,13 +1,14 @@
 //! `hb-cli serve` as an operator and a client see it: a real binary on a free port.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ao_core::codec::{self, httpsig::HttpMessage};
+use ao_core::codec;
 use ao_core::{Message, Wallet, signature, verify};
-use bytes::Bytes;
 
 struct Served {
     child: Child,
@@ -50,25 +51,6 @@ fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
-}
-
-fn decode(headers: &reqwest::header::HeaderMap, body: Bytes) -> Message {
-    let mut http = HttpMessage::default();
-    for (k, v) in headers {
-        if matches!(
-            k.as_str(),
-            "content-length"
-                | "date"
-                | "access-control-allow-origin"
-                | "access-control-allow-methods"
-        ) {
-            continue;
-        }
-        http.headers
-            .insert(k.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes()));
-    }
-    http.body = (!body.is_empty()).then_some(body);
-    codec::from_http(&http).unwrap()
 }
 
 async fn post_signed(
@@ -124,7 +106,7 @@ async fn identity_signed_replies_and_operator_updates() {
         .await
         .unwrap();
     let headers = r.headers().clone();
-    let info = decode(&headers, r.bytes().await.unwrap());
+    let info = support::decode_reply(&headers, r.bytes().await.unwrap());
     assert_eq!(verify::verify_signatures(&info).unwrap(), 1);
     assert_eq!(
         ao_core::message_device::committers(&info),
@@ -184,7 +166,7 @@ async fn captured_client_requests_are_accepted() {
         let headers = r.headers().clone();
         let body = r.bytes().await.unwrap();
         assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
-        let result = decode(&headers, body);
+        let result = support::decode_reply(&headers, body);
         // `set` on an empty message answers the request's own (committed) keys, and the
         // request's signature came along as its commitment.
         assert!(

@@ -146,3 +146,26 @@ impl Drop for NodeProc {
         }
     }
 }
+
+/// Decodes an HTTP reply (headers and body) into the message it carries; the headers the
+/// transport adds (length, date, CORS) are left out.
+pub(crate) fn decode_reply(headers: &reqwest::header::HeaderMap, body: bytes::Bytes) -> Message {
+    let mut http = ao_core::codec::httpsig::HttpMessage::default();
+    for (k, v) in headers {
+        if matches!(
+            k.as_str(),
+            "content-length"
+                | "date"
+                | "access-control-allow-origin"
+                | "access-control-allow-methods"
+        ) {
+            continue;
+        }
+        http.headers.insert(
+            k.as_str().to_owned(),
+            bytes::Bytes::copy_from_slice(v.as_bytes()),
+        );
+    }
+    http.body = (!body.is_empty()).then_some(body);
+    ao_core::codec::from_http(&http).expect("the reply decodes")
+}

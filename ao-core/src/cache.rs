@@ -6,6 +6,9 @@
 //!   without loading the whole message.
 //! * Each commitment ID is a link to the message's group, so a signed message is found by its
 //!   unsigned ID and by every commitment ID.
+//! * A nested message holding a `signature` (a commitment) is a group named by
+//!   `b64u(sha256(ID ‖ signature))`: its ID leaves the signature out, and two commitments of
+//!   one signer over the same keys must not share a group.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -43,7 +46,20 @@ fn write_tabm(tabm: &Message, ops: &mut Vec<Op>, depth: usize) -> Result<String>
     if depth > structured::MAX_DEPTH {
         return Err(Error::TooDeep(structured::MAX_DEPTH));
     }
-    let uid = b64u(&id(tabm, IdScope::All)?);
+    let mut uid = b64u(&id(tabm, IdScope::All)?);
+    // A nested unsigned message's ID leaves its `signature` out (the httpsig encoding carries
+    // signatures in commitments), so two commitments differing only in their signatures (the
+    // same signer over the same keys) share an ID; with one group they would overwrite each
+    // other's signature. Such a group is named by a hash over the ID and the signature.
+    if depth > 0
+        && tabm.commitments().is_none()
+        && let Some(Value::Binary(sig)) = tabm.get("signature")
+    {
+        let mut h = Sha256::new();
+        h.update(uid.as_bytes());
+        h.update(sig);
+        uid = b64u(&h.finalize());
+    }
     ops.push(Op::MakeGroup { path: uid.clone() });
     for (k, v) in tabm.iter() {
         let target = match v {

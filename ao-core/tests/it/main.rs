@@ -1,6 +1,7 @@
 //! Integration tests of `ao-core`, one module per topic.
 
 mod ans104;
+mod cache;
 mod clients;
 mod commitments;
 mod fixtures;

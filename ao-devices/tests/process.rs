@@ -507,3 +507,134 @@ async fn spawning_twice_keeps_one_slot_zero() {
     assert_eq!(n.eval(&pid, "return 'once'").await, "once");
     assert_eq!(n.rt.scheduler().current(&pid).unwrap(), Some(1));
 }
+
+/// The signed assignments of `pid` from `from` to `to`, as `schedule` GET serves them; each
+/// signature is verified and made by the node.
+async fn verified_schedule(n: &Node, pid: &str, from: u64, to: u64) -> Vec<Message> {
+    let v = n
+        .resolver
+        .resolve_path(&format!(
+            "/{pid}~process@1.0/schedule?from+integer={from}&to+integer={to}"
+        ))
+        .await
+        .unwrap();
+    let list = v.as_message().unwrap().get_message("assignments").unwrap();
+    let node_address = n.rt.scheduler().address().to_owned();
+    (from..=to)
+        .map(|s| {
+            let a = list.get_message(&s.to_string()).unwrap().clone();
+            assert_eq!(a.get("slot"), Some(&Value::Integer(s as i64)));
+            assert_eq!(ao_core::verify::verify_signatures(&a).unwrap(), 1, "slot {s}");
+            let committers: Vec<String> = a
+                .commitments()
+                .unwrap()
+                .iter()
+                .filter_map(|(_, c)| Some(c.as_message()?.get_str("committer")?.to_owned()))
+                .collect();
+            assert_eq!(committers, [node_address.clone()], "slot {s}");
+            a
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
+    use ao_devices::scheduler::server::assignment_path;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn Store> {
+        Arc::new(
+            ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir.path())).unwrap(),
+        )
+    };
+    let store = open();
+    let n = node_on(store.clone(), opts());
+    let pid = n.spawn("unsigned-then-signed").await;
+    // The signer is held: messages are acknowledged with their slots and computed, but their
+    // assignments are not signed.
+    n.rt.scheduler().pause_signing(true);
+    assert_eq!(n.push(&pid, "A = 1").await.0, 1);
+    assert_eq!(n.push(&pid, "A = A + 1").await.0, 2);
+    let (slot, results) = n.push(&pid, "return A").await;
+    assert_eq!((slot, data(&results)), (3, "2".to_owned()));
+    let mut chains = Vec::new();
+    for s in 1..=3 {
+        let a = cache::read_message(store.as_ref(), &assignment_path(&pid, s))
+            .unwrap()
+            .unwrap();
+        assert!(a.commitments().is_none(), "slot {s} is stored unsigned");
+        chains.push(a.get_str("hash-chain").unwrap().to_owned());
+    }
+    assert_eq!(n.rt.scheduler().signing_backlog(), 3);
+    // What serves assignments to others waits for the signature instead of serving these.
+    let path = format!("/{pid}~process@1.0/schedule?from+integer=0&to+integer=3");
+    let read = n.resolver.resolve_path(&path);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), read)
+            .await
+            .is_err(),
+        "an unsigned assignment was served"
+    );
+    // Stop the node as it is (the signer never ran) and reopen the store.
+    drop(n);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&store) > 1 {
+        assert!(std::time::Instant::now() < deadline, "the node did not stop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(store);
+    let store = open();
+    let m = node_on(store.clone(), opts());
+    let signed = verified_schedule(&m, &pid, 0, 3).await;
+    for (a, chain) in signed[1..].iter().zip(&chains) {
+        assert_eq!(a.get_str("hash-chain"), Some(chain.as_str()));
+    }
+    for s in 0..=3 {
+        let a = cache::read_message(store.as_ref(), &assignment_path(&pid, s))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ao_core::verify::verify_signatures(&a).unwrap(), 1);
+    }
+    assert_eq!(m.rt.scheduler().signing_backlog(), 0);
+    // The schedule continues after the re-signed slots.
+    let (slot, results) = m.push(&pid, "return A + 40").await;
+    assert_eq!((slot, data(&results)), (4, "42".to_owned()));
+    verified_schedule(&m, &pid, 4, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_serves_verified_signed_assignments_under_load() {
+    let n = Arc::new(node(opts()));
+    let pid = n.spawn("signed-schedule").await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (n, pid) = (n.clone(), pid.clone());
+        tasks.push(tokio::spawn(async move {
+            n.push(&pid, &format!("return {i}")).await.0
+        }));
+    }
+    let mut slots = BTreeSet::new();
+    for t in tasks {
+        slots.insert(t.await.unwrap());
+    }
+    assert_eq!(slots, (1..=12).collect());
+    // Read at once, while the signer may still be working: every assignment served is signed.
+    let signed = verified_schedule(&n, &pid, 0, 12).await;
+    let bodies: BTreeSet<String> = signed[1..]
+        .iter()
+        .map(|a| data(a.get_message("body").unwrap()))
+        .collect();
+    assert_eq!(bodies, (0..12).map(|i| format!("return {i}")).collect());
+    // A schedule POST answers with the signed assignment.
+    let msg = n.eval_message(&pid, "return 'posted'");
+    let out = n
+        .resolver
+        .resolve(
+            Message::new().with("device", "scheduler@1.0"),
+            msg.with("path", "schedule").with("method", "POST"),
+        )
+        .await
+        .unwrap();
+    let a = out.as_message().unwrap();
+    assert_eq!(a.get("slot"), Some(&Value::Integer(13)));
+    assert_eq!(ao_core::verify::verify_signatures(a).unwrap(), 1);
+}

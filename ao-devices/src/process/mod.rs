@@ -393,18 +393,20 @@ async fn results(rt: &Arc<Processes>, base: &Message, req: &Message) -> Result<V
 async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message) -> Result<Value> {
     let msg = message_to_schedule(ctx, req)?;
     if runtime::is_process_message(&msg) {
-        let a = rt.spawn(msg).await?;
         if wants_json(req) {
+            let a = rt.spawn_durable(msg).await?;
             return Ok(json_doc(&json!({"process": a.process, "slot": a.slot})));
         }
-        return Ok(Value::Message(a.assignment));
+        return Ok(Value::Message(rt.spawn(msg).await?.assignment));
     }
     let pid = match msg.get("target").and_then(id_value) {
         Some(t) if rt.process(&t)?.is_some() => t,
         Some(t) => return Err(Error::MessageNotFound(format!("process {t}"))),
         None => process_id(rt, base, req)?,
     };
-    let a = rt.schedule(&pid, msg).await?;
+    // The reply carries the slot and the result, not the assignment: no need to wait for its
+    // signature.
+    let a = rt.schedule_durable(&pid, msg).await?;
     let r = rt.compute(&pid, a.slot).await?;
     let delivered = deliver_outbox(rt, ctx, &pid, &r).await;
     if wants_json(req) {
@@ -527,7 +529,7 @@ impl Device for ProcessDevice {
             match key.as_str() {
                 "schedule" if is_schedule_read(req) => {
                     let pid = process_id(&rt, base, req)?;
-                    crate::scheduler::schedule_read(&rt, &pid, req)
+                    crate::scheduler::schedule_read(&rt, &pid, req).await
                 }
                 "schedule" => schedule_post(&rt, ctx, base, req).await,
                 "slot" => {

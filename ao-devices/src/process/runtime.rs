@@ -456,25 +456,53 @@ impl Processes {
         })?
     }
 
-    /// Schedules a process definition at slot 0 (spawn). Spawning an already scheduled process
-    /// returns its slot-0 assignment.
+    /// Schedules a process definition at slot 0 (spawn) and returns its signed assignment.
+    /// Spawning an already scheduled process returns its slot-0 assignment.
     pub async fn spawn(self: &Arc<Self>, process: Message) -> Result<Assigned> {
         let pid = b64u(&id(&process, IdScope::Signed)?);
-        if let Some(a) = self.shared.scheduler.assignment(&pid, 0)? {
+        if let Some(a) = self.shared.scheduler.signed_assignment(&pid, 0).await? {
             return Ok(Assigned {
                 process: pid.clone(),
                 slot: 0,
                 message_id: pid,
+                signed: a.commitments().is_some(),
                 assignment: a,
             });
         }
         self.shared.scheduler.schedule(&pid, process).await
     }
 
-    /// Schedules a message on a known process.
+    /// [`Processes::spawn`], returning once slot 0 is durable, possibly before its assignment
+    /// is signed.
+    pub async fn spawn_durable(self: &Arc<Self>, process: Message) -> Result<Assigned> {
+        let pid = b64u(&id(&process, IdScope::Signed)?);
+        if let Some(a) = self.shared.scheduler.assignment(&pid, 0)? {
+            return Ok(Assigned {
+                process: pid.clone(),
+                slot: 0,
+                message_id: pid,
+                signed: a.commitments().is_some(),
+                assignment: a,
+            });
+        }
+        self.shared.scheduler.schedule_durable(&pid, process).await
+    }
+
+    /// Schedules a message on a known process and returns its signed assignment.
     pub async fn schedule(self: &Arc<Self>, pid: &str, message: Message) -> Result<Assigned> {
         self.handle(pid)?;
         self.shared.scheduler.schedule(pid, message).await
+    }
+
+    /// [`Processes::schedule`], returning once the slot is durable, possibly before its
+    /// assignment is signed.
+    pub async fn schedule_durable(
+        self: &Arc<Self>,
+        pid: &str,
+        message: Message,
+    ) -> Result<Assigned> {
+        self.handle(pid)?;
+        self.shared.scheduler.schedule_durable(pid, message).await
     }
 
     /// Computes `pid` up to `slot` and returns that slot's result.

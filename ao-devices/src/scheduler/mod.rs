@@ -3,8 +3,8 @@
 //!
 //! | key | what it does |
 //! |---|---|
-//! | `schedule` POST | assigns the next slot to the request (or its `body`): only its committed keys, verified per `verify-requests` (400 otherwise); a `Process` gets slot 0. Answers the signed assignment once it is durable |
-//! | `schedule` GET | `target` (or the base process), `from` (default 0), `to` (default the current slot), at most 1000 assignments, `continues` when cut; `accept: application/aos-2` gives the legacy JSON form |
+//! | `schedule` POST | assigns the next slot to the request (or its `body`): only its committed keys, verified per `verify-requests` (400 otherwise); a `Process` gets slot 0. Answers the signed assignment; the slot is durable before it is signed |
+//! | `schedule` GET | `target` (or the base process), `from` (default 0), `to` (default the current slot), at most 1000 assignments, `continues` when cut, each signed (it waits for the background signer); `accept: application/aos-2` gives the legacy JSON form |
 //! | `slot` | `{process, current, timestamp, block-height, block-hash, wallet-address}` |
 //! | `status` | `{address, processes: [IDs with a live scheduler actor]}` |
 //! | `location` | GET `address=` (default this node): this node's location record; 404 for others |
@@ -13,6 +13,7 @@
 //! Slot assignment itself lives in [`server`].
 
 pub mod server;
+pub(crate) mod signer;
 
 use std::sync::Arc;
 
@@ -110,8 +111,8 @@ fn assignment_struct(a: &Message, address: &str) -> Json {
     })
 }
 
-/// `schedule` GET for `pid`.
-pub(crate) fn schedule_read(rt: &Processes, pid: &str, req: &Message) -> Result<Value> {
+/// `schedule` GET for `pid`: signed assignments only (it waits for the signer).
+pub(crate) async fn schedule_read(rt: &Processes, pid: &str, req: &Message) -> Result<Value> {
     let arg = |k: &str| -> Result<Option<u64>> {
         match req.get(k) {
             None => Ok(None),
@@ -132,10 +133,12 @@ pub(crate) fn schedule_read(rt: &Processes, pid: &str, req: &Message) -> Result<
     if current.is_some() && from <= to {
         let last = to.min(from.saturating_add(SCHEDULE_LIMIT - 1));
         continues = last < to;
+        rt.scheduler().signed_through(pid, last).await?;
         for s in from..=last {
-            let a = rt
-                .scheduler()
-                .assignment(pid, s)?
+            let a = ao_core::cache::read_message(
+                rt.store().as_ref(),
+                &server::assignment_path(pid, s),
+            )?
                 .ok_or_else(|| Error::Store(format!("assignment {s} of {pid} is missing")))?;
             assignments.push((s, a));
         }
@@ -250,7 +253,7 @@ impl Device for SchedulerDevice {
             match key.as_str() {
                 "schedule" if is_schedule_read(req) => {
                     let pid = process_id(&rt, base, req)?;
-                    schedule_read(&rt, &pid, req)
+                    schedule_read(&rt, &pid, req).await
                 }
                 "schedule" => schedule_post(&rt, ctx, base, req).await,
                 "slot" => {

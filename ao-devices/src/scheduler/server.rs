@@ -2,18 +2,24 @@
 //! (devices.md §3.6 "Slot assignment").
 //!
 //! A batch of requests waiting in an actor's mailbox is assigned together: contiguous slots, the
-//! hash chain extended message by message, each assignment signed with the node wallet (on up
-//! to two threads), then everything written in **one** [`Store::apply`] (message bodies,
-//! assignments, slot links, the message → slot index). Callers are answered only after that
-//! batch is durable; if the write fails, nobody is answered with a slot and the actor's counters
-//! do not move.
+//! hash chain extended message by message, then everything written in **one** [`Store::apply`]
+//! (message bodies, assignments, slot links, the message → slot index). Callers are answered
+//! only after that batch is durable; if the write fails, nobody is answered with a slot and the
+//! actor's counters do not move.
+//!
+//! The assignments are written **unsigned** and signed afterwards by the background signer
+//! ([`super::signer`]): the signature (an RSA-4096 signature, milliseconds of CPU) is off the
+//! path that acknowledges a message. Whatever serves an assignment to others waits for its
+//! signed form ([`Scheduler::schedule`], [`Scheduler::signed_assignment`]); the process
+//! executor reads the assignment as soon as it is durable ([`Scheduler::assignment`]).
 //!
 //! Store layout (see `docs/processes.md`):
 //!
 //! * `assignments/<pid>/<slot>` → link to the signed assignment message (its `body` is the
 //!   scheduled message, stored as its own group, so `GET /<message-id>` finds it);
 //! * `message-slots/<pid>/<message-id>` → the slot, as decimal text;
-//! * `processes/<pid>` → link to the process message (written with slot 0).
+//! * `processes/<pid>` → link to the process message (written with slot 0);
+//! * `scheduler-signing/<pid>/{assigned,signed}` → the signer's progress ([`super::signer`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,6 +33,8 @@ use ao_core::wallet::Wallet;
 use ao_core::{Error, Message, Result, Store, Value, cache};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
+
+use super::signer::{SignJob, SignWatch, SignerHandle, counter_op, new_watch, signing_path};
 
 /// Most requests one actor assigns in one batch.
 const MAX_BATCH: usize = 256;
@@ -64,8 +72,11 @@ pub struct Assigned {
     pub slot: u64,
     /// The scheduled message's ID (`id(M, all)`, over its signatures).
     pub message_id: String,
-    /// The signed assignment; its `body` is the message.
+    /// The assignment; its `body` is the message. Signed by the node when `signed`; otherwise
+    /// durable but not (yet) signed, and not to be served to others as an assignment.
     pub assignment: Message,
+    /// Whether `assignment` carries the node's signature.
+    pub signed: bool,
 }
 
 struct Request {
@@ -83,14 +94,16 @@ struct Server {
     recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
 }
 
-/// The node's scheduler unit: per-process actors, created on demand.
+/// The node's scheduler unit: per-process actors, created on demand, and the background signer.
 pub struct Scheduler {
     store: Arc<dyn Store>,
-    wallet: Arc<Wallet>,
     address: String,
     block: BlockInfo,
     sign: bool,
     servers: Mutex<HashMap<String, Server>>,
+    signer: std::result::Result<Arc<SignerHandle>, String>,
+    /// Signed watermarks of the processes scheduled (or left with unsigned assignments).
+    signing: Mutex<HashMap<String, SignWatch>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -127,21 +140,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Scheduler {
-    /// A scheduler signing with `wallet` and writing to `store`.
+    /// A scheduler signing with `wallet` and writing to `store`. It starts the background
+    /// signer, which first signs the assignments an earlier run left unsigned.
     pub fn new(store: Arc<dyn Store>, wallet: Arc<Wallet>, block: BlockInfo) -> Self {
+        let address = wallet.address_string();
+        let (signer, signing) = match SignerHandle::start(store.clone(), wallet) {
+            Ok((h, w)) => (Ok(Arc::new(h)), w),
+            Err(e) => {
+                tracing::error!(error = %e, "the assignment signer did not start; scheduling with signatures fails");
+                (Err(e.to_string()), HashMap::new())
+            }
+        };
         Self {
-            address: wallet.address_string(),
+            address,
             store,
-            wallet,
             block,
             sign: true,
             servers: Mutex::new(HashMap::new()),
+            signer,
+            signing: Mutex::new(signing),
         }
     }
 
     /// Whether assignments are signed (the default, as HyperBEAM does). Unsigned assignments
     /// save one RSA-4096 signature (about 3.5 ms of CPU) per message, for nodes whose
-    /// schedules are never shown to other parties.
+    /// schedules are never shown to other parties. (Assignments an earlier signing run left
+    /// unsigned are signed either way.)
     #[must_use]
     pub fn with_signing(mut self, sign: bool) -> Self {
         self.sign = sign;
@@ -179,6 +203,19 @@ impl Scheduler {
             Some((last, chain)) => (last + 1, chain),
             None => (0, Vec::new()),
         };
+        let watch = lock(&self.signing)
+            .entry(pid.to_owned())
+            .or_insert_with(|| new_watch(next as i64 - 1))
+            .clone();
+        let signer = match (&self.signer, self.sign) {
+            (Ok(s), true) => Some(s.clone()),
+            (Err(e), true) => {
+                return Err(Error::Internal(format!(
+                    "the assignment signer is not running: {e}"
+                )));
+            }
+            (_, false) => None,
+        };
         let (tx, rx) = mpsc::channel(4096);
         let server = Server {
             tx,
@@ -190,9 +227,9 @@ impl Scheduler {
             next,
             chain,
             store: self.store.clone(),
-            wallet: self.wallet.clone(),
             block: self.block.clone(),
-            sign: self.sign,
+            signer,
+            watch,
             current: server.current.clone(),
             recent: server.recent.clone(),
         };
@@ -202,8 +239,24 @@ impl Scheduler {
     }
 
     /// Assigns the next slot of `pid` to `message` (only its committed keys; the caller has
-    /// verified it) and returns once the assignment is durable.
+    /// verified it) and returns the signed assignment (unless signing is off). The slot is
+    /// durable before the signature is made.
     pub async fn schedule(&self, pid: &str, message: Message) -> Result<Assigned> {
+        let mut a = self.schedule_durable(pid, message).await?;
+        if self.sign && !a.signed {
+            a.assignment = self
+                .signed_assignment(pid, a.slot)
+                .await?
+                .ok_or_else(|| Error::Store(format!("assignment {pid}/{} is missing", a.slot)))?;
+            a.signed = true;
+        }
+        Ok(a)
+    }
+
+    /// Assigns the next slot of `pid` to `message` and returns as soon as the assignment is
+    /// durable, before it is signed: for callers that answer with the slot (or a result), not
+    /// with the assignment itself.
+    pub async fn schedule_durable(&self, pid: &str, message: Message) -> Result<Assigned> {
         let message_id = b64u(&id(&message, IdScope::Signed)?);
         let server = self.server(pid)?;
         let (reply, rx) = oneshot::channel();
@@ -226,7 +279,58 @@ impl Scheduler {
         Ok(u64::try_from(c).ok())
     }
 
-    /// The assignment of `pid` at `slot`, from memory or the store.
+    /// Waits until the assignments of `pid` up to `slot` are signed and durable (at once when
+    /// signing is off). 503 while the signer cannot write them.
+    pub async fn signed_through(&self, pid: &str, slot: u64) -> Result<()> {
+        let watch = lock(&self.signing).get(pid).cloned();
+        let Some(watch) = watch else {
+            return Ok(());
+        };
+        let mut rx = watch.subscribe();
+        let state = rx
+            .wait_for(|s| s.through >= slot as i64 || s.error.is_some())
+            .await
+            .map_err(|_| Error::Internal("the assignment signer stopped".into()))?
+            .clone();
+        if state.through >= slot as i64 {
+            return Ok(());
+        }
+        Err(Error::status(
+            503,
+            format!(
+                "assignment {slot} of {pid} is not signed yet: {}",
+                state.error.unwrap_or_default()
+            ),
+        ))
+    }
+
+    /// The assignment of `pid` at `slot` as served to others: signed (waiting for the signer
+    /// when it is not yet), from the store. `None` beyond the current slot.
+    pub async fn signed_assignment(&self, pid: &str, slot: u64) -> Result<Option<Message>> {
+        match self.current(pid)? {
+            Some(c) if slot <= c => {}
+            _ => return Ok(None),
+        }
+        self.signed_through(pid, slot).await?;
+        cache::read_message(self.store.as_ref(), &assignment_path(pid, slot))
+    }
+
+    /// Assignments waiting for the background signer.
+    pub fn signing_backlog(&self) -> usize {
+        self.signer.as_ref().map_or(0, |s| s.backlog())
+    }
+
+    /// Holds (or releases) the background signer. Fault injection for recovery tests and
+    /// drills: assignments made while it is held are durable and acknowledged but unsigned.
+    pub fn pause_signing(&self, paused: bool) {
+        if let Ok(s) = &self.signer {
+            s.pause(paused);
+        }
+    }
+
+    /// The assignment of `pid` at `slot` as the executor needs it, from memory or the store:
+    /// durable, but possibly not signed yet. Use [`Scheduler::signed_assignment`] for anything
+    /// served to others.
     pub fn assignment(&self, pid: &str, slot: u64) -> Result<Option<Message>> {
         if let Some(s) = lock(&self.servers).get(pid) {
             let recent = lock(&s.recent);
@@ -255,9 +359,10 @@ struct Actor {
     next: u64,
     chain: Vec<u8>,
     store: Arc<dyn Store>,
-    wallet: Arc<Wallet>,
     block: BlockInfo,
-    sign: bool,
+    /// The signer to queue assignments on; `None` when signing is off.
+    signer: Option<Arc<SignerHandle>>,
+    watch: SignWatch,
     current: Arc<AtomicI64>,
     recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
 }
@@ -328,29 +433,26 @@ impl Actor {
             replies.push(req.reply);
         }
         let pid = self.pid.clone();
-        let wallet = self.wallet.clone();
         let store = self.store.clone();
-        let sign = self.sign;
+        let sign = self.signer.is_some();
         let built = tokio::task::spawn_blocking(move || {
-            let signed = if sign {
-                sign_all(&drafts, &wallet)?
-            } else {
-                drafts.iter().map(|d| d.unsigned.clone()).collect()
-            };
             let mut ops = Vec::new();
-            for (d, a) in drafts.iter().zip(&signed) {
-                ops.extend(assignment_ops(&pid, d.slot, &d.message_id, a)?);
+            for d in &drafts {
+                ops.extend(assignment_ops(&pid, d.slot, &d.message_id, &d.unsigned)?);
+            }
+            if sign && let Some(last) = drafts.last() {
+                ops.push(counter_op(signing_path(&pid, "assigned"), last.slot));
             }
             store.apply(ops)?;
             Ok::<_, Error>(
                 drafts
                     .into_iter()
-                    .zip(signed)
-                    .map(|(d, assignment)| Assigned {
+                    .map(|d| Assigned {
                         process: pid.clone(),
                         slot: d.slot,
                         message_id: d.message_id,
-                        assignment,
+                        assignment: d.unsigned,
+                        signed: false,
                     })
                     .collect::<Vec<_>>(),
             )
@@ -367,7 +469,7 @@ impl Actor {
                 return;
             }
             Err(join) => {
-                tracing::error!(process = %self.pid, error = %join, "the scheduler's signing task failed");
+                tracing::error!(process = %self.pid, error = %join, "the scheduler's write task failed");
                 for r in replies.into_iter().chain(respawns) {
                     let _ = r.send(Err(Error::Internal("the scheduler failed".into())));
                 }
@@ -377,6 +479,18 @@ impl Actor {
         self.next += assigned.len() as u64;
         self.chain = chain;
         self.current.store(self.next as i64 - 1, Ordering::Release);
+        match &self.signer {
+            Some(signer) => signer.push(assigned.iter().map(|a| SignJob {
+                pid: self.pid.clone(),
+                slot: a.slot,
+                unsigned: a.assignment.clone(),
+                watch: self.watch.clone(),
+            })),
+            None => {
+                let last = self.next as i64 - 1;
+                self.watch.send_modify(|s| s.through = s.through.max(last));
+            }
+        }
         {
             let mut recent = lock(&self.recent);
             for a in &assigned {
@@ -411,6 +525,7 @@ impl Actor {
                     slot: 0,
                     message_id: self.pid.clone(),
                     assignment: a.clone(),
+                    signed: a.commitments().is_some(),
                 }),
                 Ok(None) => Err(Error::Internal(format!(
                     "slot 0 of {} is missing",
@@ -421,34 +536,6 @@ impl Actor {
             let _ = r.send(answer);
         }
     }
-}
-
-/// Signs the drafts, on two threads when there are several.
-fn sign_all(drafts: &[Draft], wallet: &Wallet) -> Result<Vec<Message>> {
-    if drafts.len() < 2 {
-        return drafts
-            .iter()
-            .map(|d| ao_core::signature::commit(&d.unsigned, wallet))
-            .collect();
-    }
-    let mid = drafts.len() / 2;
-    let (a, b) = drafts.split_at(mid);
-    std::thread::scope(|s| {
-        let first = s.spawn(|| {
-            a.iter()
-                .map(|d| ao_core::signature::commit(&d.unsigned, wallet))
-                .collect::<Result<Vec<_>>>()
-        });
-        let second: Result<Vec<_>> = b
-            .iter()
-            .map(|d| ao_core::signature::commit(&d.unsigned, wallet))
-            .collect();
-        let mut out = first
-            .join()
-            .map_err(|_| Error::Internal("signing thread panicked".into()))??;
-        out.extend(second?);
-        Ok(out)
-    })
 }
 
 /// The store writes of one assignment: the assignment (and its body) as messages, aliases of

@@ -8,7 +8,7 @@
 //!   memory budget (most instances evicted), and report spawn/evaluation throughput and the
 //!   resident memory.
 //!
-//! `cargo bench -p ao-devices --bench processes -- [one|many|spawn] [N]`
+//! `cargo bench -p ao-devices --bench processes -- [one|many|spawn] [N] [signed|unsigned]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,9 +35,27 @@ struct Bench {
 }
 
 fn setup(options: ProcessOptions) -> Bench {
+    // `BENCH_SNAPSHOT_EVERY=N` overrides `process-snapshot-every`.
+    let options = match std::env::var("BENCH_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => options.with_snapshot_every(n),
+        None => options,
+    };
     let dir = tempfile::tempdir().unwrap();
+    // `BENCH_DURABILITY=eventual|none` measures what the fsyncs cost (the node's default,
+    // and this bench's, is `immediate`).
+    let durability = match std::env::var("BENCH_DURABILITY").as_deref() {
+        Ok("eventual") => ao_store::Durability::Eventual,
+        Ok("none") => ao_store::Durability::None,
+        _ => ao_store::Durability::Immediate,
+    };
     let store: Arc<dyn Store> = Arc::new(
-        ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir.path())).unwrap(),
+        ao_store::RedbStore::open(
+            ao_store::StoreConfig::in_data_dir(dir.path()).with_durability(durability),
+        )
+        .unwrap(),
     );
     let module = cache::write_message(
         store.as_ref(),
@@ -160,6 +178,18 @@ async fn run_concurrent(
     (lat, started.elapsed())
 }
 
+/// Waits for the background signer and reports when the last assignment was signed.
+async fn report_signed(b: &Bench, label: &str, n: usize, started: Instant) {
+    while b.rt.scheduler().signing_backlog() > 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let t = started.elapsed().as_secs_f64();
+    println!(
+        "{label:<44} {n:>6} assignments signed {t:>7.2} s after the first push = {:>7.1}/s",
+        n as f64 / t
+    );
+}
+
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -191,8 +221,16 @@ async fn one(n: usize, sign: bool) {
         lat,
         started.elapsed(),
     );
-    let (lat, total) = run_concurrent(&b, b.messages(&pid, n), 32).await;
+    if sign {
+        report_signed(&b, "  (signer)", n, started).await;
+    }
+    let msgs = b.messages(&pid, n);
+    let started = Instant::now();
+    let (lat, total) = run_concurrent(&b, msgs, 32).await;
     report(&format!("one process, 32 in flight{tag}"), lat, total);
+    if sign {
+        report_signed(&b, "  (signer)", n, started).await;
+    }
 }
 
 async fn many(n: usize, sign: bool) {
@@ -226,8 +264,13 @@ async fn many(n: usize, sign: bool) {
         .into_iter()
         .map(|m| ao_core::ans104::commit(&m.without("commitments"), &b.client).unwrap())
         .collect();
+    let count = msgs.len();
+    let started = Instant::now();
     let (lat, total) = run_concurrent(&b, msgs, 64).await;
     report(&format!("100 processes, 64 in flight{tag}"), lat, total);
+    if sign {
+        report_signed(&b, "  (signer)", count, started).await;
+    }
     println!("live instance bytes: {} MB", b.rt.live_bytes() >> 20);
 }
 
@@ -317,7 +360,12 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        for sign in [true, false] {
+        let modes: &[bool] = match args.get(2).map(String::as_str) {
+            Some("signed") => &[true],
+            Some("unsigned") => &[false],
+            _ => &[true, false],
+        };
+        for &sign in modes {
             if which == "one" || which == "all" {
                 one(n.unwrap_or(500), sign).await;
             }

@@ -69,7 +69,7 @@ pub struct ProcessOptions {
 impl Default for ProcessOptions {
     fn default() -> Self {
         Self {
-            snapshot_every: 64,
+            snapshot_every: 1000,
             memory_budget: 1 << 30,
             idle: Duration::from_secs(300),
             fuel: 10_000_000_000,

@@ -65,6 +65,8 @@ pub(crate) struct SignJob {
 #[derive(Default)]
 struct QueueState {
     jobs: VecDeque<SignJob>,
+    /// Assignments taken by the signer and not yet written.
+    signing: usize,
     paused: bool,
     closed: bool,
 }
@@ -156,9 +158,10 @@ impl SignerHandle {
         self.queue.wake.notify_one();
     }
 
-    /// Assignments waiting to be signed.
+    /// Assignments not yet signed and written (queued or being signed).
     pub(crate) fn backlog(&self) -> usize {
-        lock(&self.queue.state).jobs.len()
+        let st = lock(&self.queue.state);
+        st.jobs.len() + st.signing
     }
 }
 
@@ -228,6 +231,7 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             let n = st.jobs.len().min(SIGN_BATCH);
+            st.signing = n;
             st.jobs.drain(..n).collect()
         };
         loop {
@@ -239,6 +243,7 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
                             s.error = None;
                         });
                     }
+                    lock(&queue.state).signing = 0;
                     break;
                 }
                 Err(e) => {

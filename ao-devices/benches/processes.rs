@@ -43,6 +43,14 @@ fn setup(options: ProcessOptions) -> Bench {
         Some(n) => options.with_snapshot_every(n),
         None => options,
     };
+    // `BENCH_MEMORY_MB=N` overrides `process-memory-budget`.
+    let options = match std::env::var("BENCH_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(mb) => options.with_memory_budget(mb << 20),
+        None => options,
+    };
     let dir = tempfile::tempdir().unwrap();
     // `BENCH_DURABILITY=eventual|none` measures what the fsyncs cost (the node's default,
     // and this bench's, is `immediate`).

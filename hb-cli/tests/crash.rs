@@ -1,7 +1,8 @@
 //! Crash safety: SIGKILL the node while clients push to two processes, restart it on the same
 //! data directory, and check that every message acknowledged with a slot is still scheduled
 //! at that slot, and that computing to the last slot gives the state a run without the crash
-//! gives (a counter equal to the number of messages scheduled).
+//! gives (a counter equal to the number of messages scheduled); every assignment then served
+//! carries a verifying node signature.
 
 mod support;
 
@@ -151,6 +152,28 @@ async fn acknowledged_messages_survive_sigkill() {
             assert_eq!(
                 scheduled.get(&slot).map(String::as_str),
                 Some(id),
+                "{pid} slot {slot}"
+            );
+        }
+        // Every assignment served, acknowledged before the crash or not, carries a verifying
+        // signature of the node (those left unsigned were signed on restart).
+        let r = client
+            .get(format!(
+                "{}/{pid}~process@1.0/schedule?from+integer=0&to+integer={current}",
+                node.url
+            ))
+            .send()
+            .await
+            .unwrap();
+        let headers = r.headers().clone();
+        let reply = support::decode_reply(&headers, r.bytes().await.unwrap());
+        let list = reply.get_message("assignments").unwrap();
+        assert_eq!(list.len() as u64, current + 1, "{pid}");
+        for slot in 0..=current {
+            let a = list.get_message(&slot.to_string()).unwrap();
+            assert_eq!(
+                ao_core::verify::verify_signatures(a).unwrap(),
+                1,
                 "{pid} slot {slot}"
             );
         }

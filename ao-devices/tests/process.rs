@@ -524,14 +524,18 @@ async fn verified_schedule(n: &Node, pid: &str, from: u64, to: u64) -> Vec<Messa
         .map(|s| {
             let a = list.get_message(&s.to_string()).unwrap().clone();
             assert_eq!(a.get("slot"), Some(&Value::Integer(s as i64)));
-            assert_eq!(ao_core::verify::verify_signatures(&a).unwrap(), 1, "slot {s}");
+            assert_eq!(
+                ao_core::verify::verify_signatures(&a).unwrap(),
+                1,
+                "slot {s}"
+            );
             let committers: Vec<String> = a
                 .commitments()
                 .unwrap()
                 .iter()
                 .filter_map(|(_, c)| Some(c.as_message()?.get_str("committer")?.to_owned()))
                 .collect();
-            assert_eq!(committers, [node_address.clone()], "slot {s}");
+            assert_eq!(committers, std::slice::from_ref(&node_address), "slot {s}");
             a
         })
         .collect()
@@ -542,9 +546,7 @@ async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
     use ao_devices::scheduler::server::assignment_path;
     let dir = tempfile::tempdir().unwrap();
     let open = || -> Arc<dyn Store> {
-        Arc::new(
-            ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir.path())).unwrap(),
-        )
+        Arc::new(ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir.path())).unwrap())
     };
     let store = open();
     let n = node_on(store.clone(), opts());
@@ -578,7 +580,10 @@ async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
     drop(n);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while Arc::strong_count(&store) > 1 {
-        assert!(std::time::Instant::now() < deadline, "the node did not stop");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not stop"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(store);

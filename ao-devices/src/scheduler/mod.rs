@@ -139,7 +139,7 @@ pub(crate) async fn schedule_read(rt: &Processes, pid: &str, req: &Message) -> R
                 rt.store().as_ref(),
                 &server::assignment_path(pid, s),
             )?
-                .ok_or_else(|| Error::Store(format!("assignment {s} of {pid} is missing")))?;
+            .ok_or_else(|| Error::Store(format!("assignment {s} of {pid} is missing")))?;
             assignments.push((s, a));
         }
     }

@@ -9,6 +9,10 @@
 //!   resident memory.
 //!
 //! `cargo bench -p ao-devices --bench processes -- [one|many|spawn] [N] [signed|unsigned]`
+//!
+//! With signed assignments, `(signer)` lines tell when the background signer had signed every
+//! assignment of the run. Environment knobs: `BENCH_DURABILITY=eventual|none` (store fsyncs),
+//! `BENCH_SNAPSHOT_EVERY=N`, `BENCH_MEMORY_MB=N` (the process options of those names).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

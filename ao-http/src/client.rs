@@ -290,6 +290,12 @@ impl HttpClient {
                     })?;
                 builder = builder.header(name.as_str(), value);
             }
+            for (name, value) in &req.headers {
+                if transport_header(&name.to_ascii_lowercase()) {
+                    continue;
+                }
+                builder = builder.header(name.as_str(), value.as_str());
+            }
             if let Some(b) = &body {
                 builder = builder.body(b.clone());
             }

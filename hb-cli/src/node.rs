@@ -132,7 +132,9 @@ impl Node {
             .extension(wallet.clone())
             .extension(wasm)
             .extension(Arc::new(ao_devices::relay::Client::new(Arc::new(client))))
-            .extension(Arc::new(ao_devices::router::RouterState::new()))
+            .extension(Arc::new(ao_devices::router::RouterState::restore(
+                store.as_ref(),
+            )?))
             .build();
         Ok(Self {
             options,

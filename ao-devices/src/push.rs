@@ -337,7 +337,9 @@ async fn push_entry(
     let target_base = match ctx.load(&target) {
         Ok(m) => m,
         // Not known here, but the target says where its scheduler is.
-        Err(Error::MessageNotFound(_) | Error::NotFound(_)) if hint.is_some() => {
+        Err(Error::MessageNotFound(_) | Error::NotFound(_))
+            if hint.as_deref().is_some_and(|h| h.starts_with("http")) =>
+        {
             Message::new().with("scheduler", raw_target.as_str())
         }
         Err(Error::MessageNotFound(_) | Error::NotFound(_)) => {

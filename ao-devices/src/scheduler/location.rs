@@ -17,7 +17,7 @@
 //!   (404 when there is none); for this node without a record, an unsigned record of its
 //!   default URL.
 //!
-//! **Finding the scheduler** ([`find_server`]): a `?hint=<url>` on the process reference (unless
+//! **Finding the scheduler** ([`find_server`]): a `?hint=<http(s) URL>` on the process reference (unless
 //! `scheduler-follow-hints` is false) names it directly; else the process's `scheduler` (or
 //! `scheduler-location`) address: none, or this node's address, is local; another address is
 //! looked up in the record cache, then among the routes (a route node whose `wallet` is that
@@ -363,6 +363,11 @@ pub fn scheduler_of(process: &Message) -> Option<String> {
     })
 }
 
+/// A hint that names a URL (`http(s)://…`); other hints mean nothing to this node.
+fn url_hint(hint: Option<&str>) -> Option<&str> {
+    hint.filter(|h| h.starts_with("http://") || h.starts_with("https://"))
+}
+
 fn follow_hints(ctx: &Context) -> bool {
     options(ctx)
         .get("scheduler-follow-hints")
@@ -389,16 +394,16 @@ fn routed_url(ctx: &Context, address: &str) -> Option<String> {
 /// Where the scheduler of `process` is (see the module documentation). `hint` is a
 /// `?hint=<url>` that came with the process reference.
 pub fn find_server(ctx: &Context, process: &Message, hint: Option<&str>) -> Result<Server> {
-    if let Some(h) = hint.filter(|_| follow_hints(ctx)) {
+    if let Some(h) = url_hint(hint).filter(|_| follow_hints(ctx)) {
         return Ok(Server::Remote(Remote::new(h, "ao.N.1", None)));
     }
     let Some(named) = scheduler_of(process) else {
         return Ok(Server::Local);
     };
     let (address, named_hint) = relay::split_hint(&named);
-    if let Some(h) = named_hint.filter(|_| follow_hints(ctx)) {
+    if let Some(h) = url_hint(named_hint.as_deref()).filter(|_| follow_hints(ctx)) {
         return Ok(Server::Remote(Remote::new(
-            &h,
+            h,
             "ao.N.1",
             Some(address.to_owned()),
         )));

@@ -77,7 +77,11 @@ async fn post_item(c: &reqwest::Client, url: &str, body: Vec<u8>) -> serde_json:
         .unwrap();
     let status = r.status();
     let bytes = r.bytes().await.unwrap();
-    assert!(status.is_success(), "{url}: {status} {}", String::from_utf8_lossy(&bytes));
+    assert!(
+        status.is_success(),
+        "{url}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -134,8 +138,8 @@ async fn main() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let user = Wallet::from_jwk(&std::fs::read(support::fixture("wallets/key-1.json")).unwrap())
-        .unwrap();
+    let user =
+        Wallet::from_jwk(&std::fs::read(support::fixture("wallets/key-1.json")).unwrap()).unwrap();
     let wallet_a = Wallet::load(&da.path().join("wallet.json")).unwrap();
     let wallet_c = Wallet::load(&dc.path().join("wallet.json")).unwrap();
     let location = |node: &str| format!("{node}/~scheduler@1.0/location");
@@ -204,7 +208,7 @@ async fn main() {
             ),
         )
     };
-    let warmup: Vec<Vec<u8>> = (0..5).map(|n| send(n)).collect();
+    let warmup: Vec<Vec<u8>> = (0..5).map(&send).collect();
     for body in warmup {
         post_item(&c, &push_ping, body).await;
     }

@@ -11,6 +11,9 @@
 //! | `snapshot` | takes and stores a snapshot; returns it |
 //! | `as` | `as=execution` (or `scheduler`, `push`): the process cast to its `<name>-device`; `as=execution/compute&K=V` is a dry run |
 //!
+//! `schedule`, `slot` and `push` of a process whose scheduler is another node are redirected or
+//! proxied there (`scheduler::remote`); a message pushed twice keeps its one slot.
+//!
 //! The state message returned by `compute`/`now` holds the process definition's keys (without
 //! its commitments), `at-slot` and `results` (`data`, `outbox`, `raw`, `error`). Every other key
 //! falls back to `message@1.0`.

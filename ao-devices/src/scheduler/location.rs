@@ -502,3 +502,189 @@ const HTTP_ADDED_KEYS: [&str; 7] = [
     "codec-device",
     "content-type",
 ];
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ao_core::{DeviceRegistry, MemoryStore, Resolver};
+
+    use super::*;
+
+    fn wallet(name: &str) -> Wallet {
+        Wallet::load(std::path::Path::new(&format!(
+            "../../shared/fixtures/wallets/{name}"
+        )))
+        .unwrap()
+    }
+
+    fn node(routes: Option<Value>) -> (Resolver, Arc<MemoryStore>, String) {
+        let store = Arc::new(MemoryStore::new());
+        let me = wallet("key-1.json");
+        let address = me.address_string();
+        let mut opts = Message::new();
+        if let Some(r) = routes {
+            opts.insert("routes", r);
+        }
+        let r = Resolver::builder(DeviceRegistry::builder().build())
+            .store(store.clone() as Arc<dyn Store>)
+            .extension(Arc::new(me))
+            .extension(Arc::new(NodeState::new(opts, address.clone())))
+            .build();
+        (r, store, address)
+    }
+
+    fn record(url: &str, nonce: i64) -> Message {
+        Message::new()
+            .with("type", "scheduler-location")
+            .with("url", url)
+            .with("nonce", nonce)
+    }
+
+    fn status(r: Result<Value>) -> u16 {
+        match r {
+            Ok(_) => 200,
+            Err(e) => e.http_status(),
+        }
+    }
+
+    #[test]
+    fn finding_the_scheduler() {
+        let other = wallet("key-2.json").address_string();
+        let third = "x".repeat(43);
+        let routes = Value::List(vec![Value::Message(
+            Message::new().with("template", "/never").with(
+                "nodes",
+                Value::List(vec![Value::Message(
+                    Message::new()
+                        .with("prefix", "http://routed:3")
+                        .with("wallet", third.as_str()),
+                )]),
+            ),
+        )]);
+        let (r, store, me) = node(Some(routes));
+        let ctx = r.context();
+        let p = |s: &str| Message::new().with("type", "Process").with("scheduler", s);
+        let remote = |url: &str, addr: Option<&str>| {
+            Server::Remote(Remote::new(url, "ao.N.1", addr.map(str::to_owned)))
+        };
+        assert_eq!(
+            find_server(&ctx, &Message::new(), None).unwrap(),
+            Server::Local
+        );
+        assert_eq!(find_server(&ctx, &p(&me), None).unwrap(), Server::Local);
+        // Unknown: no record, no route, no hint.
+        assert_eq!(
+            find_server(&ctx, &p(&other), None)
+                .unwrap_err()
+                .http_status(),
+            404
+        );
+        write_record(store.as_ref(), &other, &record("http://c:2/", 1)).unwrap();
+        assert_eq!(
+            find_server(&ctx, &p(&other), None).unwrap(),
+            remote("http://c:2", Some(&other))
+        );
+        assert_eq!(
+            find_server(&ctx, &p(&third), None).unwrap(),
+            remote("http://routed:3", Some(&third))
+        );
+        // A URL hint wins, even over this node; a hint that is no URL means nothing.
+        assert_eq!(
+            find_server(&ctx, &p(&me), Some("http://h:4")).unwrap(),
+            remote("http://h:4", None)
+        );
+        assert_eq!(
+            find_server(&ctx, &p(&me), Some("local")).unwrap(),
+            Server::Local
+        );
+        assert_eq!(
+            find_server(&ctx, &p(&format!("{other}?hint=http%3A%2F%2Fh%3A5")), None).unwrap(),
+            remote("http://h:5", Some(&other))
+        );
+        let redirect = Remote::new("http://c:2", "ao.N.1", None).redirect(Some("/p/slot"));
+        assert_eq!(redirect.get_str("location"), Some("http://c:2/p/slot"));
+        assert_eq!(
+            redirect.get("status").and_then(Value::as_integer),
+            Some(307)
+        );
+    }
+
+    #[test]
+    fn records_need_signatures_and_newer_nonces() {
+        let (r, store, me) = node(None);
+        let ctx = r.context();
+        let peer = wallet("key-2.json");
+        let post_signed = |m: &Message, w: &Wallet| {
+            futures::executor::block_on(post(
+                &ctx,
+                &ao_core::signature::commit(m, w)
+                    .unwrap()
+                    .with("method", "POST"),
+            ))
+        };
+        // A peer's record is cached for its signer; older or equal nonces are refused.
+        assert_eq!(status(post_signed(&record("http://p:1", 3), &peer)), 200);
+        let cached = read_record(store.as_ref(), &peer.address_string())
+            .unwrap()
+            .unwrap();
+        assert_eq!(cached.get_str("url"), Some("http://p:1"));
+        assert!(cached.is_committed(), "kept with its signature");
+        for stale in [3, 2] {
+            match post_signed(&record("http://evil:1", stale), &peer) {
+                Err(Error::Status {
+                    status: 400,
+                    body: Value::Message(b),
+                }) => {
+                    assert_eq!(b.get("existing-nonce").and_then(Value::as_integer), Some(3));
+                    assert_eq!(
+                        b.get("requested-nonce").and_then(Value::as_integer),
+                        Some(stale)
+                    );
+                }
+                other => panic!("stale nonce {stale}: {other:?}"),
+            }
+        }
+        assert_eq!(status(post_signed(&record("http://p:2", 4), &peer)), 200);
+        assert_eq!(
+            read_record(store.as_ref(), &peer.address_string())
+                .unwrap()
+                .unwrap()
+                .get_str("url"),
+            Some("http://p:2")
+        );
+        // Unsigned: refused.
+        let unsigned = record("http://x:1", 9).with("method", "POST");
+        assert_eq!(
+            status(futures::executor::block_on(post(&ctx, &unsigned))),
+            400
+        );
+        // The operator's request: the node signs a record of its own, nonce one above.
+        let me_wallet = wallet("key-1.json");
+        let ask = Message::new().with("url", "http://me:8");
+        let signed = match post_signed(&ask, &me_wallet).unwrap() {
+            Value::Message(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(signed.get("nonce").and_then(Value::as_integer), Some(0));
+        assert_eq!(ao_core::message_device::committers(&signed), vec![me]);
+        assert_eq!(status(post_signed(&ask, &me_wallet)), 200, "nonce 1 now");
+        assert_eq!(
+            status(post_signed(&ask.with("nonce", 1i64), &me_wallet)),
+            400
+        );
+        match get(&ctx, &Message::new()).unwrap() {
+            Value::Message(m) => assert_eq!(
+                m.get_message("body")
+                    .and_then(|b| b.get("nonce"))
+                    .and_then(Value::as_integer),
+                Some(1)
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            status(get(&ctx, &Message::new().with("address", "y".repeat(43)))),
+            404
+        );
+    }
+}

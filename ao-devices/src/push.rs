@@ -76,15 +76,16 @@ fn as_process(msg: &Message) -> Message {
     }
 }
 
-/// The error for a target whose scheduler lives on another node.
+/// The error for a target whose scheduler lives on another node that this node cannot reach
+/// (it has no HTTP client, or the redirect names no URL).
 pub fn remote_unsupported(location: Option<&str>) -> Error {
     let mut body = Message::new()
         .with("status", 501i64)
         .with("error", "remote-push-unsupported")
         .with(
             "body",
-            "push@1.0: the target's scheduler is on another node; pushing to remote \
-             schedulers is not supported by this node yet",
+            "push@1.0: the target's scheduler is on another node, and this node has no \
+             HTTP client to reach it",
         );
     if let Some(l) = location {
         body.insert("location", l);

@@ -876,5 +876,21 @@ async fn remote_schedulers_and_ping_pong_across_nodes() {
     let on_c = schedule_json(&c, &c_node.url, &pong).await;
     assert_eq!(signed_by(&on_c, &a.address), 2, "{on_c}");
     assert_eq!(with_data(&on_c, "ping 2"), 1, "{on_c}");
+
+    // Location records that point in a circle (A says C, C says A): the proxying stops.
+    let circle = Message::new()
+        .with("type", "scheduler-location")
+        .with("nonce", 1i64);
+    for (node, url) in [(&a.url, &c_node.url), (&c_node.url, &a.url)] {
+        let record = circle.clone().with("url", url.as_str());
+        let (status, body) = post_signed(&c, &location(node), &record, &user).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let lost = item(
+        &user,
+        process(&user.address_string(), &a.address, &module, "lost"),
+    );
+    let (status, _, body) = post_item(&c, &format!("{}/push", a.url), lost, true).await;
+    assert_eq!(status, 508, "{}", String::from_utf8_lossy(&body));
     drop(c_node);
 }

@@ -249,7 +249,10 @@ pub(crate) fn message_to_schedule(ctx: &Context, req: &Message) -> Result<Messag
     let (candidate, from_http) = match req.get("body") {
         Some(Value::Message(b)) if b.is_committed() => (b.clone(), false),
         _ => (
-            req.clone().without("path").without("method"),
+            req.clone()
+                .without("path")
+                .without("method")
+                .without(crate::scheduler::remote::HOPS_HEADER),
             req.private(VERIFIED_SIGNERS).is_some(),
         ),
     };

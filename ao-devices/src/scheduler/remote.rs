@@ -15,7 +15,9 @@
 //!
 //! A `Process` definition that passes through this node is also cached here, so later
 //! requests naming it (and pushes to it) find its scheduler. A peer that cannot be reached
-//! gives 502, one that does not answer in time 504.
+//! gives 502, one that does not answer in time 504. Proxied requests count their hops in a
+//! `scheduler-proxy-hops` header; after [`MAX_PROXY_HOPS`] (records pointing in a circle) the
+//! answer is 508.
 //!
 //! [`schedule_once`] schedules a message unless the process already holds it: a message
 //! delivered twice (a retried push whose first reply was lost) keeps its one slot.
@@ -49,6 +51,12 @@ pub enum Action {
 
 /// Request keys that steer the form of a reply, passed on to the peer as headers.
 const REPLY_KEYS: [&str; 3] = ["accept", "accept-codec", "require-codec"];
+
+/// The header counting how many nodes have proxied a request already.
+pub const HOPS_HEADER: &str = "scheduler-proxy-hops";
+
+/// Most proxy hops a request takes: location records that point in a circle end here (508).
+pub const MAX_PROXY_HOPS: i64 = 4;
 
 /// `scheduler-follow-redirects` (default true).
 pub fn follow_redirects(ctx: &Context) -> bool {
@@ -140,6 +148,19 @@ async fn remote_request(
     is_spawn: bool,
     req: &Message,
 ) -> Result<Value> {
+    let hops = req
+        .get(HOPS_HEADER)
+        .and_then(Value::as_integer)
+        .unwrap_or(0);
+    if hops >= MAX_PROXY_HOPS {
+        return Err(Error::status(
+            508,
+            format!(
+                "the request for process {pid} was proxied {hops} times between schedulers; \
+                 their location records point in a circle"
+            ),
+        ));
+    }
     let path = path_for(action, pid, is_spawn, req);
     let posting = matches!(action, Action::SchedulePost | Action::Push);
     let message = if posting {
@@ -168,6 +189,7 @@ async fn remote_request(
             out = out.header(k, v);
         }
     }
+    out = out.header(HOPS_HEADER, (hops + 1).to_string());
     if action == Action::Push
         && let Some(d) = req.get("result-depth").and_then(Value::as_integer)
     {

@@ -682,11 +682,10 @@ async fn remote_schedulers_and_ping_pong_across_nodes() {
     let wallet_a = Wallet::load(&da.path().join("wallet.json")).unwrap();
     let wallet_c = Wallet::load(&dc.path().join("wallet.json")).unwrap();
 
-    // Location records. A's operator has A sign its record; A tells B and C.
+    // Location records. A's operator has A sign its record (its URL: where A listens); A
+    // tells B and C.
     let location = |node: &str| format!("{node}/~scheduler@1.0/location");
-    let record_a = Message::new()
-        .with("url", a.url.as_str())
-        .with("nonce", 1i64);
+    let record_a = Message::new().with("nonce", 1i64);
     let (status, body) = post_signed(&c, &location(&a.url), &record_a, &wallet_a).await;
     assert_eq!(status, 200, "{body}");
     // The same nonce again is stale.

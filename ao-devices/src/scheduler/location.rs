@@ -5,8 +5,8 @@
 //! codec-device}`, cached under `scheduler-locations/<address>`:
 //!
 //! * `POST /~scheduler@1.0/location` signed by the operator makes this node sign a new record
-//!   for itself (`url` from the request, else `scheduler-location-url`, else
-//!   `http://<host>:<port>`; `nonce` from the request, else one above the known one), cache it,
+//!   for itself (`url` from the request, else `scheduler-location-url`, else the URL the server
+//!   listens on, else `http://<host>:<port>`; `nonce` from the request, else one above the known one), cache it,
 //!   and send it to every URL of the `scheduler-location-notify-peers` option (through the
 //!   durable outbox, at `/~scheduler@1.0/location`; HyperBEAM posts to a `record` key that
 //!   does not exist).
@@ -75,15 +75,20 @@ fn options(ctx: &Context) -> Message {
         .unwrap_or_default()
 }
 
-fn default_url(opts: &Message) -> String {
-    match opts.get_str("scheduler-location-url") {
-        Some(u) => u.to_owned(),
-        None => {
-            let host = opts.get_str("host").unwrap_or("localhost");
-            let port = opts.get("port").and_then(Value::as_integer).unwrap_or(8734);
-            format!("http://{host}:{port}")
-        }
+/// `scheduler-location-url`, else the URL the server listens on, else `http://<host>:<port>`.
+fn default_url(ctx: &Context, opts: &Message) -> String {
+    if let Some(u) = opts.get_str("scheduler-location-url") {
+        return u.to_owned();
     }
+    if let Some(u) = ctx
+        .extension::<NodeState>()
+        .and_then(|s| s.listen_url().map(str::to_owned))
+    {
+        return u;
+    }
+    let host = opts.get_str("host").unwrap_or("localhost");
+    let port = opts.get("port").and_then(Value::as_integer).unwrap_or(8734);
+    format!("http://{host}:{port}")
 }
 
 /// The signers of a request: those the HTTP layer verified, else the committers whose
@@ -137,7 +142,7 @@ pub fn get(ctx: &Context, req: &Message) -> Result<Value> {
                 .with("data-protocol", "ao")
                 .with("variant", "ao.N.1")
                 .with("type", "scheduler-location")
-                .with("url", default_url(&opts))
+                .with("url", default_url(ctx, &opts))
                 .with("nonce", 0i64)
                 .with("time-to-live", ttl(&opts))
                 .with("codec-device", "httpsig@1.0")
@@ -254,7 +259,7 @@ pub async fn post(ctx: &Context, req: &Message) -> Result<Value> {
     let url = record
         .get_str("url")
         .map(str::to_owned)
-        .unwrap_or_else(|| default_url(&opts));
+        .unwrap_or_else(|| default_url(ctx, &opts));
     let ttl = record
         .get("time-to-live")
         .and_then(Value::as_integer)

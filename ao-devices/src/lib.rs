@@ -12,10 +12,10 @@
 //! | `multipass@1.0` | [`multipass`]: makes a stack run again until `passes` is reached |
 //! | `dedup@1.0` | [`dedup`]: drops messages a process has already seen |
 //! | `patch@1.0` | [`patch`]: moves `PATCH` messages of results into the process state |
-//! | `push@1.0` | [`push`]: signs outbox messages and schedules them on local target processes |
+//! | `push@1.0` | [`push`]: signs outbox messages and schedules them on their target processes, here or on the targets' scheduler nodes |
 //! | `cache@1.0`, `lookup@1.0` | [`cache`], [`lookup`]: read the store; write it as a trusted writer |
 //! | `process@1.0`, `genesis-wasm@1.0` | [`process`]: AO processes as supervised actors, aos run natively |
-//! | `scheduler@1.0` | [`scheduler`]: the local scheduler unit (slot assignment, schedules) |
+//! | `scheduler@1.0` | [`scheduler`]: the local scheduler unit (slot assignment, schedules), location records, redirects and proxying to remote schedulers |
 //! | `relay@1.0` | [`relay`]: `call`/`cast` to peers, the forwarding request hook; the [`relay::PeerClient`] trait |
 //! | `router@1.0` | [`router`]: the `routes` table, strategies, `route`/`match`, the `preprocess` hook |
 

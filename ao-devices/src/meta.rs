@@ -34,6 +34,7 @@ pub struct NodeState {
     history: RwLock<Vec<Message>>,
     address: String,
     signer_check: Option<Box<SignerCheck>>,
+    listen_url: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -52,7 +53,19 @@ impl NodeState {
             history: RwLock::new(Vec::new()),
             address: address.into(),
             signer_check: None,
+            listen_url: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records the URL the node's server listens on, once it is bound (the port may have been
+    /// picked by the system).
+    pub fn set_listen_url(&self, url: impl Into<String>) {
+        let _ = self.listen_url.set(url.into());
+    }
+
+    /// The URL the node's server listens on, once known.
+    pub fn listen_url(&self) -> Option<&str> {
+        self.listen_url.get().map(String::as_str)
     }
 
     /// Sets how operator signatures are checked (without one, `POST info` is refused unless the

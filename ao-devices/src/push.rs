@@ -14,10 +14,14 @@
 //! * **Without a `slot`:** the request itself is first scheduled on the process; a scheduled
 //!   `Process` (a spawn) answers its assignment, a `Message` is then pushed at its slot.
 //!
-//! Only targets whose scheduler is on this node are served: a scheduler answering with a
-//! redirect (307, another node) gives a 501 `remote-push-unsupported` error, and so does
-//! `push-mode: async`, which needs a runtime this crate does not have. Recursion is bounded by
-//! the resolver's depth limit.
+//! A target whose scheduler is on another node (its process names a remote `scheduler`, found
+//! with `scheduler@1.0`'s location records, routes or a `?hint=` on the target; or its
+//! `schedule` answers a 307) is pushed there: see [`remote`]. A node without an HTTP client
+//! answers those with a 501 `remote-push-unsupported`, and `push-mode: async` (which needs a
+//! runtime this crate does not have) with a 501 too. Local recursion is bounded by the
+//! resolver's depth limit, remote chains by [`remote::MAX_REMOTE_HOPS`].
+
+pub mod remote;
 
 use ao_core::codec::structured::list_to_message;
 use ao_core::device::BoxFuture;
@@ -72,15 +76,16 @@ fn as_process(msg: &Message) -> Message {
     }
 }
 
-/// The error for a target whose scheduler lives on another node.
+/// The error for a target whose scheduler lives on another node that this node cannot reach
+/// (it has no HTTP client, or the redirect names no URL).
 pub fn remote_unsupported(location: Option<&str>) -> Error {
     let mut body = Message::new()
         .with("status", 501i64)
         .with("error", "remote-push-unsupported")
         .with(
             "body",
-            "push@1.0: the target's scheduler is on another node; pushing to remote \
-             schedulers is not supported by this node yet",
+            "push@1.0: the target's scheduler is on another node, and this node has no \
+             HTTP client to reach it",
         );
     if let Some(l) = location {
         body.insert("location", l);
@@ -103,7 +108,12 @@ async fn push(base: &Message, request: &Message, ctx: &Context) -> Result<Value>
     if request.get("slot").is_some() {
         return push_with_mode(&process, &pid, request, ctx).await;
     }
-    let assignment = schedule_initial(&process, request, ctx).await?;
+    let assignment = match schedule_initial(&process, request, ctx).await {
+        Ok(a) => a,
+        // Pushed on the process's remote scheduler: its reply is the answer.
+        Err(Error::Status { status, body }) if status < 400 => return Ok(body),
+        Err(e) => return Err(e),
+    };
     let body = match assignment.get("body") {
         Some(Value::Message(b)) => b.clone(),
         _ => match request.get("body") {
@@ -128,10 +138,17 @@ async fn schedule_initial(process: &Message, request: &Message, ctx: &Context) -
         .clone()
         .with("path", "schedule")
         .with("method", "POST");
-    match ctx.resolve(process.clone(), req).await? {
+    let scheduled = match ctx.resolve(process.clone(), req).await {
+        Err(Error::Status {
+            status: 307,
+            body: Value::Message(m),
+        }) => Value::Message(m),
+        other => other?,
+    };
+    match scheduled {
         Value::Message(m) => match status_of(&m)? {
             200 => Ok(m),
-            307 => Err(remote_unsupported(m.get_str("location"))),
+            307 => Err(forward_initial(process, request, &m, ctx).await),
             s => Err(Error::status(
                 u16::try_from(s).unwrap_or(500),
                 Value::Message(m),
@@ -141,6 +158,42 @@ async fn schedule_initial(process: &Message, request: &Message, ctx: &Context) -
             "push@1.0: schedule answered a {}, not an assignment",
             other.kind()
         ))),
+    }
+}
+
+/// The initial message of a push whose process's scheduler redirected elsewhere: pushed
+/// there as it is (signed by its sender). The peer's answer comes back as a status "error"
+/// carrying the reply, so the caller answers it unchanged.
+async fn forward_initial(
+    process: &Message,
+    request: &Message,
+    redirect: &Message,
+    ctx: &Context,
+) -> Error {
+    let location = redirect.get_str("location");
+    let (Some(client), Some(base)) = (
+        ctx.extension::<crate::relay::Client>(),
+        location.and_then(remote::base_url),
+    ) else {
+        return remote_unsupported(location);
+    };
+    let pid = match process_id(process) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let msg = match request.get("body") {
+        Some(Value::Message(b)) if b.is_committed() => b.clone(),
+        _ => request.clone().without("path").without("method"),
+    };
+    let out = crate::relay::Outbound::new(
+        "POST",
+        base,
+        format!("/{pid}~process@1.0/push"),
+        crate::scheduler::location::outbound_message(&msg),
+    );
+    match client.send(out).await {
+        Ok(reply) => Error::status(reply.status, reply.value),
+        Err(e) => e.into(),
     }
 }
 
@@ -253,7 +306,7 @@ pub fn split_target(raw: &str) -> &str {
     raw.split(['?', '&']).next().unwrap_or(raw)
 }
 
-fn entry_error(target: &str, err: &Error) -> Message {
+pub(crate) fn entry_error(target: &str, err: &Error) -> Message {
     let mut m = Message::new()
         .with("response", "error")
         .with("status", i64::from(err.http_status()))
@@ -281,8 +334,15 @@ async fn push_entry(
         }
     };
     let target = split_target(&raw_target).to_owned();
+    let (_, hint) = crate::relay::split_hint(&raw_target);
     let target_base = match ctx.load(&target) {
         Ok(m) => m,
+        // Not known here, but the target says where its scheduler is.
+        Err(Error::MessageNotFound(_) | Error::NotFound(_))
+            if hint.as_deref().is_some_and(|h| h.starts_with("http")) =>
+        {
+            Message::new().with("scheduler", raw_target.as_str())
+        }
         Err(Error::MessageNotFound(_) | Error::NotFound(_)) => {
             return Message::new()
                 .with("response", "error")
@@ -299,11 +359,31 @@ async fn push_entry(
         }
         p
     };
-    let (signed, assignment) =
-        match schedule_result(&target_process, entry, origin, wallet, ctx).await {
-            Ok(r) => r,
-            Err(e) => return entry_error(&target, &e),
-        };
+    use crate::scheduler::location::{Server, find_server};
+    match find_server(ctx, &target_base, hint.as_deref()) {
+        Ok(Server::Local) => {}
+        Ok(Server::Remote(r)) => {
+            return match prepare(entry, origin, wallet) {
+                Ok(signed) => {
+                    remote::push_signed(ctx, &r.url, &target, &signed, origin.depth).await
+                }
+                Err(e) => entry_error(&target, &e),
+            };
+        }
+        Err(e) => return entry_error(&target, &e),
+    }
+    let (signed, assignment) = match schedule_result(&target_process, entry, origin, wallet, ctx)
+        .await
+    {
+        Ok(Scheduled::Here(signed, assignment)) => (signed, assignment),
+        Ok(Scheduled::Elsewhere(signed, location)) => {
+            return match remote::base_url(&location) {
+                Some(base) => remote::push_signed(ctx, &base, &target, &signed, origin.depth).await,
+                None => entry_error(&target, &remote_unsupported(Some(&location))),
+            };
+        }
+        Err(e) => return entry_error(&target, &e),
+    };
     let Some(next_slot) = assignment.get("slot").cloned() else {
         return entry_error(
             &target,
@@ -343,14 +423,12 @@ enum Codec {
     Ans104,
 }
 
-/// Signs the entry and schedules it on the target: the signed message and the assignment.
-async fn schedule_result(
-    target_process: &Message,
-    entry: &Message,
-    origin: &Origin<'_>,
-    wallet: &Wallet,
-    ctx: &Context,
-) -> Result<(Message, Message)> {
+/// The outbox entry as it is pushed, signed with the node wallet (httpsig).
+fn prepare(entry: &Message, origin: &Origin<'_>, wallet: &Wallet) -> Result<Message> {
+    ao_core::signature::commit(&to_sign(entry, origin)?, wallet)
+}
+
+fn to_sign(entry: &Message, origin: &Origin<'_>) -> Result<Message> {
     let mut to_sign = message_device::set(
         entry,
         &Message::new()
@@ -360,6 +438,26 @@ async fn schedule_result(
             .with("from-process", origin.process),
     )?;
     to_sign.set_hashpath(None);
+    Ok(to_sign)
+}
+
+/// Where a pushed message went.
+enum Scheduled {
+    /// Scheduled by this node: the signed message and its assignment.
+    Here(Message, Message),
+    /// The target's scheduler redirected (307): the signed message and the `location`.
+    Elsewhere(Message, String),
+}
+
+/// Signs the entry and schedules it on the target.
+async fn schedule_result(
+    target_process: &Message,
+    entry: &Message,
+    origin: &Origin<'_>,
+    wallet: &Wallet,
+    ctx: &Context,
+) -> Result<Scheduled> {
+    let to_sign = to_sign(entry, origin)?;
     let mut codec = Codec::Httpsig;
     loop {
         let signed = match codec {
@@ -373,8 +471,11 @@ async fn schedule_result(
         match ctx.resolve(target_process.clone(), req).await {
             Ok(Value::Message(m)) => {
                 return match status_of(&m)? {
-                    200 => Ok((signed, m)),
-                    307 => Err(remote_unsupported(m.get_str("location"))),
+                    200 => Ok(Scheduled::Here(signed, m)),
+                    307 => match m.get_str("location") {
+                        Some(l) => Ok(Scheduled::Elsewhere(signed, l.to_owned())),
+                        None => Err(remote_unsupported(None)),
+                    },
                     422 if codec == Codec::Httpsig => {
                         codec = Codec::Ans104;
                         continue;
@@ -393,6 +494,15 @@ async fn schedule_result(
             }
             Err(e) if e.http_status() == 422 && codec == Codec::Httpsig => {
                 codec = Codec::Ans104;
+            }
+            Err(Error::Status {
+                status: 307,
+                body: Value::Message(m),
+            }) => {
+                return match m.get_str("location") {
+                    Some(l) => Ok(Scheduled::Elsewhere(signed, l.to_owned())),
+                    None => Err(remote_unsupported(None)),
+                };
             }
             Err(e) => return Err(e),
         }

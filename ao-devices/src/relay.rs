@@ -42,6 +42,9 @@ pub struct Outbound {
     pub follow_redirects: bool,
     /// A tighter timeout than the client's default for this request.
     pub timeout: Option<Duration>,
+    /// Headers sent beside the encoded message (not part of it, so not signed): e.g. the
+    /// `accept` of a proxied request, or `result-depth` of a pushed one.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Outbound {
@@ -60,6 +63,7 @@ impl Outbound {
             sign: false,
             follow_redirects: true,
             timeout: None,
+            headers: Vec::new(),
         }
     }
 
@@ -87,6 +91,13 @@ impl Outbound {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Builder: one more header beside the message.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 }
@@ -598,6 +609,14 @@ pub mod outbox {
             .with("method", out.method.as_str())
             .with("sign", Value::bool(out.sign))
             .with("message", Value::Message(out.message.clone()));
+        let mut envelope = envelope;
+        if !out.headers.is_empty() {
+            let mut headers = Message::new();
+            for (k, v) in &out.headers {
+                headers.insert(k.to_ascii_lowercase(), v.as_str());
+            }
+            envelope.insert("headers", headers);
+        }
         let id = cache::write_message(store, &envelope)?;
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -640,10 +659,16 @@ pub mod outbox {
                 .ok_or_else(|| Error::Internal(format!("outbox entry {key} has no {k}")))
         };
         let message = env.get_message("message").cloned().unwrap_or_default();
-        Ok(
-            Outbound::new(text("method")?, text("peer")?, text("relay-path")?, message)
-                .signed(env.get("sign").is_some_and(Value::is_true)),
-        )
+        let mut out = Outbound::new(text("method")?, text("peer")?, text("relay-path")?, message)
+            .signed(env.get("sign").is_some_and(Value::is_true));
+        if let Some(headers) = env.get_message("headers") {
+            for (k, v) in headers.iter() {
+                if let Some(v) = v.as_str() {
+                    out = out.header(k.as_str(), v);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn taken(reply: &Reply) -> bool {
@@ -688,14 +713,15 @@ pub mod outbox {
     }
 
     /// Sends a request; if the peer cannot take it now (unreachable, too slow, 5xx), keeps it
-    /// in the outbox and answers 202 with its `outbox` key.
+    /// in the outbox and answers 202 with its `outbox` key and the `peer-status` of the failed
+    /// attempt (502 unreachable, 504 too slow, or the peer's 5xx).
     pub async fn send_durable(ctx: &Context, out: Outbound) -> Result<Reply> {
         let client = Client::of(ctx)?;
-        let why = match client.send(out.clone()).await {
+        let (why, peer_status) = match client.send(out.clone()).await {
             Ok(reply) if taken(&reply) => return Ok(reply),
-            Ok(reply) => format!("peer answered {}", reply.status),
+            Ok(reply) => (format!("peer answered {}", reply.status), reply.status),
             Err(e @ PeerError::BadRequest(_)) => return Err(e.into()),
-            Err(e) => e.to_string(),
+            Err(e) => (e.to_string(), e.status()),
         };
         let store = ctx
             .store()
@@ -707,6 +733,7 @@ pub mod outbox {
             Value::Message(
                 Message::new()
                     .with("status", 202i64)
+                    .with("peer-status", i64::from(peer_status))
                     .with("outbox", key)
                     .with("body", format!("Queued for delivery: {why}")),
             ),

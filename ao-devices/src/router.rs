@@ -36,16 +36,41 @@ use crate::meta::NodeState;
 pub const VERIFIED_SIGNERS: &str = "priv-verified-signers";
 
 /// Routes added at run time (`POST /~router@1.0/routes`). Until one is added, the routes are
-/// read live from the node option `routes`.
+/// read live from the node option `routes`. Once routes are added, the whole table is kept in
+/// the store at [`ROUTES_PATH`], so it survives a restart ([`RouterState::restore`]).
 #[derive(Debug, Default)]
 pub struct RouterState {
     added: RwLock<Option<Vec<Message>>>,
 }
 
+/// Where the routes table is stored once routes are added at run time.
+pub const ROUTES_PATH: &str = "router@1.0/routes";
+
 impl RouterState {
     /// No routes added yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The table stored by an earlier run, if routes were added then; else none added yet.
+    pub fn restore(store: &dyn ao_core::Store) -> Result<Self> {
+        let state = Self::new();
+        if let Some(m) = ao_core::cache::read_message(store, ROUTES_PATH)? {
+            state.set(routes_of(m.get("routes")))?;
+        }
+        Ok(state)
+    }
+
+    fn persist(store: &dyn ao_core::Store, routes: &[Message]) -> Result<()> {
+        let table = Message::new().with(
+            "routes",
+            Value::List(routes.iter().cloned().map(Value::Message).collect()),
+        );
+        let id = ao_core::cache::write_message(store, &table)?;
+        store.apply(vec![ao_core::store::Op::MakeLink {
+            existing: id,
+            new: ROUTES_PATH.to_owned(),
+        }])
     }
 
     fn get(&self) -> Option<Vec<Message>> {
@@ -507,6 +532,9 @@ fn routes_key(request: &Message, ctx: &Context) -> Result<Value> {
     let mut all = routes;
     all.insert(0, route);
     all.sort_by_key(priority);
+    if let Some(store) = ctx.store() {
+        RouterState::persist(store.as_ref(), &all)?;
+    }
     ctx.extension::<RouterState>()
         .ok_or_else(|| Error::Internal("router@1.0 needs its state".into()))?
         .set(all)?;

@@ -290,6 +290,12 @@ impl HttpClient {
                     })?;
                 builder = builder.header(name.as_str(), value);
             }
+            for (name, value) in &req.headers {
+                if transport_header(&name.to_ascii_lowercase()) {
+                    continue;
+                }
+                builder = builder.header(name.as_str(), value.as_str());
+            }
             if let Some(b) = &body {
                 builder = builder.body(b.clone());
             }
@@ -479,5 +485,38 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status(), 400);
         hold.abort();
+    }
+
+    /// Headers given beside the message reach the peer (and transport headers among them are
+    /// left to the transport).
+    #[tokio::test]
+    async fn extra_headers_go_beside_the_message() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&got).to_ascii_lowercase()
+        });
+        let client = HttpClient::new(ClientConfig::default(), None).unwrap();
+        let out = Outbound::new("GET", url, "/x", Message::new().with("k", "v"))
+            .header("result-depth", "3")
+            .header("Connection", "upgrade");
+        let reply = client.request(out).await.unwrap();
+        assert_eq!(reply.status, 200);
+        let head = server.await.unwrap();
+        assert!(head.contains("\r\nresult-depth: 3\r\n"), "{head}");
+        assert!(head.contains("\r\nk: v\r\n"), "{head}");
+        assert!(!head.contains("connection: upgrade"), "{head}");
     }
 }

@@ -302,6 +302,8 @@ impl Node {
                     "require-codec",
                     "accept-bundle",
                     "signing-format",
+                    // Loop protection of requests proxied between schedulers.
+                    ao_devices::scheduler::remote::HOPS_HEADER,
                 ] {
                     if let Some(v) = req.header(name)
                         && !msg.contains(name)

@@ -132,7 +132,9 @@ impl Node {
             .extension(wallet.clone())
             .extension(wasm)
             .extension(Arc::new(ao_devices::relay::Client::new(Arc::new(client))))
-            .extension(Arc::new(ao_devices::router::RouterState::new()))
+            .extension(Arc::new(ao_devices::router::RouterState::restore(
+                store.as_ref(),
+            )?))
             .build();
         Ok(Self {
             options,
@@ -143,6 +145,22 @@ impl Node {
             http,
             outbox_task: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Records the address the server listens on (for the default scheduler location URL): an
+    /// unspecified IP (`0.0.0.0`) becomes the `host` option, else `localhost`.
+    pub(crate) fn set_listen_url(&self, addr: std::net::SocketAddr) {
+        let host = if addr.ip().is_unspecified() {
+            self.options
+                .get_str("host")
+                .unwrap_or("localhost")
+                .to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        if let Some(state) = self.resolver.context().extension::<NodeState>() {
+            state.set_listen_url(format!("http://{host}:{}", addr.port()));
+        }
     }
 
     /// The node's address.

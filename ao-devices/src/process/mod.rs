@@ -11,6 +11,9 @@
 //! | `snapshot` | takes and stores a snapshot; returns it |
 //! | `as` | `as=execution` (or `scheduler`, `push`): the process cast to its `<name>-device`; `as=execution/compute&K=V` is a dry run |
 //!
+//! `schedule`, `slot` and `push` of a process whose scheduler is another node are redirected or
+//! proxied there (`scheduler::remote`); a message pushed twice keeps its one slot.
+//!
 //! The state message returned by `compute`/`now` holds the process definition's keys (without
 //! its commitments), `at-slot` and `results` (`data`, `outbox`, `raw`, `error`). Every other key
 //! falls back to `message@1.0`.
@@ -246,7 +249,10 @@ pub(crate) fn message_to_schedule(ctx: &Context, req: &Message) -> Result<Messag
     let (candidate, from_http) = match req.get("body") {
         Some(Value::Message(b)) if b.is_committed() => (b.clone(), false),
         _ => (
-            req.clone().without("path").without("method"),
+            req.clone()
+                .without("path")
+                .without("method")
+                .without(crate::scheduler::remote::HOPS_HEADER),
             req.private(VERIFIED_SIGNERS).is_some(),
         ),
     };
@@ -404,11 +410,16 @@ async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message)
         Some(t) => return Err(Error::MessageNotFound(format!("process {t}"))),
         None => process_id(rt, base, req)?,
     };
+    // A message delivered again (a retried push) keeps its slot, and its outbox is not sent twice.
     // The reply carries the slot and the result, not the assignment: no need to wait for its
     // signature.
-    let a = rt.schedule_durable(&pid, msg).await?;
+    let (a, fresh) = crate::scheduler::remote::schedule_once(rt, &pid, msg).await?;
     let r = rt.compute(&pid, a.slot).await?;
-    let delivered = deliver_outbox(rt, ctx, &pid, &r).await;
+    let depth = req.get("result-depth").and_then(Value::as_integer);
+    let delivered = match fresh {
+        true => deliver_outbox(rt, ctx, &pid, &r, depth).await,
+        false => None,
+    };
     if wants_json(req) {
         return Ok(json_doc(&json!({
             "process": pid,
@@ -429,23 +440,28 @@ async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message)
 }
 
 /// Hands a computed slot with outbox messages to `push@1.0`, when the node has it, for
-/// delivery (HyperBEAM's `push` with a `slot`). The message is scheduled and computed whatever
+/// delivery (HyperBEAM's `push` with a `slot`), with the request's `result-depth` (a push
+/// from another node carries its remaining depth). The message is scheduled and computed whatever
 /// happens here: a delivery failure is logged and reported, not returned as the push's error.
 async fn deliver_outbox(
     rt: &Arc<Processes>,
     ctx: &Context,
     pid: &str,
     r: &SlotResult,
+    result_depth: Option<i64>,
 ) -> Option<Value> {
     let outbox = r.results.get_message("outbox")?;
     if outbox.is_empty() || ctx.resolver().registry().get("push@1.0").is_none() {
         return None;
     }
     let process = rt.process(pid).ok()??;
-    let request = Message::new()
+    let mut request = Message::new()
         .with("path", "push")
         .with("slot", r.slot as i64)
         .with("process", pid);
+    if let Some(d) = result_depth {
+        request.insert("result-depth", d);
+    }
     match ctx
         .resolve(process.with("device", "push@1.0"), request)
         .await
@@ -497,6 +513,26 @@ fn dry_run_message(req: &Message) -> Message {
     req.clone().without("path").without("method")
 }
 
+/// `schedule`, `slot` and `push` of a process whose scheduler is on another node go there
+/// (`scheduler::remote`).
+async fn remote_first(
+    ctx: &Context,
+    rt: &Arc<Processes>,
+    key: &str,
+    base: &Message,
+    req: &Message,
+) -> Option<Result<Value>> {
+    use crate::scheduler::remote::{Action, intercept};
+    let action = match key {
+        "schedule" if is_schedule_read(req) => Action::ScheduleRead,
+        "schedule" => Action::SchedulePost,
+        "slot" => Action::Slot,
+        "push" => Action::Push,
+        _ => return None,
+    };
+    intercept(ctx, rt, action, base, req).await
+}
+
 impl Device for ProcessDevice {
     fn id(&self) -> &str {
         "process@1.0"
@@ -526,6 +562,9 @@ impl Device for ProcessDevice {
         }
         Some(Box::pin(async move {
             let rt = self.rt.get(ctx)?;
+            if let Some(r) = remote_first(ctx, &rt, &key, base, req).await {
+                return r;
+            }
             match key.as_str() {
                 "schedule" if is_schedule_read(req) => {
                     let pid = process_id(&rt, base, req)?;

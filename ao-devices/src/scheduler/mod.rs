@@ -7,11 +7,14 @@
 //! | `schedule` GET | `target` (or the base process), `from` (default 0), `to` (default the current slot), at most 1000 assignments, `continues` when cut, each signed (it waits for the background signer); `accept: application/aos-2` gives the legacy JSON form |
 //! | `slot` | `{process, current, timestamp, block-height, block-hash, wallet-address}` |
 //! | `status` | `{address, processes: [IDs with a live scheduler actor]}` |
-//! | `location` | GET `address=` (default this node): this node's location record; 404 for others |
+//! | `location` | GET `address=` (default this node): the cached location record (404 for an unknown address); POST: a new record for this node (signed by the operator) or a peer's signed record, see [`location`] |
 //! | `checkpoint` | a no-op, as in HyperBEAM |
 //!
-//! Slot assignment itself lives in [`server`].
+//! For a process whose scheduler is on another node, `schedule` and `slot` are redirected or
+//! proxied there ([`remote`]). Slot assignment itself lives in [`server`].
 
+pub mod location;
+pub mod remote;
 pub mod server;
 pub(crate) mod signer;
 
@@ -22,7 +25,6 @@ use ao_core::util::b64u;
 use ao_core::{Context, Device, Error, Message, Result, Value};
 use serde_json::{Value as Json, json};
 
-use crate::meta::NodeState;
 use crate::process::genesis::{owner_of, tags_of};
 use crate::process::{
     Processes, RuntimeCell, id_value, is_schedule_read, json_doc, process_id, schedule_post,
@@ -189,46 +191,6 @@ pub(crate) async fn schedule_read(rt: &Processes, pid: &str, req: &Message) -> R
     ))
 }
 
-fn location(ctx: &Context, rt: &Processes, req: &Message) -> Result<Value> {
-    let me = rt.scheduler().address().to_owned();
-    let address = req.get_str("address").unwrap_or(&me).to_owned();
-    if address != me {
-        return match ao_core::cache::read_message(
-            rt.store().as_ref(),
-            &format!("scheduler-locations/{address}"),
-        )? {
-            Some(m) => Ok(Value::Message(Message::new().with("body", m))),
-            None => Err(Error::NotFound(format!("scheduler location of {address}"))),
-        };
-    }
-    let opts = ctx
-        .extension::<NodeState>()
-        .map(|s| s.options())
-        .unwrap_or_default();
-    let url = match opts.get_str("scheduler-location-url") {
-        Some(u) => u.to_owned(),
-        None => {
-            let host = opts.get_str("host").unwrap_or("localhost");
-            let port = opts.get("port").and_then(Value::as_integer).unwrap_or(8734);
-            format!("http://{host}:{port}")
-        }
-    };
-    Ok(Value::Message(
-        Message::new().with(
-            "body",
-            Message::new()
-                .with("data-protocol", "ao")
-                .with("variant", "ao.N.1")
-                .with("type", "scheduler-location")
-                .with("url", url)
-                .with("nonce", 0i64)
-                .with("time-to-live", 7 * 24 * 3600 * 1000i64)
-                .with("codec-device", "httpsig@1.0")
-                .with("address", me),
-        ),
-    ))
-}
-
 impl Device for SchedulerDevice {
     fn id(&self) -> &str {
         "scheduler@1.0"
@@ -250,6 +212,17 @@ impl Device for SchedulerDevice {
         }
         Some(Box::pin(async move {
             let rt = self.rt.get(ctx)?;
+            let action = match key.as_str() {
+                "schedule" if is_schedule_read(req) => Some(remote::Action::ScheduleRead),
+                "schedule" => Some(remote::Action::SchedulePost),
+                "slot" => Some(remote::Action::Slot),
+                _ => None,
+            };
+            if let Some(action) = action
+                && let Some(r) = remote::intercept(ctx, &rt, action, base, req).await
+            {
+                return r;
+            }
             match key.as_str() {
                 "schedule" if is_schedule_read(req) => {
                     let pid = process_id(&rt, base, req)?;
@@ -278,7 +251,14 @@ impl Device for SchedulerDevice {
                             ),
                         ),
                 )),
-                "location" => location(ctx, &rt, req),
+                "location"
+                    if req
+                        .get_str("method")
+                        .is_some_and(|m| m.eq_ignore_ascii_case("POST")) =>
+                {
+                    location::post(ctx, req).await
+                }
+                "location" => location::get(ctx, req),
                 _ => Ok(Value::Message(base.clone())),
             }
         }))

@@ -50,6 +50,7 @@ impl ServeCommand {
             ))?);
             let server = node.serve(shutdown_signal()).await?;
             let addr = server.addr();
+            node.set_listen_url(addr);
             tracing::info!(
                 address = %node.address(),
                 url = %format!("http://{addr}"),

@@ -113,9 +113,8 @@ pub fn read_message(store: &dyn Store, path: &str) -> Result<Option<Message>> {
 
 /// Reads the group at `path`, which must be resolved (no link at any prefix) and a group.
 ///
-/// Each child is one raw read, plus the resolution of its target when it is a link (as every key
-/// of a cached message is): a store round trip per path segment, not per `resolve`/`kind`/`read`
-/// call of the generic `Store` methods.
+/// The children and their raw entries are one [`Store::child_entries`] call, plus the
+/// resolution of each target that is a link (as every key of a cached message is).
 fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
     if depth > structured::MAX_DEPTH {
         return Err(Error::Store(format!(
@@ -124,16 +123,15 @@ fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
         )));
     }
     let mut out = Message::new();
-    for child in store.children(path)? {
-        let child_path = join(&[path, &child]);
-        // `path` is resolved, so only `child_path` itself can be a link.
-        let (resolved, entry) = match store.get_raw(&child_path)? {
-            Some(Entry::Link(target)) => {
+    for (child, entry) in store.child_entries(path)? {
+        // `path` is resolved, so only the child itself can be a link.
+        let (resolved, entry) = match entry {
+            Entry::Link(target) => {
                 let resolved = store.resolve(&target)?;
                 let entry = store.get_raw(&resolved)?;
                 (resolved, entry)
             }
-            entry => (child_path, entry),
+            entry => (join(&[path, &child]), Some(entry)),
         };
         let value = match entry {
             Some(Entry::Binary(b)) => Value::Binary(b),

@@ -65,6 +65,20 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The names of the direct children of the group at exactly `path` (links not followed).
     fn children(&self, path: &str) -> Result<Vec<String>>;
 
+    /// The direct children of the group at exactly `path` with their raw entries (links not
+    /// followed), in the order of [`Store::children`]. One call instead of one
+    /// [`Store::get_raw`] per child: a store that keeps children together (redb's range scan)
+    /// reads them at once.
+    fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>> {
+        let mut out = Vec::new();
+        for child in self.children(path)? {
+            if let Some(entry) = self.get_raw(&join(&[path, &child]))? {
+                out.push((child, entry));
+            }
+        }
+        Ok(out)
+    }
+
     /// Follows links segment by segment and returns the final path.
     fn resolve(&self, path: &str) -> Result<String> {
         resolve_links(self, path)

@@ -43,13 +43,14 @@ mod format;
 pub mod layout;
 mod ops;
 mod store;
+mod wal;
 
 pub use backend::ScratchBackend;
 pub use config::{Durability, StoreConfig};
 pub use error::{CompactError, Error, OpenError, ReadError, Result, WriteError};
 pub use format::FORMAT_VERSION;
 pub use ops::{CheckReport, CompactReport, Stats, check, compact, get, stats};
-pub use store::{MAX_VALUE_BYTES, RedbStore};
+pub use store::{MAX_VALUE_BYTES, PendingWrite, RedbStore};
 
 /// The name of the store file inside a data directory.
 pub const STORE_FILE: &str = "store.redb";

@@ -88,9 +88,9 @@ pub fn write_binary(store: &dyn Store, bytes: Bytes) -> Result<String> {
 /// Reads a message or binary by ID or path (`ID/key/subkey` reads deep). A group becomes a
 /// structured message; a binary is returned as is.
 pub fn read(store: &dyn Store, path: &str) -> Result<Option<Value>> {
-    let resolved = store.resolve(path)?;
-    // `resolved` has no link at any prefix, so its raw entry is what it holds.
-    match store.get_raw(&resolved)? {
+    // The resolved path has no link at any prefix, so its raw entry is what it holds.
+    let (resolved, entry) = store.resolve_entry(path)?;
+    match entry {
         Some(Entry::Binary(b)) => Ok(Some(Value::Binary(b))),
         Some(Entry::Group) => {
             let tabm = read_group(store, &resolved, 0)?;
@@ -126,11 +126,7 @@ fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
     for (child, entry) in store.child_entries(path)? {
         // `path` is resolved, so only the child itself can be a link.
         let (resolved, entry) = match entry {
-            Entry::Link(target) => {
-                let resolved = store.resolve(&target)?;
-                let entry = store.get_raw(&resolved)?;
-                (resolved, entry)
-            }
+            Entry::Link(target) => store.resolve_entry(&target)?,
             entry => (join(&[path, &child]), Some(entry)),
         };
         let value = match entry {

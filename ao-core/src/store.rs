@@ -84,10 +84,18 @@ pub trait Store: Send + Sync + Debug + 'static {
         resolve_links(self, path)
     }
 
+    /// Follows links like [`Store::resolve`] and returns the final path with its raw entry (a
+    /// link never: the final path has no link at any prefix). A store may answer both from one
+    /// walk instead of a `resolve` and a `get_raw`.
+    fn resolve_entry(&self, path: &str) -> Result<(String, Option<Entry>)> {
+        let resolved = self.resolve(path)?;
+        let entry = self.get_raw(&resolved)?;
+        Ok((resolved, entry))
+    }
+
     /// Reads the bytes at a path, following links. A group or a missing path is `None`.
     fn read(&self, path: &str) -> Result<Option<Bytes>> {
-        let p = self.resolve(path)?;
-        Ok(match self.get_raw(&p)? {
+        Ok(match self.resolve_entry(path)?.1 {
             Some(Entry::Binary(b)) => Some(b),
             _ => None,
         })
@@ -95,8 +103,7 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// What a path holds, following links.
     fn kind(&self, path: &str) -> Result<Option<Kind>> {
-        let p = self.resolve(path)?;
-        Ok(match self.get_raw(&p)? {
+        Ok(match self.resolve_entry(path)?.1 {
             Some(Entry::Binary(_)) => Some(Kind::Binary),
             Some(Entry::Group) => Some(Kind::Group),
             Some(Entry::Link(_)) | None => None,
@@ -105,8 +112,8 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// The children of a group, following links. `None` if the path is not a group.
     fn list(&self, path: &str) -> Result<Option<Vec<String>>> {
-        let p = self.resolve(path)?;
-        match self.get_raw(&p)? {
+        let (p, entry) = self.resolve_entry(path)?;
+        match entry {
             Some(Entry::Group) => Ok(Some(self.children(&p)?)),
             _ => Ok(None),
         }

@@ -16,6 +16,7 @@
 //! `AO_STORE_BENCH_KEEP=1` keeps the filled store and a later run with the same message count
 //! reuses it. `AO_STORE_BENCH_PAGE_CACHE` and `AO_STORE_BENCH_ENTRY_CACHE` set the cache sizes
 //! in bytes (defaults: 1 GiB of redb page cache, 256 MiB of entry cache).
+//! `AO_STORE_BENCH_WRITES=0` skips the write benchmarks (for profiling reads).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -296,18 +297,22 @@ fn main() {
     }
 
     let rounds = if quick { 20 } else { 500 };
-    for (label, data_only) in [("1 KiB write + fdatasync:", true), ("1 KiB write + fsync:", false)]
-    {
+    for (label, data_only) in [
+        ("1 KiB write + fdatasync:", true),
+        ("1 KiB write + fsync:", false),
+    ] {
         let d = sync_latency(&dir, data_only, rounds);
         println!("{label:<29}{:>10.0} µs", d.as_secs_f64() * 1e6);
     }
 
     // Durable writes (Immediate: each acknowledged write is in the fsynced log, group-committed).
     let secs = Duration::from_secs(if quick { 1 } else { 10 });
-    for (k, (writers, in_flight)) in [(1u64, 1usize), (16, 1), (64, 1), (1, 64), (16, 8)]
-        .into_iter()
-        .enumerate()
-    {
+    let write_benches = if env_u64("AO_STORE_BENCH_WRITES", 1) == 0 {
+        &[][..]
+    } else {
+        &[(1u64, 1usize), (16, 1), (64, 1), (1, 64), (16, 8)][..]
+    };
+    for (k, (writers, in_flight)) in write_benches.iter().copied().enumerate() {
         let rate = write_bench(
             &store,
             writers,
@@ -322,5 +327,8 @@ fn main() {
     Arc::try_unwrap(store).unwrap().close().unwrap();
     if !keep {
         let _ = std::fs::remove_file(&path);
+        let mut log = path.clone().into_os_string();
+        log.push(".wal");
+        let _ = std::fs::remove_file(log);
     }
 }

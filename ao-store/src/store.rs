@@ -300,11 +300,10 @@ fn replay(db: &Database, config: &StoreConfig) -> Result<(u64, u64), OpenError> 
         read_applied(&txn, path)?
     };
     let log = wal::wal_path(path);
-    let pending =
-        wal::pending(wal::read(path)?, applied).map_err(|reason| OpenError::Corrupt {
-            path: log.clone(),
-            reason,
-        })?;
+    let pending = wal::pending(wal::read(path)?, applied).map_err(|reason| OpenError::Corrupt {
+        path: log.clone(),
+        reason,
+    })?;
     let Some(&(last, _)) = pending.last() else {
         return Ok((applied, 0));
     };
@@ -598,14 +597,12 @@ impl RedbStore {
             })
             .and_then(|()| replay(&db, &config))
             .and_then(|(seq, replayed)| {
-                let wal = if log
-                    && config.durability == Durability::Immediate
-                    && config.wal_bytes > 0
-                {
-                    Some(Wal::open(&path, config.wal_bytes)?)
-                } else {
-                    None
-                };
+                let wal =
+                    if log && config.durability == Durability::Immediate && config.wal_bytes > 0 {
+                        Some(Wal::open(&path, config.wal_bytes)?)
+                    } else {
+                        None
+                    };
                 let txn = db
                     .begin_read()
                     .map_err(|e| OpenError::from_storage(&path, e))?;
@@ -917,6 +914,33 @@ impl ao_core::Store for RedbStore {
         Ok(self.child_names(path)?)
     }
 
+    /// As [`ao_core::store::resolve_links`], without allocating per segment when no prefix of
+    /// the path is a link (the common case: `data/<hash>`, an ID); otherwise the general walk.
+    fn resolve(&self, path: &str) -> ao_core::Result<String> {
+        Ok(self.resolve_entry(path)?.0)
+    }
+
+    /// One walk: the entry of the last segment is the answer's entry.
+    fn resolve_entry(&self, path: &str) -> ao_core::Result<(String, Option<Entry>)> {
+        let mut resolved = String::with_capacity(path.len());
+        let mut last = None;
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            if !resolved.is_empty() {
+                resolved.push('/');
+            }
+            resolved.push_str(seg);
+            match self.entry(&resolved)? {
+                Some(Entry::Link(_)) => {
+                    let resolved = ao_core::store::resolve_links(self, path)?;
+                    let entry = self.entry(&resolved)?;
+                    return Ok((resolved, entry));
+                }
+                e => last = e,
+            }
+        }
+        Ok((resolved, last))
+    }
+
     fn child_entries(&self, path: &str) -> ao_core::Result<Vec<(String, Entry)>> {
         let snap = self.snapshot()?;
         Ok(guard_read(path, || snap.child_entries(path))?)
@@ -1084,14 +1108,14 @@ impl Writer {
         let logged = match (record, self.wal.as_mut()) {
             (Some(record), Some(wal)) if !touched.is_empty() => {
                 let seq = self.seq + 1;
-                let stored = txn
-                    .open_table(META)
-                    .map_err(WriteError::storage)
-                    .and_then(|mut meta| {
-                        meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
-                            .map(drop)
-                            .map_err(WriteError::storage)
-                    });
+                let stored =
+                    txn.open_table(META)
+                        .map_err(WriteError::storage)
+                        .and_then(|mut meta| {
+                            meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
+                                .map(drop)
+                                .map_err(WriteError::storage)
+                        });
                 if let Err(e) = stored {
                     let _ = txn.abort();
                     return Err(e);

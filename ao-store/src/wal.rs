@@ -7,7 +7,8 @@
 //! sequence number of the last log record it contains (`meta/wal-applied`), in the same
 //! transaction. A *checkpoint* (a durable redb commit) happens when the log reaches
 //! [`StoreConfig::wal_bytes`](crate::StoreConfig::wal_bytes), on flush and on close; the log
-//! is then reused from its start. Opening the store replays the records after `wal-applied`.
+//! is then reused from its start. Opening the store replays the records after `wal-applied`,
+//! then empties the log.
 //!
 //! Layout (docs/store-format.md): a 16-byte header (`ao-wal\0\x02` then 8 zero bytes), then
 //! records: `len: u32 LE`, `seq: u64 LE`, 16 bytes of blake3 over those 12 bytes and the
@@ -158,7 +159,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<(u64, WalBatch)>, u64), String>
         if checksum(&head[..12], payload) != head[12..] {
             break;
         }
-        if out.last().is_some_and(|(prev, _)| seq != prev.wrapping_add(1)) {
+        if out
+            .last()
+            .is_some_and(|(prev, _)| seq != prev.wrapping_add(1))
+        {
             break;
         }
         let batch = WalBatch::decode(payload)
@@ -226,8 +230,8 @@ pub(crate) struct Wal {
 }
 
 impl Wal {
-    /// Opens (creating if needed) the log of `store` for appending from its start: call after
-    /// replaying its records, and after a checkpoint made them durable in redb.
+    /// Opens (creating if needed) the log of `store` for appending from its start, emptying it:
+    /// call only after its records were replayed and made durable in redb.
     pub(crate) fn open(store: &Path, limit: u64) -> Result<Self, OpenError> {
         let path = wal_path(store);
         let io = |source| OpenError::Io {
@@ -250,11 +254,16 @@ impl Wal {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
             }
+        } else if len > HEADER {
+            // Every record is in the database now: start from an empty log, so that nothing
+            // of an earlier life of the file (whatever it holds) can follow a new record.
+            file.set_len(HEADER).map_err(io)?;
+            file.sync_all().map_err(io)?;
         }
         Ok(Self {
             file,
             offset: HEADER,
-            allocated: len.max(HEADER),
+            allocated: HEADER,
             limit: limit.max(HEADER + GROW),
             path,
         })

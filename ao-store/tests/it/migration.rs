@@ -75,7 +75,10 @@ fn a_format_1_store_is_read_as_is_and_migrated_read_write() {
     assert!(meta_value(&path, b"wal-applied").is_some());
 
     let store = RedbStore::open(config(&path)).unwrap();
-    assert_eq!(store.stats().unwrap().format_version, ao_store::FORMAT_VERSION);
+    assert_eq!(
+        store.stats().unwrap().format_version,
+        ao_store::FORMAT_VERSION
+    );
     assert_eq!(
         cache::read_message(&store, &id).unwrap().unwrap(),
         Message::new().with("a", "b")

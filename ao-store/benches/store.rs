@@ -16,7 +16,8 @@
 //! `AO_STORE_BENCH_KEEP=1` keeps the filled store and a later run with the same message count
 //! reuses it. `AO_STORE_BENCH_PAGE_CACHE` and `AO_STORE_BENCH_ENTRY_CACHE` set the cache sizes
 //! in bytes (defaults: 1 GiB of redb page cache, 256 MiB of entry cache).
-//! `AO_STORE_BENCH_WRITES=0` skips the write benchmarks (for profiling reads).
+//! `AO_STORE_BENCH_WRITES=0` skips the write benchmarks (for profiling reads);
+//! `AO_STORE_BENCH_WAL_BYTES` sets the log size between checkpoints.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +64,7 @@ fn config(path: &std::path::Path, durability: Durability) -> StoreConfig {
     let mut c = StoreConfig::new(path).with_durability(durability);
     c.cache_bytes = env_u64("AO_STORE_BENCH_ENTRY_CACHE", 256 << 20);
     c.page_cache_bytes = env_u64("AO_STORE_BENCH_PAGE_CACHE", 1 << 30);
+    c.wal_bytes = env_u64("AO_STORE_BENCH_WAL_BYTES", c.wal_bytes);
     c
 }
 

@@ -1035,8 +1035,14 @@ impl Writer {
                 }
             }
         }
-        // Shutdown: make everything durable, then close.
+        // Shutdown: make everything durable, empty the log, then close.
         let mut result = self.commit(&mut Vec::new(), true);
+        if let (Ok(()), Some(wal)) = (&result, self.wal.as_mut()) {
+            result = wal.truncate().map_err(|e| WriteError::Log {
+                path: wal.path().to_path_buf(),
+                source: Arc::new(e),
+            });
+        }
         if let Ok(mut s) = self.shared.snapshot.write() {
             s.take();
         }

@@ -296,6 +296,16 @@ impl Wal {
         self.offset >= self.limit
     }
 
+    /// After the last checkpoint of a clean close: leave an empty log (so that a copy of the
+    /// database file alone, restored later beside this log, is not refused for a gap).
+    pub(crate) fn truncate(&mut self) -> std::io::Result<()> {
+        self.file.set_len(HEADER)?;
+        self.file.sync_all()?;
+        self.offset = HEADER;
+        self.allocated = HEADER;
+        Ok(())
+    }
+
     /// After a checkpoint: the next record goes to the start again.
     pub(crate) fn reset(&mut self) {
         self.offset = HEADER;

@@ -329,7 +329,7 @@ fn main() {
     Arc::try_unwrap(store).unwrap().close().unwrap();
     if !keep {
         let _ = std::fs::remove_file(&path);
-        let mut log = path.clone().into_os_string();
+        let mut log = path.into_os_string();
         log.push(".wal");
         let _ = std::fs::remove_file(log);
     }

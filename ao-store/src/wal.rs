@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn pending_records_must_follow_the_database() {
         let (a, b) = (batch("a"), batch("b"));
-        let records = vec![(5, a.clone()), (6, b.clone())];
+        let records = vec![(5, a), (6, b.clone())];
         assert_eq!(pending(records.clone(), 4).unwrap().len(), 2);
         assert_eq!(pending(records.clone(), 5).unwrap(), vec![(6, b)]);
         assert!(pending(records.clone(), 6).unwrap().is_empty());

@@ -47,10 +47,9 @@ pub struct StoreConfig {
     /// Verify every page checksum when opening (reads the whole file; slow on large stores).
     pub verify_on_open: bool,
     /// With [`Durability::Immediate`], the size the write-ahead log (`<path>.wal`) reaches
-    /// before a checkpoint makes redb durable and the log starts over (at least 1 MiB). Until
-    /// a checkpoint redb cannot reuse the pages its commits free, so the store file grows by
-    /// about the pages written in one interval: a larger log means fewer checkpoints and a
-    /// larger file. `0` turns the log off: every group commit is then an fsynced redb commit.
+    /// before a checkpoint makes redb durable and the log starts over (at least 1 MiB); it
+    /// bounds the replay after a crash. `0` turns the log off: every group commit is then an
+    /// fsynced redb commit.
     pub wal_bytes: u64,
     /// Testing only: abort the process right after this many log records are on disk, before
     /// redb commits the last one (a crash between the log and the database).
@@ -70,7 +69,7 @@ impl Default for StoreConfig {
             max_batch_ops: 200_000,
             blob_threshold: 4096,
             verify_on_open: false,
-            wal_bytes: 16 << 20,
+            wal_bytes: 64 << 20,
             crash_after_log_records: None,
         }
     }

@@ -104,9 +104,9 @@ pub fn write_binary(store: &dyn Store, bytes: Bytes) -> Result<String> {
 /// Reads a message or binary by ID or path (`ID/key/subkey` reads deep). A group becomes a
 /// structured message; a binary is returned as is.
 pub fn read(store: &dyn Store, path: &str) -> Result<Option<Value>> {
-    let resolved = store.resolve(path)?;
-    // `resolved` has no link at any prefix, so its raw entry is what it holds.
-    match store.get_raw(&resolved)? {
+    // The resolved path has no link at any prefix, so its raw entry is what it holds.
+    let (resolved, entry) = store.resolve_entry(path)?;
+    match entry {
         Some(Entry::Binary(b)) => Ok(Some(Value::Binary(b))),
         Some(Entry::Group) => {
             let tabm = read_group(store, &resolved, 0)?;
@@ -129,9 +129,8 @@ pub fn read_message(store: &dyn Store, path: &str) -> Result<Option<Message>> {
 
 /// Reads the group at `path`, which must be resolved (no link at any prefix) and a group.
 ///
-/// Each child is one raw read, plus the resolution of its target when it is a link (as every key
-/// of a cached message is): a store round trip per path segment, not per `resolve`/`kind`/`read`
-/// call of the generic `Store` methods.
+/// The children and their raw entries are one [`Store::child_entries`] call, plus the
+/// resolution of each target that is a link (as every key of a cached message is).
 fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
     if depth > structured::MAX_DEPTH {
         return Err(Error::Store(format!(
@@ -140,16 +139,11 @@ fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
         )));
     }
     let mut out = Message::new();
-    for child in store.children(path)? {
-        let child_path = join(&[path, &child]);
-        // `path` is resolved, so only `child_path` itself can be a link.
-        let (resolved, entry) = match store.get_raw(&child_path)? {
-            Some(Entry::Link(target)) => {
-                let resolved = store.resolve(&target)?;
-                let entry = store.get_raw(&resolved)?;
-                (resolved, entry)
-            }
-            entry => (child_path, entry),
+    for (child, entry) in store.child_entries(path)? {
+        // `path` is resolved, so only the child itself can be a link.
+        let (resolved, entry) = match entry {
+            Entry::Link(target) => store.resolve_entry(&target)?,
+            entry => (join(&[path, &child]), Some(entry)),
         };
         let value = match entry {
             Some(Entry::Binary(b)) => Value::Binary(b),

@@ -65,15 +65,37 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The names of the direct children of the group at exactly `path` (links not followed).
     fn children(&self, path: &str) -> Result<Vec<String>>;
 
+    /// The direct children of the group at exactly `path` with their raw entries (links not
+    /// followed), in the order of [`Store::children`]. One call instead of one
+    /// [`Store::get_raw`] per child: a store that keeps children together (redb's range scan)
+    /// reads them at once.
+    fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>> {
+        let mut out = Vec::new();
+        for child in self.children(path)? {
+            if let Some(entry) = self.get_raw(&join(&[path, &child]))? {
+                out.push((child, entry));
+            }
+        }
+        Ok(out)
+    }
+
     /// Follows links segment by segment and returns the final path.
     fn resolve(&self, path: &str) -> Result<String> {
         resolve_links(self, path)
     }
 
+    /// Follows links like [`Store::resolve`] and returns the final path with its raw entry (a
+    /// link never: the final path has no link at any prefix). A store may answer both from one
+    /// walk instead of a `resolve` and a `get_raw`.
+    fn resolve_entry(&self, path: &str) -> Result<(String, Option<Entry>)> {
+        let resolved = self.resolve(path)?;
+        let entry = self.get_raw(&resolved)?;
+        Ok((resolved, entry))
+    }
+
     /// Reads the bytes at a path, following links. A group or a missing path is `None`.
     fn read(&self, path: &str) -> Result<Option<Bytes>> {
-        let p = self.resolve(path)?;
-        Ok(match self.get_raw(&p)? {
+        Ok(match self.resolve_entry(path)?.1 {
             Some(Entry::Binary(b)) => Some(b),
             _ => None,
         })
@@ -81,8 +103,7 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// What a path holds, following links.
     fn kind(&self, path: &str) -> Result<Option<Kind>> {
-        let p = self.resolve(path)?;
-        Ok(match self.get_raw(&p)? {
+        Ok(match self.resolve_entry(path)?.1 {
             Some(Entry::Binary(_)) => Some(Kind::Binary),
             Some(Entry::Group) => Some(Kind::Group),
             Some(Entry::Link(_)) | None => None,
@@ -91,8 +112,8 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// The children of a group, following links. `None` if the path is not a group.
     fn list(&self, path: &str) -> Result<Option<Vec<String>>> {
-        let p = self.resolve(path)?;
-        match self.get_raw(&p)? {
+        let (p, entry) = self.resolve_entry(path)?;
+        match entry {
             Some(Entry::Group) => Ok(Some(self.children(&p)?)),
             _ => Ok(None),
         }

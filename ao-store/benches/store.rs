@@ -5,14 +5,19 @@
 //!
 //! * random reads of whole messages by ID (`cache::read_message`), with 1 and 2 threads;
 //! * random reads of a deep key (`ID/nested/n`);
-//! * durable (`Durability::Immediate`) message writes per second with 1, 16 and 64 writers
-//!   (group commit: one fsync per batch of waiting writers);
+//! * durable (`Durability::Immediate`) message writes per second: 1, 16 and 64 writer threads
+//!   each waiting for every write (`Store::apply`), and writers that keep several writes in
+//!   flight (`RedbStore::submit`, counting a write only when its acknowledgement arrives);
+//!   group commit: one log `fdatasync` per batch of waiting writes;
+//! * the latency of a 1 KiB overwrite + `fdatasync` and + `fsync` on a preallocated file;
 //! * the bytes of store file per message.
 //!
 //! `AO_STORE_BENCH_DIR` puts the store in a given directory (default: a temporary one); there,
 //! `AO_STORE_BENCH_KEEP=1` keeps the filled store and a later run with the same message count
 //! reuses it. `AO_STORE_BENCH_PAGE_CACHE` and `AO_STORE_BENCH_ENTRY_CACHE` set the cache sizes
 //! in bytes (defaults: 1 GiB of redb page cache, 256 MiB of entry cache).
+//! `AO_STORE_BENCH_WRITES=0` skips the write benchmarks (for profiling reads);
+//! `AO_STORE_BENCH_WAL_BYTES` sets the log size between checkpoints.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +64,7 @@ fn config(path: &std::path::Path, durability: Durability) -> StoreConfig {
     let mut c = StoreConfig::new(path).with_durability(durability);
     c.cache_bytes = env_u64("AO_STORE_BENCH_ENTRY_CACHE", 256 << 20);
     c.page_cache_bytes = env_u64("AO_STORE_BENCH_PAGE_CACHE", 1 << 30);
+    c.wal_bytes = env_u64("AO_STORE_BENCH_WAL_BYTES", c.wal_bytes);
     c
 }
 
@@ -114,8 +120,15 @@ fn read_bench(
     per_sec(threads * per_thread, start.elapsed())
 }
 
-/// Durable message writes with `writers` threads for about `duration`.
-fn write_bench(store: &Arc<RedbStore>, writers: u64, duration: Duration, base: u64) -> f64 {
+/// Durable message writes with `writers` threads, each keeping up to `in_flight` writes
+/// submitted and unacknowledged, for about `duration`. Counts acknowledged writes.
+fn write_bench(
+    store: &Arc<RedbStore>,
+    writers: u64,
+    in_flight: usize,
+    duration: Duration,
+    base: u64,
+) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -123,16 +136,56 @@ fn write_bench(store: &Arc<RedbStore>, writers: u64, duration: Duration, base: u
             let (store, done) = (store.clone(), done.clone());
             s.spawn(move || {
                 let mut n = 0;
+                let mut acked = 0;
+                let mut pending = std::collections::VecDeque::new();
                 while start.elapsed() < duration {
                     let i = base + w * 1_000_000 + n;
-                    cache::write_message(store.as_ref(), &small_message(i)).unwrap();
+                    let (_, ops) = cache::message_ops(&small_message(i)).unwrap();
+                    pending.push_back(store.submit(ops).unwrap());
                     n += 1;
+                    if pending.len() >= in_flight {
+                        pending.pop_front().unwrap().wait().unwrap();
+                        acked += 1;
+                    }
                 }
-                done.fetch_add(n, Ordering::Relaxed);
+                for p in pending {
+                    p.wait().unwrap();
+                    acked += 1;
+                }
+                done.fetch_add(acked, Ordering::Relaxed);
             });
         }
     });
     per_sec(done.load(Ordering::Relaxed), start.elapsed())
+}
+
+/// Mean latency of a 1 KiB overwrite followed by `fdatasync` (or `fsync`) in a preallocated
+/// file: what one group commit's log append costs on this disk.
+fn sync_latency(dir: &std::path::Path, data_only: bool, rounds: u32) -> Duration {
+    use std::os::unix::fs::FileExt as _;
+    let path = dir.join("sync-probe");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    f.write_all_at(&vec![0u8; 4 << 20], 0).unwrap();
+    f.sync_all().unwrap();
+    let block = vec![7u8; 1024];
+    let start = Instant::now();
+    for r in 0..rounds {
+        f.write_all_at(&block, u64::from(r) * 1024).unwrap();
+        if data_only {
+            f.sync_data().unwrap();
+        } else {
+            f.sync_all().unwrap();
+        }
+    }
+    let d = start.elapsed() / rounds;
+    let _ = std::fs::remove_file(&path);
+    d
 }
 
 /// Fills a new store with `n` messages (two threads computing IDs, batches of 1000 messages,
@@ -245,14 +298,39 @@ fn main() {
         println!("{label:<29}{rate:>10.0} reads/s");
     }
 
-    // Durable writes (Immediate: each acknowledged write is fsynced, group-committed).
-    let secs = Duration::from_secs(if quick { 1 } else { 10 });
-    for (k, writers) in [1u64, 16, 64].into_iter().enumerate() {
-        let rate = write_bench(&store, writers, secs, 10_000_000_000 * (k as u64 + 1));
-        println!("durable writes, {writers:>2} writers:   {rate:>10.0} messages/s");
+    let rounds = if quick { 20 } else { 500 };
+    for (label, data_only) in [
+        ("1 KiB write + fdatasync:", true),
+        ("1 KiB write + fsync:", false),
+    ] {
+        let d = sync_latency(&dir, data_only, rounds);
+        println!("{label:<29}{:>10.0} µs", d.as_secs_f64() * 1e6);
     }
+
+    // Durable writes (Immediate: each acknowledged write is in the fsynced log, group-committed).
+    let secs = Duration::from_secs(if quick { 1 } else { 10 });
+    let write_benches = if env_u64("AO_STORE_BENCH_WRITES", 1) == 0 {
+        &[][..]
+    } else {
+        &[(1u64, 1usize), (16, 1), (64, 1), (1, 64), (16, 8)][..]
+    };
+    for (k, (writers, in_flight)) in write_benches.iter().copied().enumerate() {
+        let rate = write_bench(
+            &store,
+            writers,
+            in_flight,
+            secs,
+            10_000_000_000 * (k as u64 + 1),
+        );
+        let label = format!("durable writes, {writers:>2}w x {in_flight:>2} in flight:");
+        println!("{label:<37}{rate:>10.0} messages/s");
+    }
+
     Arc::try_unwrap(store).unwrap().close().unwrap();
     if !keep {
         let _ = std::fs::remove_file(&path);
+        let mut log = path.into_os_string();
+        log.push(".wal");
+        let _ = std::fs::remove_file(log);
     }
 }

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// Every group commit is fsynced before its callers are answered: an `Ok` from
-    /// [`ao_core::Store::apply`] survives a crash or power loss.
+    /// Every group commit is on disk before its callers are answered: an `Ok` from
+    /// [`ao_core::Store::apply`] survives a crash or power loss. The group is appended to the
+    /// write-ahead log and `fdatasync`ed; redb is fsynced at checkpoints (see
+    /// [`StoreConfig::wal_bytes`]).
     #[default]
     Immediate,
     /// Group commits are visible at once and fsynced at least every
@@ -44,6 +46,16 @@ pub struct StoreConfig {
     pub blob_threshold: u64,
     /// Verify every page checksum when opening (reads the whole file; slow on large stores).
     pub verify_on_open: bool,
+    /// With [`Durability::Immediate`], the size the write-ahead log (`<path>.wal`) reaches
+    /// before a checkpoint makes redb durable and the log starts over (at least 1 MiB); it
+    /// bounds the replay after a crash. `0` turns the log off: every group commit is then an
+    /// fsynced redb commit.
+    pub wal_bytes: u64,
+    /// Testing only: abort the process right after this many log records are on disk, before
+    /// redb commits the last one (a crash between the log and the database).
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub crash_after_log_records: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -57,6 +69,8 @@ impl Default for StoreConfig {
             max_batch_ops: 200_000,
             blob_threshold: 4096,
             verify_on_open: false,
+            wal_bytes: 64 << 20,
+            crash_after_log_records: None,
         }
     }
 }

@@ -9,8 +9,9 @@
 use std::collections::VecDeque;
 use std::collections::hash_map::{Entry as MapEntry, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use ao_core::store::Entry;
 
@@ -48,7 +49,8 @@ pub(crate) enum Space {
 struct Slot {
     value: Cached,
     weight: usize,
-    visited: bool,
+    /// Set by readers under the shard's read lock.
+    visited: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -85,8 +87,8 @@ impl Shard {
             };
             let map = self.map(key.0);
             match map.get_mut(&key.1) {
-                Some(slot) if slot.visited => {
-                    slot.visited = false;
+                Some(slot) if slot.visited.load(Ordering::Relaxed) => {
+                    *slot.visited.get_mut() = false;
                     self.clock.push_back(key);
                 }
                 Some(_) => {
@@ -110,7 +112,7 @@ impl Shard {
 /// The cache.
 #[derive(Debug)]
 pub(crate) struct EntryCache {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[RwLock<Shard>]>,
     shard_budget: usize,
     hasher: std::collections::hash_map::RandomState,
     /// Generation of the newest published snapshot.
@@ -121,14 +123,14 @@ impl EntryCache {
     pub(crate) fn new(budget_bytes: u64) -> Self {
         let budget = usize::try_from(budget_bytes).unwrap_or(usize::MAX);
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             shard_budget: budget / SHARDS,
             hasher: Default::default(),
             generation: AtomicU64::new(0),
         }
     }
 
-    fn shard(&self, space: Space, key: &str) -> &Mutex<Shard> {
+    fn shard(&self, space: Space, key: &str) -> &RwLock<Shard> {
         let mut h = self.hasher.build_hasher();
         space.hash(&mut h);
         key.hash(&mut h);
@@ -144,9 +146,16 @@ impl EntryCache {
         if !self.enabled() {
             return None;
         }
-        let mut shard = self.shard(space, key).lock().ok()?;
-        let slot = shard.map(space).get_mut(key)?;
-        slot.visited = true;
+        // A read lock: hits on hot paths (`data`, shared values) do not serialise readers.
+        let shard = self.shard(space, key).read().ok()?;
+        let map = match space {
+            Space::Entry => &shard.entries,
+            Space::Children => &shard.children,
+        };
+        let slot = map.get(key)?;
+        if !slot.visited.load(Ordering::Relaxed) {
+            slot.visited.store(true, Ordering::Relaxed);
+        }
         Some(slot.value.clone())
     }
 
@@ -159,7 +168,7 @@ impl EntryCache {
         if weight > self.shard_budget / 4 {
             return;
         }
-        let Ok(mut shard) = self.shard(space, key).lock() else {
+        let Ok(mut shard) = self.shard(space, key).write() else {
             return;
         };
         if self.generation.load(Ordering::SeqCst) != generation {
@@ -172,7 +181,7 @@ impl EntryCache {
                 o.insert(Slot {
                     value,
                     weight,
-                    visited: true,
+                    visited: AtomicBool::new(true),
                 });
                 shard.bytes = shard.bytes - old + weight;
             }
@@ -180,7 +189,7 @@ impl EntryCache {
                 v.insert(Slot {
                     value,
                     weight,
-                    visited: false,
+                    visited: AtomicBool::new(false),
                 });
                 shard.bytes += weight;
                 shard.clock.push_back((space, k));
@@ -208,7 +217,7 @@ impl EntryCache {
     }
 
     fn remove(&self, space: Space, key: &str) {
-        let Ok(mut shard) = self.shard(space, key).lock() else {
+        let Ok(mut shard) = self.shard(space, key).write() else {
             return;
         };
         if let Some(slot) = shard.map(space).remove(key) {
@@ -221,7 +230,7 @@ impl EntryCache {
     pub(crate) fn bytes(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map(|s| s.bytes).unwrap_or(0))
+            .map(|s| s.read().map(|s| s.bytes).unwrap_or(0))
             .sum()
     }
 }

@@ -219,6 +219,15 @@ pub enum WriteError {
     /// redb failed to write or commit; nothing of the batch is committed.
     #[error("commit failed: {0}")]
     Storage(Arc<redb::Error>),
+    /// Writing or syncing the write-ahead log failed; the batch is not committed.
+    #[error("write-ahead log {} failed: {source}", path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
 }
 
 impl WriteError {

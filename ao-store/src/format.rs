@@ -10,7 +10,9 @@
 //!   however many paths hold it.
 //! * `blob-refs`: 32-byte blake3 hash → 8-byte little-endian `u64` count of the
 //!   records that reference the blob. A blob is deleted when its count falls to zero.
-//! * `meta`: ASCII name → bytes. `format-version` is a 4-byte little-endian `u32`.
+//! * `meta`: ASCII name → bytes. `format-version` is a 4-byte little-endian `u32`;
+//!   `wal-applied` (since version 2) the 8-byte little-endian `u64` sequence number of the last
+//!   write-ahead log record the database holds (see [`crate::wal`]).
 
 use ao_core::store::Entry;
 use bytes::Bytes;
@@ -20,7 +22,11 @@ use redb::TableDefinition;
 use crate::error::ReadError;
 
 /// The version of the format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build opens (older stores are migrated when opened
+/// read-write, and read as they are when opened read-only).
+pub(crate) const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Path → record.
 pub(crate) const ENTRIES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("entries");
@@ -34,6 +40,8 @@ pub(crate) const META: TableDefinition<'static, &[u8], &[u8]> = TableDefinition:
 
 /// `meta` key of the format version.
 pub(crate) const META_FORMAT_VERSION: &[u8] = b"format-version";
+/// `meta` key of the sequence number of the last write-ahead log record applied (version 2).
+pub(crate) const META_WAL_APPLIED: &[u8] = b"wal-applied";
 /// `meta` key naming the software that created the store (informational).
 pub(crate) const META_CREATED_BY: &[u8] = b"created-by";
 
@@ -48,6 +56,16 @@ pub(crate) fn encode_version(v: u32) -> [u8; 4] {
 /// Encodes a blob reference count.
 pub(crate) fn encode_count(n: u64) -> [u8; 8] {
     n.to_le_bytes()
+}
+
+/// Encodes a log sequence number (`wal-applied`).
+pub(crate) fn encode_seq(n: u64) -> [u8; 8] {
+    n.to_le_bytes()
+}
+
+/// Decodes a log sequence number.
+pub(crate) fn decode_seq(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 /// Decodes a blob reference count.
@@ -250,7 +268,9 @@ mod tests {
         expected.extend([7; 32]);
         expected.extend([0x10, 0xac, 0x02]);
         assert_eq!(blob, expected);
-        assert_eq!(encode_version(1), [1, 0, 0, 0]);
+        assert_eq!(encode_version(2), [2, 0, 0, 0]);
+        assert_eq!(encode_seq(258), [2, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_seq(&[2, 1, 0, 0, 0, 0, 0, 0]), Some(258));
         assert_eq!(decode_version(&[1, 0, 0, 0]), Some(1));
         assert_eq!(decode_version(&[1, 0, 0]), None);
     }

@@ -9,9 +9,13 @@
 //!   The children of a group are a range scan; links are resolved segment by segment.
 //!   Records are protobuf (prost), versioned by a `format-version` record, and documented byte
 //!   by byte in `docs/store-format.md`. Large binaries are stored once, keyed by blake3.
-//! * **Group commit.** One writer thread owns the database. Batches from every caller waiting
-//!   at once are committed in one transaction (one fsync) and then all answered: with
-//!   [`Durability::Immediate`], an `Ok` from [`ao_core::Store::apply`] means on disk.
+//! * **Group commit behind a write-ahead log.** One writer thread owns the database. Batches
+//!   from every caller waiting at once form one group: with [`Durability::Immediate`] the group
+//!   is appended to the write-ahead log (`<file>.wal`) and `fdatasync`ed, then committed to redb
+//!   without an fsync, then all its callers are answered: an `Ok` from
+//!   [`ao_core::Store::apply`] means on disk. redb itself is fsynced at checkpoints; opening
+//!   the store replays what a crash kept out of it. [`RedbStore::submit`] lets a caller keep
+//!   several batches in flight.
 //! * **Reads** never wait for the writer: they use the snapshot the last commit published,
 //!   behind a bounded cache of decoded entries kept coherent with the writes.
 //! * **Open errors are typed** ([`OpenError`]): missing, locked, corrupt, newer format… each
@@ -43,13 +47,14 @@ mod format;
 pub mod layout;
 mod ops;
 mod store;
+mod wal;
 
 pub use backend::ScratchBackend;
 pub use config::{Durability, StoreConfig};
 pub use error::{CompactError, Error, OpenError, ReadError, Result, WriteError};
 pub use format::FORMAT_VERSION;
 pub use ops::{CheckReport, CompactReport, Stats, check, compact, get, stats};
-pub use store::{MAX_VALUE_BYTES, RedbStore};
+pub use store::{MAX_VALUE_BYTES, PendingWrite, RedbStore};
 
 /// The name of the store file inside a data directory.
 pub const STORE_FILE: &str = "store.redb";

@@ -25,6 +25,8 @@ pub struct Stats {
     pub path: PathBuf,
     /// Size of the file.
     pub file_bytes: u64,
+    /// Size of the write-ahead log file (`<file>.wal`; 0 if there is none).
+    pub log_bytes: u64,
     /// The format version in the file.
     pub format_version: u32,
     /// Records in the `entries` table.
@@ -53,6 +55,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "store:           {}", self.path.display())?;
         writeln!(f, "file size:       {} bytes", self.file_bytes)?;
+        writeln!(f, "log size:        {} bytes", self.log_bytes)?;
         writeln!(f, "format version:  {}", self.format_version)?;
         writeln!(f, "entries:         {}", self.entries)?;
         writeln!(
@@ -86,6 +89,7 @@ impl RedbStore {
         let mut s = Stats {
             path: self.path().to_path_buf(),
             file_bytes: std::fs::metadata(self.path()).map_or(0, |m| m.len()),
+            log_bytes: std::fs::metadata(crate::wal::wal_path(self.path())).map_or(0, |m| m.len()),
             format_version: read_version(&snap)?,
             ..Stats::default()
         };

@@ -17,8 +17,9 @@ use crate::entry_cache::{Cached, EntryCache, Space};
 use crate::error::{Error, OpenError, ReadError, WriteError};
 use crate::format::{
     self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CREATED_BY,
-    META_FORMAT_VERSION, Record, key_str,
+    META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record, key_str,
 };
+use crate::wal::{self, Wal, WalBatch, WalOp};
 
 /// The largest binary a write accepts (redb's limit is 3 GiB per value).
 pub const MAX_VALUE_BYTES: usize = 3 << 30;
@@ -75,6 +76,49 @@ impl Snapshot {
         rec.into_entry(path, |h| self.blob(h)).map(Some)
     }
 
+    /// Direct children of `path` with their entries: one range scan, as [`Self::children`].
+    pub(crate) fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>, ReadError> {
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let mut out = Vec::new();
+        let mut start = prefix.clone().into_bytes();
+        'seek: loop {
+            let range = self
+                .entries
+                .range::<&[u8]>(start.as_slice()..)
+                .map_err(redb::Error::from)?;
+            for item in range {
+                let (k, v) = item.map_err(redb::Error::from)?;
+                let key = k.value();
+                let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+                    break 'seek;
+                };
+                match rest.iter().position(|&b| b == b'/') {
+                    None => {
+                        if !rest.is_empty() {
+                            let full = key_str(key)?;
+                            let rec = Record::decode_at(full, v.value())?;
+                            let entry = rec.into_entry(full, |h| self.blob(h))?;
+                            out.push((key_str(rest)?.to_owned(), entry));
+                        }
+                    }
+                    Some(i) => {
+                        let mut next = prefix.clone().into_bytes();
+                        next.extend_from_slice(&rest[..i]);
+                        next.push(b'0');
+                        start = next;
+                        continue 'seek;
+                    }
+                }
+            }
+            break;
+        }
+        Ok(out)
+    }
+
     /// Direct children of `path`: a range scan over `path/`, skipping the subtrees below them.
     pub(crate) fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
         let prefix = if path.is_empty() {
@@ -118,8 +162,8 @@ impl Snapshot {
     }
 }
 
-/// Reads the format version, or reports an empty database (no tables).
-fn check_meta(txn: &ReadTransaction, path: &Path) -> Result<bool, OpenError> {
+/// Reads the format version (`None`: an empty database, no tables).
+fn check_meta(txn: &ReadTransaction, path: &Path) -> Result<Option<u32>, OpenError> {
     let meta = match txn.open_table(META) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => {
@@ -134,7 +178,7 @@ fn check_meta(txn: &ReadTransaction, path: &Path) -> Result<bool, OpenError> {
                     reason: "it has tables but no \"meta\" table".into(),
                 });
             }
-            return Ok(false);
+            return Ok(None);
         }
         Err(e) => return Err(OpenError::from_storage(path, e)),
     };
@@ -156,17 +200,144 @@ fn check_meta(txn: &ReadTransaction, path: &Path) -> Result<bool, OpenError> {
             supported: FORMAT_VERSION,
         });
     }
-    if version == 0 {
+    if version < OLDEST_FORMAT_VERSION {
         return Err(OpenError::Corrupt {
             path: path.to_path_buf(),
-            reason: "format version 0".into(),
+            reason: format!("format version {version}"),
         });
     }
     for table in [ENTRIES, BLOBS, BLOB_REFS] {
         txn.open_table(table)
             .map_err(|e| OpenError::from_storage(path, e))?;
     }
-    Ok(true)
+    if version >= 2 {
+        read_applied(txn, path)?;
+    }
+    Ok(Some(version))
+}
+
+/// The sequence number of the last log record the database holds (0 before format version 2).
+fn read_applied(txn: &ReadTransaction, path: &Path) -> Result<u64, OpenError> {
+    let meta = txn
+        .open_table(META)
+        .map_err(|e| OpenError::from_storage(path, e))?;
+    let applied = meta
+        .get(META_WAL_APPLIED)
+        .map_err(|e| OpenError::from_storage(path, e))?;
+    let version = meta
+        .get(META_FORMAT_VERSION)
+        .map_err(|e| OpenError::from_storage(path, e))?
+        .and_then(|v| format::decode_version(v.value()))
+        .unwrap_or(0);
+    match applied {
+        None if version < 2 => Ok(0),
+        None => Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "no wal-applied record".into(),
+        }),
+        Some(v) => format::decode_seq(v.value()).ok_or_else(|| OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "malformed wal-applied record".into(),
+        }),
+    }
+}
+
+/// How many write-ahead log records the database does not hold yet (checking that the log
+/// follows the database).
+fn pending_log_records(txn: &ReadTransaction, path: &Path) -> Result<usize, OpenError> {
+    let applied = read_applied(txn, path)?;
+    let records = wal::read(path)?;
+    let pending = wal::pending(records, applied).map_err(|reason| OpenError::Corrupt {
+        path: wal::wal_path(path),
+        reason,
+    })?;
+    Ok(pending.len())
+}
+
+/// Fails with [`OpenError::NeedsRecovery`] when the write-ahead log holds records the database
+/// does not (the store was not closed cleanly): a read-only open would miss them.
+fn check_log_applied(txn: &ReadTransaction, path: &Path) -> Result<(), OpenError> {
+    if pending_log_records(txn, path)? == 0 {
+        Ok(())
+    } else {
+        Err(OpenError::NeedsRecovery {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Upgrades a format-1 store to this format: the `format-version` and `wal-applied` records,
+/// in one transaction (format 2 adds the write-ahead log; the records are unchanged).
+fn migrate(db: &Database, path: &Path, from: u32) -> Result<(), OpenError> {
+    if from == FORMAT_VERSION {
+        return Ok(());
+    }
+    let err = |e: redb::Error| OpenError::from_storage(path, e);
+    let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(|e| err(e.into()))?;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+        meta.insert(
+            META_FORMAT_VERSION,
+            &format::encode_version(FORMAT_VERSION)[..],
+        )
+        .map_err(|e| err(e.into()))?;
+        meta.insert(META_WAL_APPLIED, &format::encode_seq(0)[..])
+            .map_err(|e| err(e.into()))?;
+    }
+    txn.commit().map_err(|e| err(e.into()))
+}
+
+/// Applies the write-ahead log records the database does not hold yet (after a crash), in one
+/// durable transaction. Returns the sequence number of the last record the database then holds
+/// and how many records were replayed. The log itself is not modified.
+fn replay(db: &Database, config: &StoreConfig) -> Result<(u64, u64), OpenError> {
+    let path = &config.path;
+    let err = |e: redb::Error| OpenError::from_storage(path, e);
+    let applied = {
+        let txn = db.begin_read().map_err(|e| err(e.into()))?;
+        read_applied(&txn, path)?
+    };
+    let log = wal::wal_path(path);
+    let pending = wal::pending(wal::read(path)?, applied).map_err(|reason| OpenError::Corrupt {
+        path: log.clone(),
+        reason,
+    })?;
+    let Some(&(last, _)) = pending.last() else {
+        return Ok((applied, 0));
+    };
+    let count = pending.len() as u64;
+    let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(|e| err(e.into()))?;
+    {
+        let mut w = TxnWriter {
+            entries: txn.open_table(ENTRIES).map_err(|e| err(e.into()))?,
+            blobs: txn.open_table(BLOBS).map_err(|e| err(e.into()))?,
+            refs: txn.open_table(BLOB_REFS).map_err(|e| err(e.into()))?,
+            groups: HashSet::new(),
+            touched: Vec::new(),
+            threshold: config.blob_threshold,
+        };
+        for (seq, batch) in pending {
+            for op in batch.ops {
+                let corrupt = |reason: String| OpenError::Corrupt {
+                    path: log.clone(),
+                    reason: format!("replaying log record {seq}: {reason}"),
+                };
+                let op = op
+                    .into_op()
+                    .ok_or_else(|| corrupt("an op of no known kind".into()))?;
+                w.apply(op).map_err(|e| corrupt(e.to_string()))?;
+            }
+        }
+        let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+        meta.insert(META_WAL_APPLIED, &format::encode_seq(last)[..])
+            .map_err(|e| err(e.into()))?;
+    }
+    txn.commit().map_err(|e| err(e.into()))?;
+    Ok((last, count))
 }
 
 /// Creates the tables and the format-version record of a new store.
@@ -180,6 +351,8 @@ fn initialise(db: &Database, path: &Path) -> Result<(), OpenError> {
             &format::encode_version(FORMAT_VERSION)[..],
         )
         .map_err(|e| err(e.into()))?;
+        meta.insert(META_WAL_APPLIED, &format::encode_seq(0)[..])
+            .map_err(|e| err(e.into()))?;
         let created_by = concat!("ao-store ", env!("CARGO_PKG_VERSION"));
         meta.insert(META_CREATED_BY, created_by.as_bytes())
             .map_err(|e| err(e.into()))?;
@@ -215,6 +388,20 @@ struct Shared {
     cache: EntryCache,
 }
 
+/// A batch submitted with [`RedbStore::submit`], not yet acknowledged.
+#[derive(Debug)]
+#[must_use = "a write is acknowledged only when `wait` returns Ok"]
+pub struct PendingWrite {
+    answer: Receiver<Result<(), WriteError>>,
+}
+
+impl PendingWrite {
+    /// Waits until the batch is committed (durable with [`Durability::Immediate`]).
+    pub fn wait(self) -> Result<(), WriteError> {
+        self.answer.recv().map_err(|_| WriteError::Closed)?
+    }
+}
+
 /// The durable store: redb behind a group-commit writer thread and a read cache.
 ///
 /// Implements [`ao_core::Store`]; HyperBEAM's cache layout comes from [`ao_core::cache`] on
@@ -232,6 +419,8 @@ pub struct RedbStore {
     /// Cloned per call so `apply` does not hold the handle's lock while waiting.
     tx: RwLock<Option<Sender<Request>>>,
     config: StoreConfig,
+    /// Write-ahead log records replayed when opening.
+    replayed: u64,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -298,7 +487,10 @@ impl RedbStore {
                     let checked = db
                         .begin_read()
                         .map_err(|e| OpenError::from_storage(&path, e))
-                        .and_then(|txn| check_meta(&txn, &path));
+                        .and_then(|txn| {
+                            check_meta(&txn, &path)?;
+                            pending_log_records(&txn, &path)
+                        });
                     let closed = db.close();
                     checked?;
                     closed.map_err(|e| OpenError::from_redb(&path, e))?;
@@ -321,7 +513,7 @@ impl RedbStore {
             builder(&config).create(&path)
         }
         .map_err(|e| OpenError::from_redb(&path, e))?;
-        Self::start(db, config)
+        Self::start(db, config, true)
     }
 
     /// Opens a store over a [`ScratchBackend`] (arbitrary bytes, possibly failing): used by the
@@ -335,7 +527,8 @@ impl RedbStore {
             let db = builder(&config)
                 .create_with_backend(backend)
                 .map_err(|e| OpenError::from_redb(&path, e))?;
-            Self::start(db, config)
+            // No log: nothing may reach the files behind the backend.
+            Self::start(db, config, false)
         })
     }
 
@@ -369,12 +562,13 @@ impl RedbStore {
         let txn = db
             .begin_read()
             .map_err(|e| OpenError::from_storage(&path, e))?;
-        if !check_meta(&txn, &path)? {
+        if check_meta(&txn, &path)?.is_none() {
             return Err(OpenError::NotAStore {
                 path,
                 reason: "an empty redb database".into(),
             });
         }
+        check_log_applied(&txn, &path)?;
         let snapshot = Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))?;
         Ok(Self {
             path,
@@ -385,29 +579,37 @@ impl RedbStore {
             handle: Mutex::new(Some(Handle::ReadOnly(db))),
             tx: RwLock::new(None),
             config,
+            replayed: 0,
         })
     }
 
-    fn start(db: Database, config: StoreConfig) -> Result<Self, OpenError> {
+    /// Starts the writer on an opened database: initialises or migrates it, replays the log,
+    /// and with `log` (a store file, not a backend) opens the log for appending.
+    fn start(db: Database, config: StoreConfig, log: bool) -> Result<Self, OpenError> {
         let path = config.path.clone();
         let ready = db
             .begin_read()
             .map_err(|e| OpenError::from_storage(&path, e))
             .and_then(|txn| check_meta(&txn, &path))
-            .and_then(|initialised| {
-                if initialised {
-                    Ok(())
-                } else {
-                    initialise(&db, &path)
-                }
+            .and_then(|version| match version {
+                Some(v) => migrate(&db, &path, v),
+                None => initialise(&db, &path),
             })
-            .and_then(|()| {
+            .and_then(|()| replay(&db, &config))
+            .and_then(|(seq, replayed)| {
+                let wal =
+                    if log && config.durability == Durability::Immediate && config.wal_bytes > 0 {
+                        Some(Wal::open(&path, config.wal_bytes)?)
+                    } else {
+                        None
+                    };
                 let txn = db
                     .begin_read()
                     .map_err(|e| OpenError::from_storage(&path, e))?;
-                Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))
+                let snap = Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))?;
+                Ok((snap, seq, replayed, wal))
             });
-        let snapshot = match ready {
+        let (snapshot, seq, replayed, wal) = match ready {
             Ok(s) => s,
             Err(e) => {
                 // Close without committing anything; the open error is what matters.
@@ -428,6 +630,10 @@ impl RedbStore {
             config: config.clone(),
             generation: 1,
             pending_since: None,
+            wal,
+            seq,
+            logged: 0,
+            poisoned: None,
         };
         let thread = std::thread::Builder::new()
             .name("ao-store-writer".into())
@@ -445,6 +651,7 @@ impl RedbStore {
             })),
             tx: RwLock::new(Some(tx)),
             config,
+            replayed,
         })
     }
 
@@ -485,15 +692,30 @@ impl RedbStore {
 
     /// Applies a batch atomically (see [`ao_core::Store::apply`]), with this crate's error.
     pub fn apply_batch(&self, ops: Vec<Op>) -> Result<(), WriteError> {
+        self.submit(ops)?.wait()
+    }
+
+    /// Hands a batch to the writer without waiting for it: a caller may keep several batches
+    /// in flight (they are committed in submission order, each atomically) and wait for each
+    /// with [`PendingWrite::wait`]. A batch is acknowledged (durable, with
+    /// [`Durability::Immediate`]) only when its `wait` returns `Ok`.
+    pub fn submit(&self, ops: Vec<Op>) -> Result<PendingWrite, WriteError> {
         validate(&ops)?;
-        if ops.is_empty() {
-            return Ok(());
-        }
         let (reply, answer) = mpsc::sync_channel(1);
-        self.sender()?
-            .send(Request::Apply { ops, reply })
-            .map_err(|_| WriteError::Closed)?;
-        answer.recv().map_err(|_| WriteError::Closed)?
+        if ops.is_empty() {
+            let _ = reply.send(Ok(()));
+        } else {
+            self.sender()?
+                .send(Request::Apply { ops, reply })
+                .map_err(|_| WriteError::Closed)?;
+        }
+        Ok(PendingWrite { answer })
+    }
+
+    /// How many write-ahead log records opening the store replayed into the database (records
+    /// of acknowledged writes that a crash kept out of redb).
+    pub fn replayed_log_records(&self) -> u64 {
+        self.replayed
     }
 
     /// Makes every write acknowledged so far durable (an fsync), whatever the durability.
@@ -691,6 +913,38 @@ impl ao_core::Store for RedbStore {
     fn children(&self, path: &str) -> ao_core::Result<Vec<String>> {
         Ok(self.child_names(path)?)
     }
+
+    /// As [`ao_core::store::resolve_links`], without allocating per segment when no prefix of
+    /// the path is a link (the common case: `data/<hash>`, an ID); otherwise the general walk.
+    fn resolve(&self, path: &str) -> ao_core::Result<String> {
+        Ok(self.resolve_entry(path)?.0)
+    }
+
+    /// One walk: the entry of the last segment is the answer's entry.
+    fn resolve_entry(&self, path: &str) -> ao_core::Result<(String, Option<Entry>)> {
+        let mut resolved = String::with_capacity(path.len());
+        let mut last = None;
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            if !resolved.is_empty() {
+                resolved.push('/');
+            }
+            resolved.push_str(seg);
+            match self.entry(&resolved)? {
+                Some(Entry::Link(_)) => {
+                    let resolved = ao_core::store::resolve_links(self, path)?;
+                    let entry = self.entry(&resolved)?;
+                    return Ok((resolved, entry));
+                }
+                e => last = e,
+            }
+        }
+        Ok((resolved, last))
+    }
+
+    fn child_entries(&self, path: &str) -> ao_core::Result<Vec<(String, Entry)>> {
+        let snap = self.snapshot()?;
+        Ok(guard_read(path, || snap.child_entries(path))?)
+    }
 }
 
 /// The writer thread.
@@ -700,8 +954,18 @@ struct Writer {
     shared: Arc<Shared>,
     config: StoreConfig,
     generation: u64,
-    /// Set while commits that are not yet durable exist (Eventual / None).
+    /// Set while commits that are not yet durable in redb exist.
     pending_since: Option<Instant>,
+    /// The write-ahead log (with [`Durability::Immediate`]).
+    wal: Option<Wal>,
+    /// Sequence number of the last log record written (and held by the last commit).
+    seq: u64,
+    /// Log records written since opening (for the `crash_after_log_records` test hook).
+    logged: u64,
+    /// Set when a commit failed after its log record was written: the database no longer
+    /// matches the log, so the writer refuses everything until the store is reopened (which
+    /// replays the log).
+    poisoned: Option<WriteError>,
 }
 
 impl Writer {
@@ -743,7 +1007,9 @@ impl Writer {
             let flush =
                 batch.is_empty() || batch.iter().any(|r| matches!(r, Request::Flush { .. }));
             let durable = match self.config.durability {
-                Durability::Immediate => true,
+                // Without a log every commit is an fsynced redb commit; with one, the log is
+                // fsynced and redb only at checkpoints.
+                Durability::Immediate => self.wal.is_none() || flush,
                 Durability::Eventual => {
                     flush
                         || self
@@ -762,9 +1028,21 @@ impl Writer {
                 };
                 let _ = reply.send(result.clone());
             }
+            if self.wal.as_ref().is_some_and(Wal::full) {
+                // Checkpoint: make redb durable, then reuse the log from its start.
+                if let Err(e) = self.commit(&mut [], true) {
+                    failed.get_or_insert_with(|| e.clone());
+                }
+            }
         }
-        // Shutdown: make everything durable, then close.
+        // Shutdown: make everything durable, empty the log, then close.
         let mut result = self.commit(&mut Vec::new(), true);
+        if let (Ok(()), Some(wal)) = (&result, self.wal.as_mut()) {
+            result = wal.truncate().map_err(|e| WriteError::Log {
+                path: wal.path().to_path_buf(),
+                source: Arc::new(e),
+            });
+        }
         if let Ok(mut s) = self.shared.snapshot.write() {
             s.take();
         }
@@ -782,6 +1060,23 @@ impl Writer {
     /// Commits the ops of every request in one transaction, publishes the new snapshot and
     /// invalidates the cache. Requests' ops are taken.
     fn commit(&mut self, batch: &mut [Request], durable: bool) -> Result<(), WriteError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        // A non-durable commit with a log: log the ops first (encoded before they are consumed).
+        let record = match &self.wal {
+            Some(_) if !durable => Some(WalBatch {
+                ops: batch
+                    .iter()
+                    .filter_map(|r| match r {
+                        Request::Apply { ops, .. } => Some(ops.iter().map(WalOp::from_op)),
+                        Request::Flush { .. } => None,
+                    })
+                    .flatten()
+                    .collect(),
+            }),
+            _ => None,
+        };
         let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
         txn.set_durability(if durable {
             redb::Durability::Immediate
@@ -816,9 +1111,51 @@ impl Writer {
             let _ = txn.abort();
             return Ok(());
         }
-        txn.commit().map_err(WriteError::storage)?;
+        let logged = match (record, self.wal.as_mut()) {
+            (Some(record), Some(wal)) if !touched.is_empty() => {
+                let seq = self.seq + 1;
+                let stored =
+                    txn.open_table(META)
+                        .map_err(WriteError::storage)
+                        .and_then(|mut meta| {
+                            meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
+                                .map(drop)
+                                .map_err(WriteError::storage)
+                        });
+                if let Err(e) = stored {
+                    let _ = txn.abort();
+                    return Err(e);
+                }
+                let bytes = wal::encode_record(seq, &prost::Message::encode_to_vec(&record));
+                if let Err(e) = wal.append(&bytes) {
+                    let _ = txn.abort();
+                    return Err(WriteError::Log {
+                        path: wal.path().to_path_buf(),
+                        source: Arc::new(e),
+                    });
+                }
+                self.seq = seq;
+                self.logged += 1;
+                if self.config.crash_after_log_records == Some(self.logged) {
+                    // Test hook: die between the log and redb, as a crash would.
+                    std::process::abort();
+                }
+                true
+            }
+            _ => false,
+        };
+        if let Err(e) = txn.commit() {
+            let e = WriteError::storage(e);
+            if logged {
+                self.poisoned = Some(e.clone());
+            }
+            return Err(e);
+        }
         if durable {
             self.pending_since = None;
+            if let Some(wal) = &mut self.wal {
+                wal.reset();
+            }
         } else {
             self.pending_since.get_or_insert_with(Instant::now);
         }

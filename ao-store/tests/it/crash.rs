@@ -2,6 +2,10 @@
 //! SIGKILLs it at a random point, reopens the store, and finds every acknowledged message intact
 //! and the store consistent. Not timing-dependent: the kill point is a number of
 //! acknowledgements, and the assertions are about acknowledged writes only.
+//!
+//! Some rounds instead make the child abort itself right after a write-ahead log record is on
+//! disk and before redb commits it (a crash between the log and the database): reopening must
+//! replay that record.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -14,8 +18,12 @@ use crate::util::{config, sample_message, store_path};
 
 const CHILD_ENV: &str = "AO_STORE_CRASH_CHILD_DIR";
 const CHILD_START_ENV: &str = "AO_STORE_CRASH_CHILD_START";
+const CHILD_ABORT_ENV: &str = "AO_STORE_CRASH_CHILD_ABORT_AFTER";
 const WRITERS: u64 = 4;
+/// Rounds killed with SIGKILL.
 const ROUNDS: u64 = 24;
+/// Rounds where the child aborts between the log and redb.
+const LOG_ROUNDS: u64 = 6;
 
 /// The child: run only when the parent sets the environment variable (otherwise a no-op test).
 /// Writes messages from several threads forever, printing `ACK <index> <id>` after each `Ok`.
@@ -25,7 +33,11 @@ fn crash_child_process() {
         return;
     };
     let start: u64 = std::env::var(CHILD_START_ENV).unwrap().parse().unwrap();
-    let store = RedbStore::open(config(&store_path(Path::new(&dir)))).unwrap();
+    let mut cfg = config(&store_path(Path::new(&dir)));
+    cfg.crash_after_log_records = std::env::var(CHILD_ABORT_ENV)
+        .ok()
+        .map(|n| n.parse().unwrap());
+    let store = RedbStore::open(cfg).unwrap();
     std::thread::scope(|s| {
         for w in 0..WRITERS {
             let store = &store;
@@ -56,9 +68,15 @@ fn acknowledged_writes_survive_sigkill() {
     let exe = std::env::current_exe().unwrap();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut acknowledged: Vec<(u64, String)> = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..ROUNDS + LOG_ROUNDS {
         let kill_after = 1 + next(&mut seed) % 40;
-        let mut child = Command::new(&exe)
+        // Log rounds: the child aborts itself after this many log records.
+        let abort_after = (round >= ROUNDS).then(|| 1 + next(&mut seed) % 10);
+        let mut command = Command::new(&exe);
+        if let Some(n) = abort_after {
+            command.env(CHILD_ABORT_ENV, n.to_string());
+        }
+        let mut child = command
             .args([
                 "--exact",
                 "crash::crash_child_process",
@@ -81,14 +99,18 @@ fn acknowledged_writes_survive_sigkill() {
             let (i, id) = rest.split_once(' ').unwrap();
             acknowledged.push((i.parse().unwrap(), id.to_owned()));
             seen += 1;
-            if seen == kill_after {
+            if seen == kill_after && abort_after.is_none() {
                 // std's kill is SIGKILL on Unix: no destructor, no flush, no clean close.
                 child.kill().unwrap();
                 break;
             }
         }
-        child.wait().unwrap();
-        assert_eq!(seen, kill_after, "round {round}: the child stopped early");
+        let status = child.wait().unwrap();
+        if abort_after.is_none() {
+            assert_eq!(seen, kill_after, "round {round}: the child stopped early");
+        } else {
+            assert!(!status.success(), "round {round}: the child did not abort");
+        }
 
         if round == 0 {
             // A crashed store cannot be opened read-only; `check` still checks it, untouched.
@@ -104,6 +126,13 @@ fn acknowledged_writes_survive_sigkill() {
 
         // Reopen (redb recovers), and find every acknowledged message, from every round.
         let store = RedbStore::open(config(&path)).unwrap();
+        if abort_after.is_some() {
+            // The last record was logged but never committed to redb.
+            assert!(
+                store.replayed_log_records() >= 1,
+                "round {round}: nothing replayed from the log"
+            );
+        }
         for (i, id) in &acknowledged {
             let read = cache::read_message(&store, id)
                 .unwrap()
@@ -122,4 +151,8 @@ fn acknowledged_writes_survive_sigkill() {
         );
     }
     assert!(acknowledged.len() as u64 >= ROUNDS);
+    // The log survives reopening: a clean close leaves nothing to replay.
+    let store = RedbStore::open(config(&path)).unwrap();
+    assert_eq!(store.replayed_log_records(), 0);
+    store.close().unwrap();
 }

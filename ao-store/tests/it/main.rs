@@ -3,6 +3,7 @@
 mod cache_layout;
 mod crash;
 mod durability;
+mod migration;
 mod model;
 mod open_errors;
 mod operator;

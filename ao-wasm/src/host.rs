@@ -20,7 +20,7 @@ use wasmtime::{
 };
 
 use crate::engine::ModuleKind;
-use crate::{Result, WasmError, WasmValue};
+use crate::{Limits, Result, WasmError, WasmValue};
 
 /// Imports the embedder serves (e.g. `my_lib.mul` of `pow_calculator.wasm`).
 ///
@@ -154,8 +154,9 @@ impl fmt::Display for HostError {
 
 impl std::error::Error for HostError {}
 
-/// Translates an error out of wasmtime into the crate's typed error.
-pub(crate) fn translate(e: wasmtime::Error, budget: u64) -> WasmError {
+/// Translates an error out of wasmtime into the crate's typed error (`limits`: the budget the
+/// failed call ran under).
+pub(crate) fn translate(e: wasmtime::Error, limits: &Limits) -> WasmError {
     if let Some(h) = e.downcast_ref::<HostError>() {
         return match h {
             HostError::Exit(c) => WasmError::Exit(*c),
@@ -169,8 +170,18 @@ pub(crate) fn translate(e: wasmtime::Error, budget: u64) -> WasmError {
         };
     }
     if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
-        if *t == wasmtime::Trap::OutOfFuel {
-            return WasmError::OutOfBudget { budget };
+        match t {
+            wasmtime::Trap::OutOfFuel => {
+                return WasmError::OutOfBudget {
+                    budget: limits.fuel,
+                };
+            }
+            wasmtime::Trap::Interrupt => {
+                return WasmError::OutOfTime {
+                    millis: u64::try_from(limits.time.as_millis()).unwrap_or(u64::MAX),
+                };
+            }
+            _ => {}
         }
         return WasmError::Trap(t.to_string());
     }

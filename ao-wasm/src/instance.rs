@@ -3,10 +3,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::{ExternType, Mutability, Store, Val};
 
-use crate::engine::{CompiledModule, ModuleKind};
+use crate::engine::{Budget, CompiledModule, EPOCH_TICK, ModuleKind};
 use crate::host::{self, EmRuntime, HostImports, HostState};
 use crate::snapshot::Snapshot;
 use crate::{Result, WasmError, WasmValue};
@@ -15,16 +16,37 @@ use crate::{Result, WasmError, WasmValue};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Fuel one call (one evaluation) may use.
+    /// Fuel one call (one evaluation) may use, when the engine counts fuel ([`Budget::Fuel`]).
     pub fuel: u64,
+    /// Time one call may run, when the engine budgets wall-clock time ([`Budget::WallClock`]);
+    /// rounded up to [`EPOCH_TICK`].
+    pub time: Duration,
     /// The most bytes the instance's memory may grow to.
     pub memory_bytes: u64,
 }
 
 impl Limits {
-    /// Limits built from explicit values.
+    /// Limits built from explicit values (and a time budget of 30 s).
     pub fn new(fuel: u64, memory_bytes: u64) -> Self {
-        Self { fuel, memory_bytes }
+        Self {
+            fuel,
+            time: Duration::from_secs(30),
+            memory_bytes,
+        }
+    }
+
+    /// Sets the time budget per call.
+    #[must_use]
+    pub fn with_time(mut self, time: Duration) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// The epoch deadline, in ticks beyond the current epoch, for the time budget.
+    fn epoch_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_nanos();
+        // One extra tick: the current one may be about to end.
+        u64::try_from(self.time.as_nanos().div_ceil(tick) + 1).unwrap_or(u64::MAX)
     }
 
     /// Sets the memory limit from a process's `Memory-Limit` value (`"1-gb"`, `"512-mb"`,
@@ -110,7 +132,7 @@ impl Instance {
     /// The default limits of a module's engine.
     pub fn default_limits(module: &CompiledModule) -> Limits {
         let c = module.engine().config();
-        Limits::new(c.fuel_per_call, c.memory_limit)
+        Limits::new(c.fuel_per_call, c.memory_limit).with_time(c.time_per_call)
     }
 
     fn build(
@@ -121,15 +143,15 @@ impl Instance {
         let engine = module.engine().wasmtime();
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes, user));
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| WasmError::Config(format!("{e:#}")))?;
-        let instance = module.pre.instantiate(&mut store).map_err(|e| {
-            match host::translate(e, limits.fuel) {
-                WasmError::Trap(m) => WasmError::Link(m),
-                other => other,
-            }
-        })?;
+        set_budget(&mut store, module.engine().config().budget, &limits)?;
+        let instance =
+            module
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| match host::translate(e, &limits) {
+                    WasmError::Trap(m) => WasmError::Link(m),
+                    other => other,
+                })?;
         let memory = instance.get_memory(&mut store, "memory").or_else(|| {
             module.module.exports().find_map(|e| match e.ty() {
                 ExternType::Memory(_) => instance.get_memory(&mut store, e.name()),
@@ -193,7 +215,7 @@ impl Instance {
         self.poisoned.as_deref()
     }
 
-    /// Fuel the last call used.
+    /// Fuel the last call used (0 unless the engine counts fuel).
     pub fn last_fuel_used(&self) -> u64 {
         self.last_fuel_used
     }
@@ -220,7 +242,7 @@ impl Instance {
         s.stderr.clear();
     }
 
-    /// Runs guest code under a fresh fuel budget, translating and recording failures.
+    /// Runs guest code under a fresh budget, translating and recording failures.
     pub(crate) fn run<R>(
         &mut self,
         f: impl FnOnce(&mut Store<HostState>, &wasmtime::Instance) -> wasmtime::Result<R>,
@@ -228,14 +250,15 @@ impl Instance {
         if let Some(why) = &self.poisoned {
             return Err(WasmError::Poisoned(why.clone()));
         }
-        let budget = self.limits.fuel;
-        self.store
-            .set_fuel(budget)
-            .map_err(|e| WasmError::Config(format!("{e:#}")))?;
+        let kind = self.module.engine().config().budget;
+        set_budget(&mut self.store, kind, &self.limits)?;
         let out = f(&mut self.store, &self.instance);
-        self.last_fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        if kind == Budget::Fuel {
+            let left = self.store.get_fuel().unwrap_or(0);
+            self.last_fuel_used = self.limits.fuel.saturating_sub(left);
+        }
         out.map_err(|e| {
-            let err = host::translate(e, budget);
+            let err = host::translate(e, &self.limits);
             if err.poisons() {
                 self.poisoned = Some(err.to_string());
             }
@@ -446,11 +469,12 @@ impl Instance {
             let wanted = bytes.len() as u64;
             if wanted > current {
                 let pages = (wanted - current).div_ceil(65_536);
-                mem.grow(&mut self.store, pages)
-                    .map_err(|e| match host::translate(e, 0) {
+                mem.grow(&mut self.store, pages).map_err(|e| {
+                    match host::translate(e, &self.limits) {
                         e @ WasmError::OutOfMemory { .. } => e,
                         other => WasmError::Snapshot(format!("cannot grow memory: {other}")),
-                    })?;
+                    }
+                })?;
             }
             let data = mem.data_mut(&mut self.store);
             if data.len() as u64 > wanted && wanted > 0 {
@@ -488,6 +512,19 @@ impl Instance {
         }
         self.poisoned = None;
         Ok(())
+    }
+}
+
+/// Gives the store a fresh budget for the next call.
+fn set_budget(store: &mut Store<HostState>, kind: Budget, limits: &Limits) -> Result<()> {
+    match kind {
+        Budget::Fuel => store
+            .set_fuel(limits.fuel)
+            .map_err(|e| WasmError::Config(format!("{e:#}"))),
+        Budget::WallClock => {
+            store.set_epoch_deadline(limits.epoch_ticks());
+            Ok(())
+        }
     }
 }
 

@@ -291,7 +291,9 @@ fn native_aos_matches_aos_eval_py() {
     let module = load(&engine, rel);
     let mut ours = aos(&module);
     for (n, code) in EVALS.iter().enumerate() {
-        let got = ours.handle(&python_json(&eval_msg(n + 1, code)), ENV).unwrap();
+        let got = ours
+            .handle(&python_json(&eval_msg(n + 1, code)), ENV)
+            .unwrap();
         assert_eq!(got, theirs[n], "eval {} `{code}` differs", n + 1);
     }
     assert_eq!(ours.instance().undefined_calls(), 0);

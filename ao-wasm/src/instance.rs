@@ -168,12 +168,19 @@ impl Instance {
             }
             (f, args)
         });
+        // The stack helpers under their current names, or the emscripten-2 ones.
+        let export = |store: &mut Store<HostState>, names: [&str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| instance.get_func(&mut *store, n))
+        };
         let runtime = EmRuntime {
             table: instance.get_table(&mut store, "__indirect_function_table"),
             set_threw,
-            stack_get: instance.get_func(&mut store, "emscripten_stack_get_current"),
-            stack_restore: instance.get_func(&mut store, "_emscripten_stack_restore"),
-            stack_alloc: instance.get_func(&mut store, "_emscripten_stack_alloc"),
+            stack_get: export(&mut store, ["emscripten_stack_get_current", "stackSave"]),
+            stack_restore: export(&mut store, ["_emscripten_stack_restore", "stackRestore"]),
+            stack_alloc: export(&mut store, ["_emscripten_stack_alloc", "stackAlloc"]),
+            legacy: host::is_legacy_emscripten(&module.module),
         };
         let state = store.data_mut();
         state.memory = memory;
@@ -187,12 +194,17 @@ impl Instance {
             last_fuel_used: 0,
         };
         if module.kind() == ModuleKind::AosEmscripten {
-            // The emscripten runtime's start-up, as ao-loader's glue runs it (`main` is not run).
+            // The emscripten runtime's start-up, as ao-loader's glue runs it. The emscripten-2
+            // glue then runs `main` too; the newer ones do not.
+            let legacy = host::is_legacy_emscripten(&module.module);
             me.run(|store, inst| {
                 for name in ["emscripten_stack_init", "__wasm_call_ctors"] {
                     if let Some(f) = inst.get_func(&mut *store, name) {
                         f.call(&mut *store, &[], &mut [])?;
                     }
+                }
+                if legacy {
+                    call_main_legacy(store, inst)?;
                 }
                 Ok(())
             })?;
@@ -512,6 +524,57 @@ impl Instance {
         }
         self.poisoned = None;
         Ok(())
+    }
+}
+
+/// The emscripten-2 glue's `callMain([])`: `argv` = `["./this.program", NULL]` on the stack
+/// (which it leaves allocated), then `main(1, argv)`; its exit status is ignored (the runtime is
+/// kept alive). Under node the glue would pass the node script's own path and arguments; the
+/// program name outside node is used instead, so the instance does not depend on how a process
+/// was started.
+fn call_main_legacy(
+    store: &mut Store<HostState>,
+    inst: &wasmtime::Instance,
+) -> wasmtime::Result<()> {
+    let (Some(alloc), Some(main)) = (
+        inst.get_func(&mut *store, "stackAlloc"),
+        inst.get_func(&mut *store, "main"),
+    ) else {
+        return Ok(());
+    };
+    let stack_alloc = |store: &mut Store<HostState>, size: i32| -> wasmtime::Result<u64> {
+        let mut out = [Val::I32(0)];
+        alloc.call(&mut *store, &[Val::I32(size)], &mut out)?;
+        Ok(u64::from(out[0].unwrap_i32() as u32))
+    };
+    const PROGRAM: &[u8] = b"./this.program\0";
+    let argv = stack_alloc(store, 8)?;
+    let name = stack_alloc(store, PROGRAM.len() as i32)?;
+    let memory = store
+        .data()
+        .memory
+        .ok_or_else(|| wasmtime::Error::msg("module exports no memory"))?;
+    let data = memory.data_mut(&mut *store);
+    let (a, n) = (argv as usize, name as usize);
+    if n + PROGRAM.len() > data.len() || a + 8 > data.len() {
+        return Err(wasmtime::Error::msg("stackAlloc answered outside memory"));
+    }
+    data[n..n + PROGRAM.len()].copy_from_slice(PROGRAM);
+    data[a..a + 4].copy_from_slice(&(name as u32).to_le_bytes());
+    data[a + 4..a + 8].fill(0);
+    let mut out = [Val::I32(0)];
+    match main.call(&mut *store, &[Val::I32(1), Val::I32(argv as i32)], &mut out) {
+        Ok(()) => Ok(()),
+        // `exit()` from `main` ends the program, not the runtime.
+        Err(e)
+            if matches!(
+                e.downcast_ref::<host::HostError>(),
+                Some(host::HostError::Exit(_))
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

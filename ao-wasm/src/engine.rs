@@ -190,6 +190,12 @@ impl CompiledModule {
         self.memory64
     }
 
+    /// Whether this is an emscripten build of the emscripten-2 generation (aos 1, ao-loader's
+    /// `wasm32-unknown-emscripten2`).
+    pub fn is_legacy_emscripten(&self) -> bool {
+        self.kind == ModuleKind::AosEmscripten && host::is_legacy_emscripten(&self.module)
+    }
+
     /// The engine this module belongs to.
     pub fn engine(&self) -> &WasmEngine {
         &self.engine

@@ -139,7 +139,7 @@ pub struct EngineStats {
 pub enum ModuleKind {
     /// HyperBEAM's standalone aos builds (aos-2-pure*): `malloc` + `handle`, WASI stubs.
     AosNative,
-    /// ao-loader emscripten builds (`wasm32-unknown-emscripten4`,
+    /// ao-loader emscripten builds (`wasm32-unknown-emscripten2`, `wasm32-unknown-emscripten4`,
     /// `wasm64-unknown-emscripten-draft_2024_02_15`): the emscripten JS runtime is emulated.
     AosEmscripten,
     /// Anything else: exported functions are called directly.

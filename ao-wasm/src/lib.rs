@@ -15,8 +15,9 @@
 //!   ([`Instance::call`]), memory access and [`Snapshot`]s.
 //! * [`AosInstance`]: an aos instance driven through `handle(msgJSON, envJSON)`, for both
 //!   families of aos binaries: HyperBEAM's standalone builds (`aos-2-pure*`, with HyperBEAM's
-//!   deterministic WASI) and ao-loader's emscripten builds (`wasm32-unknown-emscripten4`,
-//!   `wasm64-unknown-emscripten-draft_2024_02_15`, whose JS runtime is emulated natively).
+//!   deterministic WASI) and ao-loader's emscripten builds (`wasm32-unknown-emscripten2` for
+//!   aos 1, `wasm32-unknown-emscripten4` and `wasm64-unknown-emscripten-draft_2024_02_15` for
+//!   aos 2, whose JS runtime is emulated natively).
 //! * [`devices`]: `wasm-64@1.0`, `wasi@1.0` and `json-iface@1.0` as [`ao_core::Device`]s.
 //!
 //! ## Engine settings, and why

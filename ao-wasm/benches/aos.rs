@@ -1,10 +1,18 @@
 //! `return 1+1` through `handle` on each aos module: compile time, cold start (deserialize +
-//! instantiate), first eval, and p50/p99 per eval. Run with `cargo bench -p ao-wasm`.
-//! `js/v8-bench.cjs` measures the same modules on V8 for a side-by-side figure.
+//! instantiate), first eval, and p50/p99 per eval, under two engine settings:
+//!
+//! * `default`: [`Budget::Fuel`] (deterministic budgets) with Spectre hardening;
+//! * `fast`: [`Budget::WallClock`] (epoch interruption) without Spectre hardening.
+//!
+//! Then, in the same run, `js/v8-bench.cjs` measures the same modules on V8 (directly, and
+//! through `@permaweb/ao-loader`) when node and the `js/` dependencies (`npm ci` there) are
+//! present. Run with `cargo bench -p ao-wasm --bench aos`; `AOS_BENCH_N` sets the number of
+//! evaluations (1000), `AOS_BENCH_MODULES` a comma-separated filter on file names.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ao_wasm::{AosInstance, Instance, WasmConfig, WasmEngine};
+use ao_wasm::{AosInstance, Budget, Instance, WasmConfig, WasmEngine};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/wasm");
 const ENV: &str =
@@ -25,14 +33,69 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     ms(sorted[i])
 }
 
+fn bench(label: &str, config: &WasmConfig, file: &str, n: usize) {
+    let bytes = std::fs::read(format!("{FIXTURES}/{file}")).expect("fixture");
+    let store = ao_core::MemoryStore::new();
+    let compiling = WasmEngine::new(config.clone()).unwrap();
+    let t = Instant::now();
+    let compiled = compiling.load(&bytes, &store).unwrap();
+    let compile = t.elapsed();
+    drop(compiled);
+
+    // Cold start on a "restarted node": a new engine deserializes the stored artifact.
+    let engine = WasmEngine::new(config.clone()).unwrap();
+    let t = Instant::now();
+    let module = engine.load(&bytes, &store).unwrap();
+    let deser = t.elapsed();
+    let t = Instant::now();
+    let mut aos = AosInstance::new(&module, Instance::default_limits(&module)).unwrap();
+    let inst = t.elapsed();
+    let t = Instant::now();
+    let first = aos.handle(&msg(0), ENV).unwrap();
+    let first_eval = t.elapsed();
+    assert!(first.contains(r#""data":"2""#), "{first}");
+    let mut times = Vec::with_capacity(n);
+    for i in 1..=n {
+        let m = msg(i);
+        let t = Instant::now();
+        let r = aos.handle(&m, ENV).unwrap();
+        times.push(t.elapsed());
+        std::hint::black_box(r);
+    }
+    times.sort();
+    println!(
+        "{:<48} {:>7.1}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.3}ms {:>7.3}ms",
+        format!("{label:<8} {file} ({n})"),
+        ms(compile),
+        ms(deser),
+        ms(inst),
+        ms(deser + inst),
+        ms(first_eval),
+        pct(&times, 0.5),
+        pct(&times, 0.99)
+    );
+}
+
 fn main() {
     let n: usize = std::env::var("AOS_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    let filter: Vec<String> = std::env::var("AOS_BENCH_MODULES")
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let configs = [
+        ("default", WasmConfig::default()),
+        (
+            "fast",
+            WasmConfig::default()
+                .with_budget(Budget::WallClock)
+                .with_spectre_hardening(false),
+        ),
+    ];
     println!(
-        "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "module (N evals)", "compile", "deser.", "inst.", "cold", "1st eval", "p50", "p99"
+        "{:<48} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "config   module (N evals)", "compile", "deser.", "inst.", "cold", "1st eval", "p50", "p99"
     );
     for file in [
         "aos-2-pure-xs.exnref.wasm",
@@ -40,45 +103,32 @@ fn main() {
         "ao-loader-emscripten4-aos2.wasm",
         "ao-loader-wasm64-emscripten-aos2.wasm",
     ] {
-        let bytes = std::fs::read(format!("{FIXTURES}/{file}")).expect("fixture");
-        let store = ao_core::MemoryStore::new();
-        let compiling = WasmEngine::new(WasmConfig::default()).unwrap();
-        let t = Instant::now();
-        let compiled = compiling.load(&bytes, &store).unwrap();
-        let compile = t.elapsed();
-        drop(compiled);
-
-        // Cold start on a "restarted node": a new engine deserializes the stored artifact.
-        let engine = WasmEngine::new(WasmConfig::default()).unwrap();
-        let t = Instant::now();
-        let module = engine.load(&bytes, &store).unwrap();
-        let deser = t.elapsed();
-        let t = Instant::now();
-        let mut aos = AosInstance::new(&module, Instance::default_limits(&module)).unwrap();
-        let inst = t.elapsed();
-        let t = Instant::now();
-        let first = aos.handle(&msg(0), ENV).unwrap();
-        let first_eval = t.elapsed();
-        assert!(first.contains(r#""data":"2""#), "{first}");
-        let mut times = Vec::with_capacity(n);
-        for i in 1..=n {
-            let m = msg(i);
-            let t = Instant::now();
-            let r = aos.handle(&m, ENV).unwrap();
-            times.push(t.elapsed());
-            std::hint::black_box(r);
+        if !filter.is_empty() && !filter.iter().any(|f| file.contains(f.as_str())) {
+            continue;
         }
-        times.sort();
-        println!(
-            "{:<40} {:>7.1}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.3}ms {:>7.3}ms",
-            format!("{file} ({n})"),
-            ms(compile),
-            ms(deser),
-            ms(inst),
-            ms(deser + inst),
-            ms(first_eval),
-            pct(&times, 0.5),
-            pct(&times, 0.99)
-        );
+        for (label, config) in &configs {
+            bench(label, config, file, n);
+        }
+    }
+    v8(n);
+}
+
+/// The V8 side, in the same run.
+fn v8(n: usize) {
+    let js = concat!(env!("CARGO_MANIFEST_DIR"), "/js");
+    if !std::path::Path::new(js)
+        .join("node_modules/@permaweb/ao-loader")
+        .exists()
+    {
+        println!("(V8: run `npm ci` in {js} to compare with V8 and ao-loader)");
+        return;
+    }
+    let status = Command::new("node")
+        .args(["--experimental-wasm-memory64", "v8-bench.cjs", FIXTURES])
+        .arg(n.to_string())
+        .current_dir(js)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        println!("(V8: node failed or is missing)");
     }
 }

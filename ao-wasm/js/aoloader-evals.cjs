@@ -20,6 +20,12 @@ async function main () {
   const input = originalParse(fs.readFileSync(0, 'utf8'))
   const AoLoader = require('@permaweb/ao-loader')
   const wasm = fs.readFileSync(modulePath)
+  // The emscripten-2 glue runs `main` with node's own script path and arguments (its argv lands
+  // on the wasm stack); show it the program name it uses outside node and no arguments, as
+  // ao-wasm does, so the run does not depend on where this script lives.
+  if (format === 'wasm32-unknown-emscripten2') {
+    process.argv.splice(1, process.argv.length, './this.program')
+  }
   const handle = await AoLoader(wasm, { format, UNSAFE_MEMORY: true })
   for (const msg of input.messages) {
     lastRaw = null

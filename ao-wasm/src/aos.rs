@@ -201,14 +201,26 @@ fn call_on_stack(
         None => 0,
     };
     // Leave the guest at least half of its stack (and 16 KiB) for the evaluation itself.
-    let need = msg.len() as u64 + env.len() as u64 + 64;
+    let per_byte = if rt.legacy { 4 } else { 1 };
+    let need = (msg.len() as u64 + env.len() as u64) * per_byte + 64;
     if need > free / 2 || free.saturating_sub(need) < 16 << 10 {
         return call_with_malloc(store, inst, msg, env);
     }
     let mut sp = [Val::I64(0)];
     get.call(&mut *store, &[], &mut sp)?;
     let on_stack = |store: &mut Store, bytes: &[u8]| -> wasmtime::Result<u64> {
-        let arg = ptr_arg(store, &alloc, 0, bytes.len() as u64 + 1);
+        // `stringToUTF8OnStack` reserves the UTF-8 length plus the NUL; the emscripten-2
+        // `ccall` reserves four bytes per UTF-16 unit of the JS string, plus the NUL.
+        let size = if rt.legacy {
+            let units: usize = String::from_utf8_lossy(bytes)
+                .chars()
+                .map(char::len_utf16)
+                .sum();
+            units as u64 * 4 + 1
+        } else {
+            bytes.len() as u64 + 1
+        };
+        let arg = ptr_arg(store, &alloc, 0, size);
         let mut out = [Val::I64(0)];
         alloc.call(&mut *store, &[arg], &mut out)?;
         let p = int(&out[0]);

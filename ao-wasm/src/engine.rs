@@ -5,6 +5,7 @@ use std::fmt;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use ao_core::Store;
 use bytes::Bytes;
@@ -13,14 +14,46 @@ use wasmtime::{Config, Engine, ExternType, InstancePre, Module, OptLevel};
 use crate::host::{self, HostState};
 use crate::{Result, WasmError};
 
+/// How an evaluation's budget is counted (see the crate documentation for the trade-off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Budget {
+    /// Fuel: executed wasm instructions ([`WasmConfig::fuel_per_call`], [`crate::Limits::fuel`]).
+    /// Deterministic: a runaway evaluation stops at the same instruction on every node, so
+    /// whether an evaluation fits its budget is itself a deterministic outcome. Costs about 15 %
+    /// of execution speed (the generated code counts as it goes).
+    #[default]
+    Fuel,
+    /// Wall-clock time ([`WasmConfig::time_per_call`], [`crate::Limits::time`]), through
+    /// wasmtime's epoch interruption: a ticker thread advances the engine's epoch every
+    /// [`EPOCH_TICK`], and an evaluation is stopped at the first loop header or function entry
+    /// after its deadline. Faster (the check is one load and compare), but where the limit falls
+    /// depends on the machine and its load: an evaluation close to its budget may complete on
+    /// one node and be stopped on another.
+    WallClock,
+}
+
+/// The epoch ticker's period under [`Budget::WallClock`]; time budgets are rounded up to it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
 /// Engine-wide settings. The per-instance ones ([`crate::Limits`]) default from here.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WasmConfig {
-    /// Fuel (roughly: wasm instructions) one evaluation may use before it is stopped with
-    /// [`WasmError::OutOfBudget`]. Boot of aos takes about 60 million; a `return 1+1` about 1.5
-    /// million.
+    /// How evaluations are budgeted.
+    pub budget: Budget,
+    /// Under [`Budget::Fuel`]: fuel (roughly: wasm instructions) one evaluation may use before
+    /// it is stopped with [`WasmError::OutOfBudget`]. Boot of aos takes about 60 million; a
+    /// `return 1+1` about 1.5 million.
     pub fuel_per_call: u64,
+    /// Under [`Budget::WallClock`]: the time one evaluation may run before it is stopped with
+    /// [`WasmError::OutOfTime`].
+    pub time_per_call: Duration,
+    /// Cranelift's Spectre hardening of memory and table accesses (a conditional move after
+    /// every explicit bounds check), on by default. Guests are untrusted code in the node's
+    /// process, which holds the node's key; turning this off makes memory64 modules (aos-2,
+    /// the wasm64 ao-loader build) about 10–15 % faster and leaves a speculative side channel
+    /// from guest code to host memory. Part of the artifact compatibility hash.
+    pub spectre_hardening: bool,
     /// The default memory limit of an instance, in bytes (a process's `Memory-Limit` overrides
     /// it).
     pub memory_limit: u64,
@@ -33,7 +66,10 @@ pub struct WasmConfig {
 impl Default for WasmConfig {
     fn default() -> Self {
         Self {
+            budget: Budget::Fuel,
             fuel_per_call: 20_000_000_000,
+            time_per_call: Duration::from_secs(30),
+            spectre_hardening: true,
             memory_limit: 4 << 30,
             max_wasm_stack: 1 << 20,
             artifact_prefix: "ao-wasm/aot".to_owned(),
@@ -46,6 +82,27 @@ impl WasmConfig {
     #[must_use]
     pub fn with_fuel_per_call(mut self, fuel: u64) -> Self {
         self.fuel_per_call = fuel;
+        self
+    }
+
+    /// Sets [`WasmConfig::budget`].
+    #[must_use]
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Sets [`WasmConfig::time_per_call`].
+    #[must_use]
+    pub fn with_time_per_call(mut self, time: Duration) -> Self {
+        self.time_per_call = time;
+        self
+    }
+
+    /// Sets [`WasmConfig::spectre_hardening`].
+    #[must_use]
+    pub fn with_spectre_hardening(mut self, on: bool) -> Self {
+        self.spectre_hardening = on;
         self
     }
 
@@ -82,7 +139,7 @@ pub struct EngineStats {
 pub enum ModuleKind {
     /// HyperBEAM's standalone aos builds (aos-2-pure*): `malloc` + `handle`, WASI stubs.
     AosNative,
-    /// ao-loader emscripten builds (`wasm32-unknown-emscripten4`,
+    /// ao-loader emscripten builds (`wasm32-unknown-emscripten2`, `wasm32-unknown-emscripten4`,
     /// `wasm64-unknown-emscripten-draft_2024_02_15`): the emscripten JS runtime is emulated.
     AosEmscripten,
     /// Anything else: exported functions are called directly.
@@ -131,6 +188,12 @@ impl CompiledModule {
     /// Whether the module's memory is 64-bit.
     pub fn is_memory64(&self) -> bool {
         self.memory64
+    }
+
+    /// Whether this is an emscripten build of the emscripten-2 generation (aos 1, ao-loader's
+    /// `wasm32-unknown-emscripten2`).
+    pub fn is_legacy_emscripten(&self) -> bool {
+        self.kind == ModuleKind::AosEmscripten && host::is_legacy_emscripten(&self.module)
     }
 
     /// The engine this module belongs to.
@@ -206,9 +269,19 @@ impl WasmEngine {
             .relaxed_simd_deterministic(true)
             .cranelift_nan_canonicalization(true)
             .cranelift_opt_level(OptLevel::Speed)
-            .consume_fuel(true)
+            .consume_fuel(config.budget == Budget::Fuel)
+            .epoch_interruption(config.budget == Budget::WallClock)
+            // Traps carry no wasm backtrace: the emscripten builds unwind every `longjmp` (one
+            // per aos evaluation) as a trap, and collecting frames for each costs ~10 µs.
+            .wasm_backtrace_max_frames(None)
             .max_wasm_stack(config.max_wasm_stack);
+        if !config.spectre_hardening {
+            disable_spectre_hardening(&mut c);
+        }
         let engine = Engine::new(&c).map_err(|e| WasmError::Config(format!("{e:#}")))?;
+        if config.budget == Budget::WallClock {
+            start_epoch_ticker(&engine)?;
+        }
         let mut hasher = Blake3Hasher(blake3::Hasher::new());
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         let compat = hasher.0.finalize().to_hex()[..32].to_owned();
@@ -358,6 +431,46 @@ impl WasmEngine {
         }
         Ok(compiled)
     }
+}
+
+/// Turns off Cranelift's Spectre hardening of heap and table accesses ([`WasmConfig::spectre_hardening`]).
+#[expect(
+    unsafe_code,
+    reason = "raw Cranelift flags can only be set through an unsafe wasmtime call (see SAFETY)"
+)]
+fn disable_spectre_hardening(c: &mut Config) {
+    for flag in [
+        "enable_heap_access_spectre_mitigation",
+        "enable_table_access_spectre_mitigation",
+    ] {
+        // SAFETY: `cranelift_flag_set` is unsafe because an arbitrary flag could make Cranelift
+        // emit code that breaks wasmtime's invariants. These two flags only remove the
+        // conditional move that hardens an explicit bounds check against *speculative*
+        // execution; the architectural bounds check (and its trap) stays, so memory safety of
+        // guest accesses is unchanged. Both flags are booleans that Cranelift knows (an unknown
+        // flag or value makes `Engine::new` fail, not misbehave).
+        unsafe {
+            c.cranelift_flag_set(flag, "false");
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) -> Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("ao-wasm-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| WasmError::Config(format!("cannot start the epoch ticker: {e}")))
 }
 
 fn detect_kind(module: &Module) -> ModuleKind {

@@ -6,7 +6,7 @@ pub type Result<T, E = WasmError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong loading, instantiating or running a module.
 ///
-/// Evaluation failures ([`WasmError::Trap`], [`WasmError::OutOfBudget`],
+/// Evaluation failures ([`WasmError::Trap`], [`WasmError::OutOfBudget`], [`WasmError::OutOfTime`],
 /// [`WasmError::OutOfMemory`], [`WasmError::Exit`]) leave the instance in an unknown state: it is
 /// then poisoned, and every later call answers [`WasmError::Poisoned`] until the caller restores a
 /// snapshot or builds a new instance.
@@ -56,6 +56,12 @@ pub enum WasmError {
         /// The budget that was exhausted.
         budget: u64,
     },
+    /// The evaluation ran past its wall-clock budget ([`crate::Budget::WallClock`]).
+    #[error("evaluation exceeded its time budget of {millis} ms")]
+    OutOfTime {
+        /// The budget that was exhausted, in milliseconds.
+        millis: u64,
+    },
     /// The instance tried to grow its memory beyond its limit.
     #[error("memory limit exceeded: {requested} bytes requested, limit is {limit} bytes")]
     OutOfMemory {
@@ -95,6 +101,7 @@ impl WasmError {
             self,
             Self::Trap(_)
                 | Self::OutOfBudget { .. }
+                | Self::OutOfTime { .. }
                 | Self::OutOfMemory { .. }
                 | Self::Exit(_)
                 | Self::Memory(_)

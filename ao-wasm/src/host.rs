@@ -20,7 +20,7 @@ use wasmtime::{
 };
 
 use crate::engine::ModuleKind;
-use crate::{Result, WasmError, WasmValue};
+use crate::{Limits, Result, WasmError, WasmValue};
 
 /// Imports the embedder serves (e.g. `my_lib.mul` of `pow_calculator.wasm`).
 ///
@@ -51,6 +51,9 @@ pub(crate) struct EmRuntime {
     pub(crate) stack_get: Option<Func>,
     pub(crate) stack_restore: Option<Func>,
     pub(crate) stack_alloc: Option<Func>,
+    /// The emscripten-2 generation (`wasm32-unknown-emscripten2`, aos 1): JS glue with older
+    /// conventions (`stackSave`/`stackAlloc`, `ccall` reserving 4 bytes per UTF-16 unit).
+    pub(crate) legacy: bool,
 }
 
 /// Per-instance host state (the `T` of `wasmtime::Store<T>`).
@@ -64,6 +67,10 @@ pub(crate) struct HostState {
     pub(crate) undefined_calls: u64,
     /// ao-loader's `Date.now` replacement: starts at 10 000 and counts up by one per call.
     pub(crate) date_now: f64,
+    /// emscripten's `tempRet0` (the high half of an i64 result in the emscripten-2 ABI).
+    pub(crate) temp_ret0: i32,
+    /// Whether the emscripten-2 glue's `_tzset_js` has run in this instance (it runs once).
+    pub(crate) tzset_done: bool,
 }
 
 impl fmt::Debug for HostState {
@@ -88,6 +95,8 @@ impl HostState {
             user,
             undefined_calls: 0,
             date_now: 10_000.0,
+            temp_ret0: 0,
+            tzset_done: false,
         }
     }
 }
@@ -154,8 +163,9 @@ impl fmt::Display for HostError {
 
 impl std::error::Error for HostError {}
 
-/// Translates an error out of wasmtime into the crate's typed error.
-pub(crate) fn translate(e: wasmtime::Error, budget: u64) -> WasmError {
+/// Translates an error out of wasmtime into the crate's typed error (`limits`: the budget the
+/// failed call ran under).
+pub(crate) fn translate(e: wasmtime::Error, limits: &Limits) -> WasmError {
     if let Some(h) = e.downcast_ref::<HostError>() {
         return match h {
             HostError::Exit(c) => WasmError::Exit(*c),
@@ -169,8 +179,18 @@ pub(crate) fn translate(e: wasmtime::Error, budget: u64) -> WasmError {
         };
     }
     if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
-        if *t == wasmtime::Trap::OutOfFuel {
-            return WasmError::OutOfBudget { budget };
+        match t {
+            wasmtime::Trap::OutOfFuel => {
+                return WasmError::OutOfBudget {
+                    budget: limits.fuel,
+                };
+            }
+            wasmtime::Trap::Interrupt => {
+                return WasmError::OutOfTime {
+                    millis: u64::try_from(limits.time.as_millis()).unwrap_or(u64::MAX),
+                };
+            }
+            _ => {}
         }
         return WasmError::Trap(t.to_string());
     }
@@ -202,12 +222,42 @@ enum Import {
     MktimeJs,
     Strftime,
     Ioctl,
+    SetTempRet0,
+    GetTempRet0,
+    /// emscripten 2: `_tzset_js(timezone, daylight, tzname)`, zone names `malloc`ed by the glue.
+    TzsetLegacy,
+    /// emscripten 2: `emscripten_get_now` reads a `process.hrtime` that ao-loader replaced by its
+    /// `Date.now` counter: the counter moves and the answer is NaN.
+    NowLegacy,
+    /// emscripten 2: the glue's default environment ([`LEGACY_ENV`]).
+    EnvironSizesLegacy,
+    EnvironGetLegacy,
+    /// emscripten 2: `system(cmd)`: 0 for `system(NULL)`, else -1 with errno ENOSYS (52).
+    SystemLegacy,
     /// Served by the embedder's [`HostImports`], else zeros.
     Other,
 }
 
-fn classify(module: &str, name: &str, kind: ModuleKind) -> Import {
+fn classify(module: &str, name: &str, kind: ModuleKind, legacy: bool) -> Import {
     let em = kind == ModuleKind::AosEmscripten;
+    if em && legacy {
+        match (module, name) {
+            ("env", "setTempRet0") => return Import::SetTempRet0,
+            ("env", "getTempRet0") => return Import::GetTempRet0,
+            ("env", "_tzset_js") => return Import::TzsetLegacy,
+            // The emscripten-2 glue's `_emscripten_date_now` answers 0.
+            ("env", "_emscripten_date_now") => return Import::Zero,
+            ("env", "emscripten_get_now") => return Import::NowLegacy,
+            ("env", "system") => return Import::SystemLegacy,
+            ("wasi_snapshot_preview1", "environ_sizes_get") => return Import::EnvironSizesLegacy,
+            ("wasi_snapshot_preview1", "environ_get") => return Import::EnvironGetLegacy,
+            // ao-loader's gas meter has no limit unless one is configured.
+            ("metering", "usegas") => return Import::Zero,
+            // Nothing to stat in the empty file system.
+            ("env", "__syscall_lstat64" | "__syscall_stat64") => return Import::Errno(44),
+            _ => {}
+        }
+    }
     match (module, name) {
         ("wasi_snapshot_preview1" | "wasi_unstable", n) => match n {
             "fd_write" => Import::FdWrite,
@@ -262,6 +312,7 @@ pub(crate) fn link(
     kind: ModuleKind,
 ) -> Result<InstancePre<HostState>> {
     let mut linker: Linker<HostState> = Linker::new(engine);
+    let legacy = is_legacy_emscripten(module);
     for imp in module.imports() {
         let ExternType::Func(ty) = imp.ty() else {
             return Err(WasmError::Link(format!(
@@ -270,7 +321,7 @@ pub(crate) fn link(
                 imp.name()
             )));
         };
-        let which = classify(imp.module(), imp.name(), kind);
+        let which = classify(imp.module(), imp.name(), kind, legacy);
         let ptr64 = ty.params().any(|p| matches!(p, ValType::I64));
         let (m, n) = (imp.module().to_owned(), imp.name().to_owned());
         let ty2: FuncType = ty.clone();
@@ -288,6 +339,25 @@ pub(crate) fn link(
     linker
         .instantiate_pre(module)
         .map_err(|e| WasmError::Link(format!("{e:#}")))
+}
+
+/// The environment the emscripten-2 glue gives the program (`getEnvStrings`, with the program
+/// name it uses outside node).
+const LEGACY_ENV: [&str; 7] = [
+    "USER=web_user",
+    "LOGNAME=web_user",
+    "PATH=/",
+    "PWD=/",
+    "HOME=/home/web_user",
+    "LANG=C.UTF-8",
+    "_=./this.program",
+];
+
+/// Whether an emscripten module is of the emscripten-2 generation (aos 1): it exports the old
+/// stack helpers (`stackAlloc`) rather than `_emscripten_stack_alloc`.
+pub(crate) fn is_legacy_emscripten(module: &Module) -> bool {
+    module.get_export("stackAlloc").is_some()
+        && module.get_export("_emscripten_stack_alloc").is_none()
 }
 
 fn val_u64(v: &Val) -> u64 {
@@ -519,14 +589,21 @@ fn dispatch(
         }
         Import::TimeToTm => {
             // (time_low, time_high, tm) on wasm32, (time, tm) on wasm64.
+            // (time_t *time, tm) in the emscripten-2 glue.
+            let legacy = caller.data().runtime.as_ref().is_some_and(|rt| rt.legacy);
+            let (mut mem, _) = memory(&mut caller)?;
             let (time, tm) = if params.len() == 3 {
                 let lo = val_u64(&params[0]);
                 let hi = val_u64(&params[1]);
                 ((hi << 32 | lo) as i64, val_u64(&params[2]))
+            } else if legacy {
+                (
+                    i64::from(mem.i32_at(val_u64(&params[0]))?),
+                    val_u64(&params[1]),
+                )
             } else {
                 (val_i64(&params[0]), val_u64(&params[1]))
             };
-            let (mut mem, _) = memory(&mut caller)?;
             write_tm(&mut mem, tm, time, ptr64)?;
         }
         Import::MktimeJs => {
@@ -565,6 +642,62 @@ fn dispatch(
                 set_int(results, out.len() as i64);
             }
         }
+        Import::SetTempRet0 => caller.data_mut().temp_ret0 = val_i64(&params[0]) as i32,
+        Import::GetTempRet0 => set_int(results, i64::from(caller.data().temp_ret0)),
+        Import::NowLegacy => {
+            caller.data_mut().date_now += 1.0;
+            if let Some(r) = results.first_mut() {
+                *r = Val::F64(f64::NAN.to_bits());
+            }
+        }
+        Import::EnvironSizesLegacy => {
+            let (count, size) = (val_u64(&params[0]), val_u64(&params[1]));
+            let total: usize = LEGACY_ENV.iter().map(|s| s.len() + 1).sum();
+            let (mut mem, _) = memory(&mut caller)?;
+            mem.put(count, LEGACY_ENV.len() as u64, 4)?;
+            mem.put(size, total as u64, 4)?;
+        }
+        Import::EnvironGetLegacy => {
+            let (environ, buf) = (val_u64(&params[0]), val_u64(&params[1]));
+            let (mut mem, _) = memory(&mut caller)?;
+            let mut at = buf;
+            for (i, var) in LEGACY_ENV.iter().enumerate() {
+                mem.put(environ + 4 * i as u64, at, 4)?;
+                mem.write(at, var.as_bytes())?;
+                mem.write(at + var.len() as u64, &[0])?;
+                at += var.len() as u64 + 1;
+            }
+        }
+        Import::SystemLegacy => {
+            if val_u64(&params[0]) == 0 {
+                set_int(results, 0);
+            } else {
+                set_errno(&mut caller, 52)?;
+                set_int(results, -1);
+            }
+        }
+        Import::TzsetLegacy => {
+            if !caller.data().tzset_done {
+                caller.data_mut().tzset_done = true;
+                let (tz, daylight, names) = (
+                    val_u64(&params[0]),
+                    val_u64(&params[1]),
+                    val_u64(&params[2]),
+                );
+                // Node under TZ=UTC: no offset, no daylight saving; both names are the zone's
+                // long name, each copied into a fresh `malloc` block.
+                const ZONE: &[u8] = b"Coordinated Universal Time\0";
+                let winter = guest_malloc(&mut caller, ZONE.len() as u64)?;
+                let summer = guest_malloc(&mut caller, ZONE.len() as u64)?;
+                let (mut mem, _) = memory(&mut caller)?;
+                mem.write(winter, ZONE)?;
+                mem.write(summer, ZONE)?;
+                mem.put(tz, 0, 4)?;
+                mem.put(daylight, 0, 4)?;
+                mem.put(names, summer, 4)?;
+                mem.put(names + 4, winter, 4)?;
+            }
+        }
         Import::Ioctl => {
             // TCGETS / TIOCGWINSZ on the standard streams (ttys in ao-loader) succeed.
             let fd = val_i64(&params[0]);
@@ -595,6 +728,35 @@ fn dispatch(
         }
     }
     Ok(())
+}
+
+/// Calls the guest's exported `malloc` from inside a host function.
+fn guest_malloc(caller: &mut Caller<'_, HostState>, size: u64) -> wasmtime::Result<u64> {
+    let malloc = caller
+        .get_export("malloc")
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| HostError::Abort("the module exports no malloc".into()))?;
+    let arg = match malloc.ty(&*caller).params().next() {
+        Some(ValType::I64) => Val::I64(size as i64),
+        _ => Val::I32(size as i32),
+    };
+    let mut out = [Val::I64(0)];
+    malloc.call(&mut *caller, &[arg], &mut out)?;
+    Ok(val_u64(&out[0]))
+}
+
+/// Sets the guest's `errno` through its exported `__errno_location` (if any).
+fn set_errno(caller: &mut Caller<'_, HostState>, errno: u64) -> wasmtime::Result<()> {
+    let Some(loc) = caller
+        .get_export("__errno_location")
+        .and_then(|e| e.into_func())
+    else {
+        return Ok(());
+    };
+    let mut out = [Val::I64(0)];
+    loc.call(&mut *caller, &[], &mut out)?;
+    let (mut mem, _) = memory(caller)?;
+    mem.put(val_u64(&out[0]), errno, 4)
 }
 
 fn capture(sink: &mut Vec<u8>, data: &[u8]) {
@@ -668,20 +830,30 @@ fn resize_heap(
     };
     let old = mem.data_size(&*caller) as f64;
     let requested = requested as f64;
+    let legacy = caller.data().runtime.as_ref().is_some_and(|rt| rt.legacy);
+    // The glue's `getHeapMax()`.
     let heap_max: f64 = if ptr64 {
         17_179_869_184.0
+    } else if legacy {
+        524_288_000.0
     } else {
         4_294_901_760.0
     };
     if requested > heap_max {
         return Ok(false);
     }
+    let declared_max = mem.ty(&*caller).maximum().map(|p| p as f64 * 65_536.0);
     let align_up = |x: f64, m: f64| x + (m - x % m) % m;
     let mut cut_down = 1.0;
     while cut_down <= 4.0 {
         let over = (old * (1.0 + 0.2 / cut_down)).min(requested + 100_663_296.0);
         let new_size = heap_max.min(align_up(requested.max(over), 65_536.0));
         let pages = ((new_size - old + 65_535.0) / 65_536.0).trunc() as u64;
+        if declared_max.is_some_and(|max| new_size > max) {
+            // Beyond the memory's declared maximum: `grow` would fail; skip building its error.
+            cut_down *= 2.0;
+            continue;
+        }
         match mem.grow(&mut *caller, pages) {
             Ok(_) => return Ok(true),
             Err(e) if e.downcast_ref::<HostError>().is_some() => return Err(e),

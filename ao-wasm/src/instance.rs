@@ -3,10 +3,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::{ExternType, Mutability, Store, Val};
 
-use crate::engine::{CompiledModule, ModuleKind};
+use crate::engine::{Budget, CompiledModule, EPOCH_TICK, ModuleKind};
 use crate::host::{self, EmRuntime, HostImports, HostState};
 use crate::snapshot::Snapshot;
 use crate::{Result, WasmError, WasmValue};
@@ -15,16 +16,37 @@ use crate::{Result, WasmError, WasmValue};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Fuel one call (one evaluation) may use.
+    /// Fuel one call (one evaluation) may use, when the engine counts fuel ([`Budget::Fuel`]).
     pub fuel: u64,
+    /// Time one call may run, when the engine budgets wall-clock time ([`Budget::WallClock`]);
+    /// rounded up to [`EPOCH_TICK`].
+    pub time: Duration,
     /// The most bytes the instance's memory may grow to.
     pub memory_bytes: u64,
 }
 
 impl Limits {
-    /// Limits built from explicit values.
+    /// Limits built from explicit values (and a time budget of 30 s).
     pub fn new(fuel: u64, memory_bytes: u64) -> Self {
-        Self { fuel, memory_bytes }
+        Self {
+            fuel,
+            time: Duration::from_secs(30),
+            memory_bytes,
+        }
+    }
+
+    /// Sets the time budget per call.
+    #[must_use]
+    pub fn with_time(mut self, time: Duration) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// The epoch deadline, in ticks beyond the current epoch, for the time budget.
+    fn epoch_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_nanos();
+        // One extra tick: the current one may be about to end.
+        u64::try_from(self.time.as_nanos().div_ceil(tick) + 1).unwrap_or(u64::MAX)
     }
 
     /// Sets the memory limit from a process's `Memory-Limit` value (`"1-gb"`, `"512-mb"`,
@@ -110,7 +132,7 @@ impl Instance {
     /// The default limits of a module's engine.
     pub fn default_limits(module: &CompiledModule) -> Limits {
         let c = module.engine().config();
-        Limits::new(c.fuel_per_call, c.memory_limit)
+        Limits::new(c.fuel_per_call, c.memory_limit).with_time(c.time_per_call)
     }
 
     fn build(
@@ -121,15 +143,15 @@ impl Instance {
         let engine = module.engine().wasmtime();
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes, user));
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| WasmError::Config(format!("{e:#}")))?;
-        let instance = module.pre.instantiate(&mut store).map_err(|e| {
-            match host::translate(e, limits.fuel) {
-                WasmError::Trap(m) => WasmError::Link(m),
-                other => other,
-            }
-        })?;
+        set_budget(&mut store, module.engine().config().budget, &limits)?;
+        let instance =
+            module
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| match host::translate(e, &limits) {
+                    WasmError::Trap(m) => WasmError::Link(m),
+                    other => other,
+                })?;
         let memory = instance.get_memory(&mut store, "memory").or_else(|| {
             module.module.exports().find_map(|e| match e.ty() {
                 ExternType::Memory(_) => instance.get_memory(&mut store, e.name()),
@@ -146,12 +168,19 @@ impl Instance {
             }
             (f, args)
         });
+        // The stack helpers under their current names, or the emscripten-2 ones.
+        let export = |store: &mut Store<HostState>, names: [&str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| instance.get_func(&mut *store, n))
+        };
         let runtime = EmRuntime {
             table: instance.get_table(&mut store, "__indirect_function_table"),
             set_threw,
-            stack_get: instance.get_func(&mut store, "emscripten_stack_get_current"),
-            stack_restore: instance.get_func(&mut store, "_emscripten_stack_restore"),
-            stack_alloc: instance.get_func(&mut store, "_emscripten_stack_alloc"),
+            stack_get: export(&mut store, ["emscripten_stack_get_current", "stackSave"]),
+            stack_restore: export(&mut store, ["_emscripten_stack_restore", "stackRestore"]),
+            stack_alloc: export(&mut store, ["_emscripten_stack_alloc", "stackAlloc"]),
+            legacy: host::is_legacy_emscripten(&module.module),
         };
         let state = store.data_mut();
         state.memory = memory;
@@ -165,12 +194,17 @@ impl Instance {
             last_fuel_used: 0,
         };
         if module.kind() == ModuleKind::AosEmscripten {
-            // The emscripten runtime's start-up, as ao-loader's glue runs it (`main` is not run).
+            // The emscripten runtime's start-up, as ao-loader's glue runs it. The emscripten-2
+            // glue then runs `main` too; the newer ones do not.
+            let legacy = host::is_legacy_emscripten(&module.module);
             me.run(|store, inst| {
                 for name in ["emscripten_stack_init", "__wasm_call_ctors"] {
                     if let Some(f) = inst.get_func(&mut *store, name) {
                         f.call(&mut *store, &[], &mut [])?;
                     }
+                }
+                if legacy {
+                    call_main_legacy(store, inst)?;
                 }
                 Ok(())
             })?;
@@ -193,7 +227,7 @@ impl Instance {
         self.poisoned.as_deref()
     }
 
-    /// Fuel the last call used.
+    /// Fuel the last call used (0 unless the engine counts fuel).
     pub fn last_fuel_used(&self) -> u64 {
         self.last_fuel_used
     }
@@ -220,7 +254,7 @@ impl Instance {
         s.stderr.clear();
     }
 
-    /// Runs guest code under a fresh fuel budget, translating and recording failures.
+    /// Runs guest code under a fresh budget, translating and recording failures.
     pub(crate) fn run<R>(
         &mut self,
         f: impl FnOnce(&mut Store<HostState>, &wasmtime::Instance) -> wasmtime::Result<R>,
@@ -228,14 +262,15 @@ impl Instance {
         if let Some(why) = &self.poisoned {
             return Err(WasmError::Poisoned(why.clone()));
         }
-        let budget = self.limits.fuel;
-        self.store
-            .set_fuel(budget)
-            .map_err(|e| WasmError::Config(format!("{e:#}")))?;
+        let kind = self.module.engine().config().budget;
+        set_budget(&mut self.store, kind, &self.limits)?;
         let out = f(&mut self.store, &self.instance);
-        self.last_fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        if kind == Budget::Fuel {
+            let left = self.store.get_fuel().unwrap_or(0);
+            self.last_fuel_used = self.limits.fuel.saturating_sub(left);
+        }
         out.map_err(|e| {
-            let err = host::translate(e, budget);
+            let err = host::translate(e, &self.limits);
             if err.poisons() {
                 self.poisoned = Some(err.to_string());
             }
@@ -446,11 +481,12 @@ impl Instance {
             let wanted = bytes.len() as u64;
             if wanted > current {
                 let pages = (wanted - current).div_ceil(65_536);
-                mem.grow(&mut self.store, pages)
-                    .map_err(|e| match host::translate(e, 0) {
+                mem.grow(&mut self.store, pages).map_err(|e| {
+                    match host::translate(e, &self.limits) {
                         e @ WasmError::OutOfMemory { .. } => e,
                         other => WasmError::Snapshot(format!("cannot grow memory: {other}")),
-                    })?;
+                    }
+                })?;
             }
             let data = mem.data_mut(&mut self.store);
             if data.len() as u64 > wanted && wanted > 0 {
@@ -488,6 +524,70 @@ impl Instance {
         }
         self.poisoned = None;
         Ok(())
+    }
+}
+
+/// The emscripten-2 glue's `callMain([])`: `argv` = `["./this.program", NULL]` on the stack
+/// (which it leaves allocated), then `main(1, argv)`; its exit status is ignored (the runtime is
+/// kept alive). Under node the glue would pass the node script's own path and arguments; the
+/// program name outside node is used instead, so the instance does not depend on how a process
+/// was started.
+fn call_main_legacy(
+    store: &mut Store<HostState>,
+    inst: &wasmtime::Instance,
+) -> wasmtime::Result<()> {
+    let (Some(alloc), Some(main)) = (
+        inst.get_func(&mut *store, "stackAlloc"),
+        inst.get_func(&mut *store, "main"),
+    ) else {
+        return Ok(());
+    };
+    let stack_alloc = |store: &mut Store<HostState>, size: i32| -> wasmtime::Result<u64> {
+        let mut out = [Val::I32(0)];
+        alloc.call(&mut *store, &[Val::I32(size)], &mut out)?;
+        Ok(u64::from(out[0].unwrap_i32() as u32))
+    };
+    const PROGRAM: &[u8] = b"./this.program\0";
+    let argv = stack_alloc(store, 8)?;
+    let name = stack_alloc(store, PROGRAM.len() as i32)?;
+    let memory = store
+        .data()
+        .memory
+        .ok_or_else(|| wasmtime::Error::msg("module exports no memory"))?;
+    let data = memory.data_mut(&mut *store);
+    let (a, n) = (argv as usize, name as usize);
+    if n + PROGRAM.len() > data.len() || a + 8 > data.len() {
+        return Err(wasmtime::Error::msg("stackAlloc answered outside memory"));
+    }
+    data[n..n + PROGRAM.len()].copy_from_slice(PROGRAM);
+    data[a..a + 4].copy_from_slice(&(name as u32).to_le_bytes());
+    data[a + 4..a + 8].fill(0);
+    let mut out = [Val::I32(0)];
+    match main.call(&mut *store, &[Val::I32(1), Val::I32(argv as i32)], &mut out) {
+        Ok(()) => Ok(()),
+        // `exit()` from `main` ends the program, not the runtime.
+        Err(e)
+            if matches!(
+                e.downcast_ref::<host::HostError>(),
+                Some(host::HostError::Exit(_))
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the store a fresh budget for the next call.
+fn set_budget(store: &mut Store<HostState>, kind: Budget, limits: &Limits) -> Result<()> {
+    match kind {
+        Budget::Fuel => store
+            .set_fuel(limits.fuel)
+            .map_err(|e| WasmError::Config(format!("{e:#}"))),
+        Budget::WallClock => {
+            store.set_epoch_deadline(limits.epoch_ticks());
+            Ok(())
+        }
     }
 }
 

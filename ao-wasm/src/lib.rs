@@ -15,15 +15,18 @@
 //!   ([`Instance::call`]), memory access and [`Snapshot`]s.
 //! * [`AosInstance`]: an aos instance driven through `handle(msgJSON, envJSON)`, for both
 //!   families of aos binaries: HyperBEAM's standalone builds (`aos-2-pure*`, with HyperBEAM's
-//!   deterministic WASI) and ao-loader's emscripten builds (`wasm32-unknown-emscripten4`,
-//!   `wasm64-unknown-emscripten-draft_2024_02_15`, whose JS runtime is emulated natively).
+//!   deterministic WASI) and ao-loader's emscripten builds (`wasm32-unknown-emscripten2` for
+//!   aos 1, `wasm32-unknown-emscripten4` and `wasm64-unknown-emscripten-draft_2024_02_15` for
+//!   aos 2, whose JS runtime is emulated natively).
 //! * [`devices`]: `wasm-64@1.0`, `wasi@1.0` and `json-iface@1.0` as [`ao_core::Device`]s.
 //!
 //! ## Engine settings, and why
 //!
 //! * **NaN canonicalization on**: float results must be bit-identical on every node (x86 and
 //!   ARM produce different NaN payloads). One visible consequence: Lua's `tostring(0/0)` is
-//!   `nan` here on every machine, where V8 (ao-loader) on x86 prints `-nan`.
+//!   `nan` here on every machine, where V8 (ao-loader) and a wasmtime without canonicalization
+//!   (the reference host `tools/aos_eval.py`) on x86 print `-nan`; `-(0/0)` is a sign-bit
+//!   operation, so it is `-nan` here and `nan` there.
 //! * **Relaxed SIMD off, and deterministic if ever enabled**: its instructions may otherwise
 //!   differ between CPUs.
 //! * **Threads off**: shared memory makes execution order, hence results, nondeterministic.
@@ -31,23 +34,35 @@
 //! * **Exceptions on (exnref)**: aos-2-pure uses wasm exceptions for Lua's error handling.
 //!   Modules in the *legacy* encoding (`try`/`catch`) are rejected on load with
 //!   [`WasmError::LegacyExceptions`], which names the binaryen command that translates them.
-//! * **Fuel, not epochs, for the budget**: fuel counts executed instructions, so a runaway
-//!   evaluation stops at the same point on every node and the outcome (an
-//!   [`WasmError::OutOfBudget`] error) is itself deterministic; epochs are cheaper but stop at a
-//!   wall-clock moment that differs between machines and runs. Each call gets a fresh budget
-//!   ([`Limits::fuel`]), and only the offending instance is stopped.
+//! * **Fuel by default, epochs on request, for the budget** ([`Budget`]): fuel counts executed
+//!   instructions, so a runaway evaluation stops at the same point on every node and the outcome
+//!   (an [`WasmError::OutOfBudget`] error) is itself deterministic. Counting costs about 15 % of
+//!   execution speed. [`Budget::WallClock`] uses epoch interruption instead (a ticker thread per
+//!   engine, a deadline per call, [`WasmError::OutOfTime`]): cheaper, but the point where a
+//!   long evaluation is stopped depends on the machine. Each call gets a fresh budget
+//!   ([`Limits::fuel`] or [`Limits::time`]), and only the offending instance is stopped.
 //! * **Memory limit through a store limiter**: each instance has a byte limit (a process's
 //!   `Memory-Limit`, or [`WasmConfig::memory_limit`]); growing past it is a typed
 //!   [`WasmError::OutOfMemory`], not a host allocation failure.
-//! * **Cranelift at `speed`**, and a bounded guest stack ([`WasmConfig::max_wasm_stack`]) so deep
-//!   recursion is a trap, not a crash.
+//! * **Spectre hardening on** ([`WasmConfig::spectre_hardening`]): guests are untrusted code in
+//!   the node's process; turning it off is about 10–15 % faster on memory64 modules (whose
+//!   accesses are bounds-checked explicitly; wasm32 ones rely on guard pages and are unaffected).
+//! * **No wasm backtraces on traps**: ao-loader's emscripten builds unwind each `longjmp` (one
+//!   per aos evaluation) as a trap, and collecting its frames would cost more than the unwind.
+//!   The Rust backtrace wasmtime's error captures is governed by `RUST_BACKTRACE` /
+//!   `RUST_LIB_BACKTRACE`: with backtraces enabled, each such `longjmp` costs ~20–30 µs more.
+//! * **Cranelift at `speed`**, without wasm-level inlining (measured: 2–3 % faster evaluation
+//!   for three times the compile time and a cold start past 1.5 ms), and a bounded guest stack
+//!   ([`WasmConfig::max_wasm_stack`]) so deep recursion is a trap, not a crash.
 //!
 //! ## AOT safety
 //!
 //! `Module::deserialize` is `unsafe`: it trusts its input to be a wasmtime artifact. This crate
 //! calls it in exactly one function, only on bytes read from the path its own `load` wrote with
 //! the output of `Module::serialize`, a path that includes the engine's compatibility hash.
-//! `unsafe_code` is therefore `deny` (not `forbid`) in this crate alone, with one `expect`.
+//! The only other `unsafe` call is `Config::cranelift_flag_set`, used solely to turn off the
+//! Spectre hardening when [`WasmConfig::spectre_hardening`] is false. `unsafe_code` is therefore
+//! `deny` (not `forbid`) in this crate alone, with one `expect` on each of those two functions.
 //!
 //! ## Failure model
 //!
@@ -82,7 +97,9 @@ mod snapshot;
 mod time;
 
 pub use aos::AosInstance;
-pub use engine::{CompiledModule, EngineStats, LoadOrigin, ModuleKind, WasmConfig, WasmEngine};
+pub use engine::{
+    Budget, CompiledModule, EPOCH_TICK, EngineStats, LoadOrigin, ModuleKind, WasmConfig, WasmEngine,
+};
 pub use error::{Result, WasmError};
 pub use host::HostImports;
 pub use instance::{Instance, Limits, parse_memory_limit};

@@ -110,7 +110,7 @@ fn image(base: &Message, ctx: &Context) -> Result<Bytes> {
 
 fn limits(rt: &WasmRuntime, base: &Message) -> Limits {
     let c = rt.engine().config();
-    let mut limits = Limits::new(c.fuel_per_call, c.memory_limit);
+    let mut limits = Limits::new(c.fuel_per_call, c.memory_limit).with_time(c.time_per_call);
     let in_prefix = input_prefix(base);
     let tag = get_path(base, &path(&in_prefix, "memory-limit"))
         .or_else(|| base.get("memory-limit"))

@@ -1,12 +1,19 @@
-//! Differential test: the same 60 evals on our host and on `@permaweb/ao-loader@0.0.49` (V8),
-//! compared byte for byte (the raw result JSON of every `handle` call).
+//! Differential tests: the same 60 evals on our host and on a reference host, compared byte for
+//! byte (the raw result JSON of every `handle` call):
 //!
-//! The node script and its lock file are in `ao-wasm/js/`; the test runs `npm ci` there when
-//! `node_modules` is missing (so the first run needs the npm registry).
+//! * the ao-loader-format modules (aos 2 in both emscripten-4 formats, aos 1 in
+//!   `wasm32-unknown-emscripten2`) against `@permaweb/ao-loader@0.0.49` (V8). The node script and
+//!   its lock file are in `ao-wasm/js/`; the test runs `npm ci` there when `node_modules` is
+//!   missing (so the first run needs the npm registry);
+//! * HyperBEAM's standalone aos build against the reference host `tools/aos_eval.py` of the
+//!   shared fixtures (Python, on the `wasmtime` package). Its pinned requirement is in
+//!   `ao-wasm/py/`; the test creates a virtual environment there when it is missing (so the
+//!   first run needs `python3` and PyPI).
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 
 use crate::common::*;
 
@@ -134,17 +141,21 @@ fn ao_loader_results(rel: &str, format: &str, messages: &[serde_json::Value]) ->
 }
 
 fn differential(rel: &str, format: &str) {
-    let messages: Vec<serde_json::Value> = EVALS
+    differential_of(rel, format, EVALS);
+}
+
+fn differential_of(rel: &str, format: &str, evals: &[&str]) {
+    let messages: Vec<serde_json::Value> = evals
         .iter()
         .enumerate()
         .map(|(n, code)| serde_json::from_str(&eval_msg(n + 1, code)).unwrap())
         .collect();
     let theirs = ao_loader_results(rel, format, &messages);
-    assert_eq!(theirs.len(), EVALS.len());
+    assert_eq!(theirs.len(), evals.len());
     let engine = engine();
     let module = load(&engine, rel);
     let mut ours = aos(&module);
-    for (n, code) in EVALS.iter().enumerate() {
+    for (n, code) in evals.iter().enumerate() {
         // ao-loader hands the message to `handle` as JSON.stringify of the same object.
         let msg = serde_json::to_string(&messages[n]).unwrap();
         let got = ours.handle(&msg, ENV).unwrap();
@@ -160,10 +171,178 @@ fn emscripten4_matches_ao_loader() {
     );
 }
 
+/// aos 1 (`wasm32-unknown-emscripten2`): the same evals but the 120 MB one (and the one that
+/// frees it): its glue caps the heap at 500 MB, and that eval drives either host into repeated
+/// emergency collections (half a minute under ao-loader, minutes here in a debug build).
+#[test]
+fn emscripten2_aos1_matches_ao_loader() {
+    let evals: Vec<&str> = EVALS
+        .iter()
+        .copied()
+        .filter(|code| !code.starts_with("Huge ="))
+        .collect();
+    assert!(evals.len() >= 50);
+    differential_of(
+        "wasm/ao-loader-emscripten2-aos1.wasm",
+        "wasm32-unknown-emscripten2",
+        &evals,
+    );
+}
+
 #[test]
 fn wasm64_emscripten_matches_ao_loader() {
     differential(
         "wasm/ao-loader-wasm64-emscripten-aos2.wasm",
         "wasm64-unknown-emscripten-draft_2024_02_15",
     );
+}
+
+// ---- the native module against tools/aos_eval.py ----------------------------------------------
+
+fn py_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/py"))
+}
+
+fn aos_eval_py() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/tools/aos_eval.py"
+    ))
+}
+
+/// Runs a setup command, failing the test with a message naming the step when it cannot.
+fn setup_step(what: &str, cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({cmd:?}, {}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The virtual environment's Python, with the pinned `wasmtime` installed (created on first
+/// use; several tests may ask at once).
+fn reference_python() -> PathBuf {
+    static SETUP: Mutex<()> = Mutex::new(());
+    let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = py_dir();
+    let python = dir.join(".venv/bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import wasmtime"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready(&python) {
+        return python;
+    }
+    setup_step(
+        "creating the Python virtual environment for tools/aos_eval.py (python3 with its venv \
+         module is needed)",
+        Command::new("python3")
+            .args(["-m", "venv", ".venv"])
+            .current_dir(&dir),
+    );
+    setup_step(
+        "installing the pinned `wasmtime` from PyPI for tools/aos_eval.py",
+        Command::new(dir.join(".venv/bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                "requirements.txt",
+            ])
+            .current_dir(&dir),
+    );
+    assert!(
+        ready(&python),
+        "`wasmtime` still cannot be imported by {}",
+        python.display()
+    );
+    python
+}
+
+/// The raw result strings of each eval under `tools/aos_eval.py`, which builds the same
+/// messages ([`eval_msg`]) and the same env ([`ENV`]). `--hb-clock`: `clock_time_get`
+/// answers errno 1 as HyperBEAM's (and our) WASI does.
+fn aos_eval_py_results(rel: &str, codes: &[&str]) -> Vec<String> {
+    let out = setup_step(
+        "running tools/aos_eval.py",
+        Command::new(reference_python())
+            .arg(aos_eval_py())
+            .arg(format!("{FIXTURES}/{rel}"))
+            .args(codes)
+            .arg("--hb-clock")
+            .env("PYTHONIOENCODING", "utf-8"),
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 results")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// JSON text as Python's `json.dumps` writes it (`ensure_ascii`): every non-ASCII character
+/// as `\uXXXX` UTF-16 escapes. The module never frees the message buffers the host allocates,
+/// so their exact lengths shape its heap, and addresses such as `tostring({})` show it.
+fn python_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn native_aos_matches_aos_eval_py() {
+    let rel = "wasm/aos-2-pure-xs.exnref.wasm";
+    let theirs = aos_eval_py_results(rel, EVALS);
+    assert_eq!(theirs.len(), EVALS.len(), "one result line per eval");
+    let engine = engine();
+    let module = load(&engine, rel);
+    let mut ours = aos(&module);
+    for (n, code) in EVALS.iter().enumerate() {
+        let got = ours
+            .handle(&python_json(&eval_msg(n + 1, code)), ENV)
+            .unwrap();
+        assert_eq!(got, theirs[n], "eval {} `{code}` differs", n + 1);
+    }
+    assert_eq!(ours.instance().undefined_calls(), 0);
+}
+
+/// The one intended difference: the reference host runs wasmtime without NaN canonicalization,
+/// so the sign of a NaN that arithmetic produces is the CPU's (x86's default NaN has its sign
+/// bit set: Lua's `tostring(0/0)` is `-nan` there), where ours is the canonical, positive NaN on
+/// every machine (`nan`; negating it is a sign-bit operation, so `-(0/0)` is `-nan`). Everything
+/// else in the answer is identical.
+#[test]
+fn native_aos_nan_is_canonical() {
+    let rel = "wasm/aos-2-pure-xs.exnref.wasm";
+    let cases = [
+        ("return tostring(0/0)", "nan"),
+        ("return tostring(-(0/0))", "-nan"),
+    ];
+    let codes: Vec<&str> = cases.iter().map(|(code, _)| *code).collect();
+    let theirs = aos_eval_py_results(rel, &codes);
+    let engine = engine();
+    let module = load(&engine, rel);
+    let mut ours = aos(&module);
+    let unsigned = |s: &str| s.replace("-nan", "nan");
+    for (n, (code, want)) in cases.iter().enumerate() {
+        let got = ours.handle(&eval_msg(n + 1, code), ENV).unwrap();
+        assert_eq!(output_data(&got).as_deref(), Ok(*want), "`{code}`");
+        assert_eq!(unsigned(&got), unsigned(&theirs[n]), "`{code}`");
+    }
 }

@@ -1,6 +1,10 @@
 //! Failures stop one instance with a typed error, and nothing else.
 
-use ao_wasm::{AosInstance, Limits, WasmError, WasmValue};
+use std::time::{Duration, Instant};
+
+use ao_wasm::{
+    AosInstance, Budget, Instance, Limits, WasmConfig, WasmEngine, WasmError, WasmValue,
+};
 
 use crate::common::*;
 
@@ -38,6 +42,63 @@ fn runaway_eval_is_stopped_and_others_keep_running() {
     let mut fresh = AosInstance::new(&module, small).unwrap();
     let r = fresh.handle(&eval_msg(1, "return 1+1"), ENV).unwrap();
     assert_eq!(output_data(&r).as_deref(), Ok("2"));
+}
+
+/// The same under a wall-clock budget (epoch interruption), on an engine without Spectre
+/// hardening: the loop ends with a typed error soon after its deadline, another instance keeps
+/// answering meanwhile, and results are unchanged by either setting.
+#[test]
+fn runaway_eval_is_stopped_by_a_time_budget() {
+    let budget = Duration::from_millis(300);
+    let engine = WasmEngine::new(
+        WasmConfig::default()
+            .with_budget(Budget::WallClock)
+            .with_time_per_call(budget)
+            .with_spectre_hardening(false),
+    )
+    .unwrap();
+    let module = load(&engine, XS);
+    let limits = Instance::default_limits(&module);
+    assert_eq!(limits.time, budget);
+    let mut runaway = AosInstance::new(&module, limits).unwrap();
+    let mut healthy = AosInstance::new(&module, limits).unwrap();
+    runaway.handle(&eval_msg(1, "X = 1"), ENV).unwrap();
+    std::thread::scope(|s| {
+        let stuck = s.spawn(|| {
+            let t = Instant::now();
+            (
+                runaway.handle(&eval_msg(2, "while true do end"), ENV),
+                t.elapsed(),
+            )
+        });
+        for n in 1..=5 {
+            let r = healthy
+                .handle(&eval_msg(n, &format!("return {n} * 2")), ENV)
+                .unwrap();
+            assert_eq!(output_data(&r), Ok((n * 2).to_string()));
+        }
+        let (result, took) = stuck.join().unwrap();
+        let err = result.unwrap_err();
+        assert!(matches!(err, WasmError::OutOfTime { millis: 300 }), "{err}");
+        assert!(err.to_string().contains("budget"), "{err}");
+        // Stopped after the deadline, and long before a second one would have passed.
+        assert!(
+            took >= budget && took < budget * 2 + Duration::from_secs(2),
+            "{took:?}"
+        );
+    });
+    assert!(matches!(
+        runaway.handle(&eval_msg(3, "return X"), ENV),
+        Err(WasmError::Poisoned(_))
+    ));
+    // A budget is per call: many short evaluations together outlast it.
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < budget * 2 {
+        n += 1;
+        let r = healthy.handle(&eval_msg(n, "return 1+1"), ENV).unwrap();
+        assert_eq!(output_data(&r).as_deref(), Ok("2"));
+    }
 }
 
 #[test]

@@ -42,3 +42,25 @@ fn emscripten4_wasm32_keeps_state() {
 fn wasm64_emscripten_keeps_state() {
     evals_keep_state("wasm/ao-loader-wasm64-emscripten-aos2.wasm");
 }
+
+/// aos 1 (`wasm32-unknown-emscripten2`) answers in its own shape: `Output.data.output`.
+#[test]
+fn emscripten2_aos1_evaluates() {
+    let engine = engine();
+    let module = load(&engine, "wasm/ao-loader-emscripten2-aos1.wasm");
+    assert_eq!(module.kind(), ModuleKind::AosEmscripten);
+    let mut aos = aos(&module);
+    let output = |aos: &mut ao_wasm::AosInstance, n: usize, code: &str| {
+        let result = aos.handle(&eval_msg(n, code), ENV).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&result).unwrap();
+        v["response"]["Output"]["data"]["output"].clone()
+    };
+    assert_eq!(output(&mut aos, 1, "return 1+1"), serde_json::json!(2));
+    output(&mut aos, 2, "X = 20");
+    assert_eq!(output(&mut aos, 3, "return X + 1"), serde_json::json!(21));
+    assert_eq!(
+        output(&mut aos, 4, "return os.date('!%Y-%m-%d', 86400)"),
+        serde_json::json!("1970-01-02")
+    );
+    assert_eq!(aos.instance().undefined_calls(), 0);
+}

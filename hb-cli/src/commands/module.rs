@@ -96,8 +96,9 @@ impl ModuleCommand {
     }
 }
 
-fn default_format(kind: ModuleKind, memory64: bool) -> &'static str {
+fn default_format(kind: ModuleKind, memory64: bool, legacy: bool) -> &'static str {
     match (kind, memory64) {
+        (ModuleKind::AosEmscripten, false) if legacy => "wasm32-unknown-emscripten2",
         (ModuleKind::AosEmscripten, false) => "wasm32-unknown-emscripten4",
         (_, true) => "wasm64-unknown-emscripten-draft_2024_02_15",
         (_, false) => "wasm32-unknown-unknown",
@@ -128,8 +129,14 @@ fn add(
         started.elapsed().as_millis(),
         engine.artifact_path(&module.hash())
     );
-    let format =
-        format.unwrap_or_else(|| default_format(module.kind(), module.is_memory64()).to_owned());
+    let format = format.unwrap_or_else(|| {
+        default_format(
+            module.kind(),
+            module.is_memory64(),
+            module.is_legacy_emscripten(),
+        )
+        .to_owned()
+    });
     eprintln!("[2/3] storing the module message (format {format})…");
     let msg = Message::new()
         .with("body", bytes)
@@ -230,6 +237,29 @@ mod tests {
         assert_eq!(out, "2\n");
         let err = run(&["hb", "module", "eval", &id, "error('boom')"], &store).unwrap_err();
         assert!(err.to_string().contains("boom"));
+    }
+
+    /// aos 1 is tagged with its ao-loader format and evaluates; its `Output.data` is an object
+    /// (`{"output": …}`), printed as JSON.
+    #[test]
+    fn aos1_add_then_eval() {
+        let store: Arc<dyn Store> = Arc::new(ao_core::MemoryStore::new());
+        let wasm = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/wasm/ao-loader-emscripten2-aos1.wasm"
+        );
+        let out = run(&["hb", "module", "add", wasm], &store).unwrap();
+        let id = out.lines().last().unwrap().to_owned();
+        let msg = ao_core::cache::read_message(store.as_ref(), &id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            msg.get_str("module-format"),
+            Some("wasm32-unknown-emscripten2")
+        );
+        let out = run(&["hb", "module", "eval", &id, "return 1+1"], &store).unwrap();
+        let data: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(data["output"], serde_json::json!(2), "{out}");
     }
 
     #[test]

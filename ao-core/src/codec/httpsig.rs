@@ -156,6 +156,13 @@ pub fn content_digest(body: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Whether a binary can be written as a header line inside a multipart part: CR and LF would
+/// end the line (HyperBEAM writes such values as they are, and the part no longer decodes to
+/// the same message; we fix that).
+fn part_header_safe(b: &[u8]) -> bool {
+    !b.iter().any(|&c| c == b'\r' || c == b'\n')
+}
+
 fn group_maps<'a>(
     entries: &mut dyn Iterator<Item = (&'a str, &'a Value)>,
     parent: &str,
@@ -187,7 +194,12 @@ fn group_maps<'a>(
                     depth + 1,
                 )?;
             }
-            Value::Binary(b) if b.len() > MAX_HEADER_LENGTH => {
+            // A value that cannot be a part header line (too long, or holding CR or LF, as a
+            // raw signature may) is a part of its own, its bytes the part's body. A level's
+            // `body` is its part's body already.
+            Value::Binary(b)
+                if b.len() > MAX_HEADER_LENGTH || (k != "body" && !part_header_safe(b)) =>
+            {
                 top.insert(full(k), Part::Binary(b));
             }
             Value::Binary(b) => flat.push((k, b)),

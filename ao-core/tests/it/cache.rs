@@ -27,3 +27,35 @@ fn messages_signed_alike_keep_their_own_signatures_in_the_store() {
         }
     }
 }
+
+/// The same holds for such messages nested in others (an assignment's `body`), written in any
+/// order, and for the outer messages signed alike too.
+#[test]
+fn nested_messages_signed_alike_keep_their_own_signatures_in_the_store() {
+    let wallet = fixtures::wallet("test-wallet.json");
+    let store = MemoryStore::new();
+    let bodies: Vec<Message> = (0..8)
+        .map(|_| ans104::commit(&Message::new().with("data", "same"), &wallet).unwrap())
+        .collect();
+    let outers: Vec<Message> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let m = Message::new()
+                .with("slot", i.to_string())
+                .with("body", b.clone());
+            signature::commit(&m, &wallet).unwrap()
+        })
+        .collect();
+    let ids: Vec<String> = outers
+        .iter()
+        .map(|m| cache::write_message(&store, m).unwrap())
+        .collect();
+    for (m, id) in outers.iter().zip(&ids) {
+        let back = cache::read_message(&store, id).unwrap().unwrap();
+        let body = back.get_message("body").unwrap();
+        assert_eq!(verify::verify_signatures(body).unwrap(), 1);
+        assert_eq!(&back, m);
+        assert_eq!(verify::verify_signatures(&back).unwrap(), 1);
+    }
+}

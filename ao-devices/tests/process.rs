@@ -180,6 +180,66 @@ fn opts() -> ProcessOptions {
     ProcessOptions::default()
 }
 
+/// What the HTTP layer adds beside a signed ANS-104 item (the `accept` header every fetch sends,
+/// codec choices) is not part of the item: it is neither stored with the process nor scheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_added_beside_a_signed_item_are_not_scheduled() {
+    let n = node(opts());
+    let added = |m: Message| {
+        m.with("accept", "*/*")
+            .with("accept-codec", "httpsig@1.0")
+            .with("accept-bundle", "true")
+    };
+    let p = n.process_message("added-keys");
+    let out = n
+        .resolver
+        .resolve(p.clone(), added(p.clone()).with("path", "push"))
+        .await
+        .unwrap();
+    let pid = out
+        .as_message()
+        .unwrap()
+        .get_str("process")
+        .unwrap()
+        .to_owned();
+    let stored = cache::read_message(n.store.as_ref(), &pid)
+        .unwrap()
+        .unwrap();
+    for k in ["accept", "accept-codec", "accept-bundle"] {
+        assert!(stored.get(k).is_none(), "{k} stored with the process");
+    }
+    assert_eq!(ao_core::verify::verify_signatures(&stored).unwrap(), 1);
+
+    let msg = n.eval_message(&pid, "return 3");
+    let mut base = stored.clone();
+    for (k, v) in msg.iter() {
+        base.insert(k.clone(), v.clone());
+    }
+    let out = n
+        .resolver
+        .resolve(
+            base,
+            added(msg.clone())
+                .with("path", "push")
+                .with("method", "POST"),
+        )
+        .await
+        .unwrap();
+    let slot = out
+        .as_message()
+        .unwrap()
+        .get("slot")
+        .and_then(Value::as_integer);
+    assert_eq!(slot, Some(1));
+    let assignment = n.rt.scheduler().assignment(&pid, 1).unwrap().unwrap();
+    let body = assignment.get_message("body").unwrap();
+    for k in ["accept", "accept-codec", "accept-bundle"] {
+        assert!(body.get(k).is_none(), "{k} scheduled with the message");
+    }
+    assert_eq!(body.get_str("action"), Some("Eval"));
+    assert_eq!(ao_core::verify::verify_signatures(body).unwrap(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aos_evals_compute_and_read_back() {
     let n = node(opts());

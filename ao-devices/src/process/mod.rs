@@ -223,6 +223,16 @@ const ADDED_KEYS: [&str; 7] = [
     "content-type",
 ];
 
+/// Whether an ANS-104 commitment signs the message.
+fn is_ans104_committed(msg: &Message) -> bool {
+    msg.commitments()
+        .into_iter()
+        .flat_map(|c| c.iter())
+        .any(|(_, c)| {
+            c.as_message().and_then(|c| c.get_str("commitment-device")) == Some("ans104@1.0")
+        })
+}
+
 /// The (normalised) tag names an ANS-104 commitment of the message signed.
 fn signed_tag_names(msg: &Message) -> Vec<String> {
     let mut out = Vec::new();
@@ -268,26 +278,28 @@ pub(crate) fn message_to_schedule(ctx: &Context, req: &Message) -> Result<Messag
         }
         return Ok(candidate);
     }
-    let reduced = ao_core::commitment::with_only_committed(&candidate)
-        .or_else(|_| {
-            // An ANS-104 item commits exactly its tags: drop what the HTTP layer added beside it
-            // (e.g. the `accept` header every fetch sends) unless the item has it as a tag.
-            let signed_tags = signed_tag_names(&candidate);
-            let mut stripped = candidate.clone();
-            for k in ADDED_KEYS {
-                if !signed_tags.iter().any(|t| t == k) {
-                    stripped.remove(k);
-                }
+    // An ANS-104 item commits exactly its tags: drop what the HTTP layer added beside it (e.g.
+    // the `accept` header every fetch sends) unless the item has it as a tag, so it is neither
+    // stored nor scheduled as part of the message.
+    let candidate = if !is_ans104_committed(&candidate) {
+        candidate
+    } else {
+        let signed_tags = signed_tag_names(&candidate);
+        let mut stripped = candidate;
+        for k in ADDED_KEYS {
+            if !signed_tags.iter().any(|t| t == k) {
+                stripped.remove(k);
             }
-            ao_core::commitment::with_only_committed(&stripped)
-        })
-        .map_err(|e| {
-            let keys: Vec<&str> = candidate.keys().map(|k| k.as_str()).collect();
-            Error::BadRequest(format!(
-                "the message's committed keys cannot be determined ({}): {e}",
-                keys.join(", ")
-            ))
-        })?;
+        }
+        stripped
+    };
+    let reduced = ao_core::commitment::with_only_committed(&candidate).map_err(|e| {
+        let keys: Vec<&str> = candidate.keys().map(|k| k.as_str()).collect();
+        Error::BadRequest(format!(
+            "the message's committed keys cannot be determined ({}): {e}",
+            keys.join(", ")
+        ))
+    })?;
     if policy != "off" && !from_http {
         ao_core::verify::verify_signatures(&reduced)?;
     }

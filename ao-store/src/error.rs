@@ -72,7 +72,7 @@ pub enum OpenError {
     },
     /// The store was not closed cleanly and a read-only open cannot recover it.
     #[error(
-        "store {} was not closed cleanly: open it read-write once (start the node, or run `store check`) to recover it",
+        "store {} was not closed cleanly: open it read-write once (start the node, or run `store compact`) to recover it",
         path.display()
     )]
     NeedsRecovery {

@@ -78,12 +78,39 @@ impl Snapshot {
 
     /// Direct children of `path` with their entries: one range scan, as [`Self::children`].
     pub(crate) fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>, ReadError> {
+        let mut out = Vec::new();
+        self.scan_children(path, |child, key, value| {
+            let full = key_str(key)?;
+            let rec = Record::decode_at(full, value)?;
+            let entry = rec.into_entry(full, |h| self.blob(h))?;
+            out.push((key_str(child)?.to_owned(), entry));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Direct children of `path`: a range scan over `path/`, skipping the subtrees below them.
+    pub(crate) fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        let mut out = Vec::new();
+        self.scan_children(path, |child, _, _| {
+            out.push(key_str(child)?.to_owned());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `visit(child, full key, raw record)` for each direct child of `path`, in key order:
+    /// one range scan over `path/` that jumps over the subtree below each child.
+    fn scan_children(
+        &self,
+        path: &str,
+        mut visit: impl FnMut(&[u8], &[u8], &[u8]) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
         let prefix = if path.is_empty() {
             String::new()
         } else {
             format!("{path}/")
         };
-        let mut out = Vec::new();
         let mut start = prefix.clone().into_bytes();
         'seek: loop {
             let range = self
@@ -99,50 +126,7 @@ impl Snapshot {
                 match rest.iter().position(|&b| b == b'/') {
                     None => {
                         if !rest.is_empty() {
-                            let full = key_str(key)?;
-                            let rec = Record::decode_at(full, v.value())?;
-                            let entry = rec.into_entry(full, |h| self.blob(h))?;
-                            out.push((key_str(rest)?.to_owned(), entry));
-                        }
-                    }
-                    Some(i) => {
-                        let mut next = prefix.clone().into_bytes();
-                        next.extend_from_slice(&rest[..i]);
-                        next.push(b'0');
-                        start = next;
-                        continue 'seek;
-                    }
-                }
-            }
-            break;
-        }
-        Ok(out)
-    }
-
-    /// Direct children of `path`: a range scan over `path/`, skipping the subtrees below them.
-    pub(crate) fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        let mut out = Vec::new();
-        let mut start = prefix.clone().into_bytes();
-        'seek: loop {
-            let range = self
-                .entries
-                .range::<&[u8]>(start.as_slice()..)
-                .map_err(redb::Error::from)?;
-            for item in range {
-                let (k, _) = item.map_err(redb::Error::from)?;
-                let key = k.value();
-                let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
-                    break 'seek;
-                };
-                match rest.iter().position(|&b| b == b'/') {
-                    None => {
-                        if !rest.is_empty() {
-                            out.push(key_str(rest)?.to_owned());
+                            visit(rest, key, v.value())?;
                         }
                     }
                     Some(i) => {
@@ -158,7 +142,7 @@ impl Snapshot {
             }
             break;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

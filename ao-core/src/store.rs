@@ -59,6 +59,15 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// the store is configured to make it.
     fn apply(&self, ops: Vec<Op>) -> Result<()>;
 
+    /// Applies a batch of *derived* writes atomically: data the node can recompute if a crash
+    /// loses it (computed results, state snapshots, caches). The store may answer before the
+    /// batch is durable, but the batch stays atomic, is visible to reads when this returns, and
+    /// is never made durable before a batch applied earlier. Stores that do not distinguish
+    /// (the default) apply it like [`Store::apply`].
+    fn apply_deferred(&self, ops: Vec<Op>) -> Result<()> {
+        self.apply(ops)
+    }
+
     /// The raw entry at exactly `path`, without following links.
     fn get_raw(&self, path: &str) -> Result<Option<Entry>>;
 

@@ -22,6 +22,21 @@ pub fn encode_into(out: &mut Vec<u8>, key: &[u8]) {
     }
 }
 
+/// Appends `key` escaped for use as a key of the `ao-types` dictionary: [`encode_into`], and
+/// also `/ ? & +` anywhere and `.` as the first byte, which a dictionary key cannot hold.
+/// HyperBEAM emits those unescaped and then cannot parse its own dictionary (spec §5.1.5, a
+/// latent bug we fix); every key HyperBEAM can round-trip is escaped identically here.
+pub fn encode_types_key_into(out: &mut Vec<u8>, key: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, &b) in key.iter().enumerate() {
+        if matches!(b, b'/' | b'?' | b'&' | b'+') || (i == 0 && b == b'.') {
+            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        } else {
+            encode_into(out, &key[i..=i]);
+        }
+    }
+}
+
 /// Decodes `%HH` (either case) to the byte; other bytes pass through. A `%` not followed by two
 /// hex digits is kept verbatim.
 pub fn decode(key: &[u8]) -> Vec<u8> {
@@ -69,5 +84,20 @@ mod tests {
         assert_eq!(decode(b"%3f"), b"?");
         assert_eq!(decode(b"abc%"), b"abc%");
         assert_eq!(decode(b"%4"), b"%4");
+    }
+
+    #[test]
+    fn types_keys_escape_what_a_dictionary_key_cannot_hold() {
+        let enc = |k: &[u8]| {
+            let mut out = Vec::new();
+            encode_types_key_into(&mut out, k);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(enc(b"a/b?c&d+e"), "a%2fb%3fc%26d%2be");
+        assert_eq!(enc(b".x.y"), "%2ex.y");
+        assert_eq!(enc(b"SeqD"), "%53eq%44");
+        for k in [&b"a/b?c&d+e"[..], b".x.y", b"?", b"Mixed Case"] {
+            assert_eq!(decode(enc(k).as_bytes()), k);
+        }
     }
 }

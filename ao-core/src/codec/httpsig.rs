@@ -43,6 +43,18 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
     let mut ao_ids = Vec::new();
     for (k, v) in tabm.iter() {
         if let (true, Value::Binary(b)) = (k.is_id_shaped(), v) {
+            // HyperBEAM writes any key and value here, and then cannot read the header back.
+            if !k
+                .as_str()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.*%".contains(&c))
+                || !b.iter().all(|c| (0x20..=0x7e).contains(c))
+            {
+                return Err(Error::Unencodable(format!(
+                    "the ID-shaped key {:?} or its value cannot be written in ao-ids",
+                    k.as_str()
+                )));
+            }
             if !ao_ids.is_empty() {
                 ao_ids.extend_from_slice(b", ");
             }
@@ -105,6 +117,16 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
     {
         Some((*b).clone())
     } else {
+        // The multipart form takes these two headers; a part under either name would collide
+        // with them when decoded.
+        if let Some(k) = grouped.keys().find(|k| {
+            let first = k.split('/').find(|s| !s.is_empty()).unwrap_or(k);
+            matches!(first, "content-type" | "body-keys")
+        }) {
+            return Err(Error::Unencodable(format!(
+                "the key {k:?} cannot be a body part of a multipart message"
+            )));
+        }
         let (body, boundary, body_keys) = multipart(&grouped, inline_key);
         headers.insert("body-keys".into(), Bytes::from(body_keys));
         headers.insert(
@@ -243,7 +265,14 @@ fn multipart(grouped: &BTreeMap<String, Part<'_>>, inline_key: &str) -> (Vec<u8>
                 out.extend_from_slice(b"inline");
             } else {
                 out.extend_from_slice(b"form-data;name=\"");
-                out.extend_from_slice(name.as_bytes());
+                // A quoted string: `"` and `\` escaped (HyperBEAM writes them raw, which no
+                // parser reads back); every other name is written byte for byte.
+                for &b in name.as_bytes() {
+                    if matches!(b, b'"' | b'\\') {
+                        out.push(b'\\');
+                    }
+                    out.push(b);
+                }
                 if body_only {
                     out.extend_from_slice(b"/body");
                 }
@@ -357,6 +386,7 @@ pub fn decode(http: &HttpMessage) -> Result<Message> {
         }
     }
     let mut msg = flat::unflatten(flat_entries)?;
+    reject_control_keys(&msg)?;
 
     // ID-shaped keys come back from `ao-ids`.
     if let Some(Value::Binary(ids)) = msg.remove("ao-ids") {
@@ -396,6 +426,24 @@ pub fn decode(http: &HttpMessage) -> Result<Message> {
         }
     }
     Ok(msg)
+}
+
+/// A key with a control character (a byte below 0x20, or 0x7f) has no HTTP form: no header
+/// name, multipart part name or structured-field string can carry it. Refused on decode, so
+/// whatever decodes can be encoded and read back.
+fn reject_control_keys(msg: &Message) -> Result<()> {
+    for (k, v) in msg.iter() {
+        if k.as_str().bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(Error::malformed(
+                "httpsig@1.0",
+                format!("the key {:?} contains a control character", k.as_str()),
+            ));
+        }
+        if let Value::Message(m) = v {
+            reject_control_keys(m)?;
+        }
+    }
+    Ok(())
 }
 
 fn multipart_boundary(content_type: &[u8]) -> Option<String> {
@@ -454,18 +502,23 @@ fn parse_multipart(body: &[u8], boundary: &str, inline_key: &str) -> Result<Part
         }
         let disposition =
             disposition.ok_or(Error::Multipart("part without content-disposition"))?;
-        let item = sf::parse_item(&disposition)
+        let name = match sf::parse_item(&disposition)
             .or_else(|_| sf::parse_item(&normalise_disposition(&disposition)))
-            .map_err(|_| Error::Multipart("malformed content-disposition"))?;
-        let name = match &item.bare {
-            BareItem::Token(t) if t == "inline" => inline_key.to_owned(),
-            _ => item
-                .params
-                .iter()
-                .find(|(k, _)| k == "name")
-                .and_then(|(_, v)| v.as_text())
-                .map(|t| String::from_utf8_lossy(t).into_owned())
-                .ok_or(Error::Multipart("part without a name"))?,
+        {
+            Ok(item) => match &item.bare {
+                BareItem::Token(t) if t == "inline" => inline_key.to_owned(),
+                _ => item
+                    .params
+                    .iter()
+                    .find(|(k, _)| k == "name")
+                    .and_then(|(_, v)| v.as_text())
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
+                    .ok_or(Error::Multipart("part without a name"))?,
+            },
+            // A name with bytes a structured-field string cannot hold (control characters,
+            // UTF-8): read the quoted name byte for byte.
+            Err(_) => raw_disposition_name(&disposition)
+                .ok_or(Error::Multipart("malformed content-disposition"))?,
         };
         let first = name
             .split('/')
@@ -503,6 +556,29 @@ fn parse_multipart(body: &[u8], boundary: &str, inline_key: &str) -> Result<Part
 }
 
 /// `form-data; name="x"` (with a space, as browsers and aoconnect write it) → `form-data;name="x"`.
+/// `form-data; name="…"` with any bytes between the quotes (`\\x` is `x`), as UTF-8.
+fn raw_disposition_name(d: &[u8]) -> Option<String> {
+    let rest = d.strip_prefix(b"form-data")?.trim_ascii_start();
+    let rest = rest.strip_prefix(b";")?.trim_ascii_start();
+    let rest = rest.strip_prefix(b"name=\"")?;
+    let mut name = Vec::with_capacity(rest.len());
+    let mut bytes = rest.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\\' => name.push(*bytes.next()?),
+            b'"' => {
+                return bytes
+                    .as_slice()
+                    .trim_ascii()
+                    .is_empty()
+                    .then(|| String::from_utf8(name).ok())?;
+            }
+            _ => name.push(b),
+        }
+    }
+    None
+}
+
 fn normalise_disposition(d: &[u8]) -> Vec<u8> {
     d.split(|&b| b == b';')
         .map(|p| p.trim_ascii())

@@ -60,7 +60,7 @@ fn to_tabm_at(msg: &Message, depth: usize) -> Result<Message> {
             if n > 0 {
                 dict.extend_from_slice(b", ");
             }
-            crate::escape::encode_into(&mut dict, k.as_str().as_bytes());
+            crate::escape::encode_types_key_into(&mut dict, k.as_str().as_bytes());
             dict.push(b'=');
             sf::write_string(&mut dict, ty.as_bytes());
         }

@@ -183,3 +183,69 @@ proptest! {
         prop_assert_eq!(back.without("body-keys").without("content-type"), msg);
     }
 }
+
+/// Decodes headers and a body the way the HTTP front door hands them over.
+fn decode(headers: &[(&str, &[u8])], body: &[u8]) -> ao_core::Result<Message> {
+    let mut http = httpsig::HttpMessage::default();
+    for (k, v) in headers {
+        http.headers
+            .insert((*k).to_owned(), Bytes::copy_from_slice(v));
+    }
+    http.body = Some(Bytes::copy_from_slice(body));
+    codec::from_http(&http)
+}
+
+// Inputs the `httpsig_decode` fuzz target found, where decode → encode → decode broke.
+
+#[test]
+fn ao_types_keys_that_a_dictionary_cannot_hold_are_escaped() {
+    for key in ["?", "a/b", "x&y+z", ".dot"] {
+        let msg = Message::new().with(key, "").with("n", 1i64);
+        let back = codec::from_http(&codec::to_http(&msg).unwrap()).unwrap();
+        assert_eq!(back, msg, "key {key:?}");
+    }
+}
+
+#[test]
+fn part_names_with_quotes_and_backslashes_round_trip() {
+    for key in ["\\", "a\"b", "ключ"] {
+        let msg = Message::new().with(key, Message::new().with("y", "1"));
+        let back = codec::from_http(&codec::to_http(&msg).unwrap()).unwrap();
+        assert_eq!(
+            back.without("body-keys").without("content-type"),
+            msg,
+            "key {key:?}"
+        );
+    }
+}
+
+#[test]
+fn keys_with_control_characters_are_refused_on_decode() {
+    let err = decode(&[("\0/\u{1b}", b"")], b"").unwrap_err();
+    assert!(err.to_string().contains("control character"), "{err}");
+}
+
+#[test]
+fn what_ao_ids_cannot_carry_is_an_encode_error_not_a_broken_header() {
+    let id_key = "ao-typao-typ66666666666666666666666666666e]";
+    assert_eq!(id_key.len(), 43);
+    let msg = decode(&[(id_key, b"v")], b"").unwrap();
+    assert!(matches!(
+        codec::to_http(&msg),
+        Err(ao_core::Error::Unencodable(_))
+    ));
+    let msg = Message::new().with("vcaPe4JWnrSOCktDHBgXge-zWUb6JRkqbom5w9t7i-4", "tab\there");
+    assert!(matches!(
+        codec::to_http(&msg),
+        Err(ao_core::Error::Unencodable(_))
+    ));
+}
+
+#[test]
+fn a_nested_content_type_cannot_become_a_part() {
+    let msg = Message::new().with("content-type", Message::new().with("y", "1"));
+    assert!(matches!(
+        codec::to_http(&msg),
+        Err(ao_core::Error::Unencodable(_))
+    ));
+}

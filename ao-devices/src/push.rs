@@ -17,8 +17,8 @@
 //! A target whose scheduler is on another node (its process names a remote `scheduler`, found
 //! with `scheduler@1.0`'s location records, routes or a `?hint=` on the target; or its
 //! `schedule` answers a 307) is pushed there: see [`remote`]. A node without an HTTP client
-//! answers those with a 501 `remote-push-unsupported`, and `push-mode: async` (which needs a
-//! runtime this crate does not have) with a 501 too. Local recursion is bounded by the
+//! answers those with a 501 `remote-push-unsupported`. `push-mode: async` answers `202` with the
+//! slot at once and pushes in a task of its own. Local recursion is bounded by the
 //! resolver's depth limit, remote chains by [`remote::MAX_REMOTE_HOPS`].
 
 pub mod remote;
@@ -217,14 +217,48 @@ async fn push_with_mode(
         "sync" => do_push(process, pid, assignment, ctx)
             .await
             .map(Value::Message),
-        "async" => Err(Error::status(
-            501,
-            "push@1.0: push-mode async is not supported by this node",
-        )),
+        "async" => push_in_background(process, pid, assignment, ctx),
         other => Err(Error::BadRequest(format!(
             "push@1.0: unknown push-mode {other:?} (sync or async)"
         ))),
     }
+}
+
+/// `push-mode: async`: the push runs as a task of its own and the caller is answered at once
+/// with `202`, the process and the slot (HyperBEAM spawns the push and answers the spawned
+/// process's handle, which no client can use). Failures of the push are logged. Without a
+/// tokio runtime (a node embedding the resolver in a plain executor) this is a 501.
+fn push_in_background(
+    process: &Message,
+    pid: &str,
+    assignment: &Message,
+    ctx: &Context,
+) -> Result<Value> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Err(Error::status(
+            501,
+            "push@1.0: push-mode async needs a runtime this node does not run devices on",
+        ));
+    };
+    let mut reply = Message::new()
+        .with("status", 202i64)
+        .with("process", pid)
+        .with("push-mode", "async");
+    if let Some(slot) = assignment.get("slot") {
+        reply.insert("slot", slot.clone());
+    }
+    let (process, pid, assignment, ctx) = (
+        process.clone(),
+        pid.to_owned(),
+        assignment.clone(),
+        ctx.clone(),
+    );
+    runtime.spawn(async move {
+        if let Err(e) = do_push(&process, &pid, &assignment, &ctx).await {
+            tracing::warn!(process = %pid, error = %e, "asynchronous push failed");
+        }
+    });
+    Ok(Value::Message(reply))
 }
 
 /// Where an outbox entry came from.

@@ -434,7 +434,7 @@ fn bad_push_requests() {
         nw.push(&nw.a, msg! { "slot" => 0i64 }),
         Err(Error::Internal(_))
     ));
-    // Async pushes need a runtime this node does not give devices.
+    // Async pushes need a tokio runtime; these tests resolve in a plain executor.
     assert!(matches!(
         w.push(&w.a, msg! { "slot" => 0i64, "push-mode" => "async" }),
         Err(Error::Status { status: 501, .. })
@@ -457,4 +457,43 @@ fn bad_push_requests() {
         w.push(&w.a, msg! { "slot" => 0i64, "result-depth" => "deep" }),
         Err(Error::BadRequest(_))
     ));
+}
+
+#[test]
+fn async_push_answers_at_once_and_delivers_in_the_background() {
+    let w = world();
+    w.schedules.lock().unwrap().by_process.insert(
+        w.a.clone(),
+        vec![w.user_message(msg! { "send-to" => w.b.as_str() })],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = rt.block_on(async {
+        w.r.resolve(
+            w.load(&w.a),
+            msg! { "path" => "push", "slot" => 0i64, "push-mode" => "async" },
+        )
+        .await
+    });
+    let out = as_msg(out);
+    assert_eq!(text(&out, "status").as_deref(), Some("202"));
+    assert_eq!(text(&out, "slot").as_deref(), Some("0"));
+    assert_eq!(text(&out, "process").as_deref(), Some(w.a.as_str()));
+    // No results in the answer: they are computed afterwards.
+    assert_eq!(text(&out, "data"), None);
+    // The ping reaches B and B's pong comes back to A, without anyone waiting for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while w.scheduled(&w.a).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let on_b = w.scheduled(&w.b);
+    assert_eq!(on_b.len(), 1);
+    assert_eq!(on_b[0].get_str("action"), Some("ping"));
+    let on_a = w.scheduled(&w.a);
+    assert_eq!(on_a.len(), 2, "the pong is scheduled on A");
+    assert_eq!(on_a[1].get_str("action"), Some("pong"));
+    assert!(ao_core::message_device::verify(&on_a[1], &Message::new()).unwrap());
 }

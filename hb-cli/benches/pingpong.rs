@@ -9,56 +9,13 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ao_core::{Message, Wallet, ans104, codec, signature};
 
-struct Node {
-    child: Child,
-    url: String,
-    address: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hb-cli"))
-        .args(["serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "error")
-        .env_remove("HB_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start hb-cli serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("serving http://") => break l,
-            Some(Ok(_)) => continue,
-            _ => panic!("hb-cli serve exited before listening"),
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    let address = line.split_whitespace().last().unwrap().to_owned();
-    Node {
-        child,
-        url,
-        address,
-    }
+fn serve(dir: &Path) -> support::NodeProc {
+    support::Serve::new(dir).env("RUST_LOG", "error").start()
 }
 
 fn item(wallet: &Wallet, msg: Message) -> Vec<u8> {

@@ -3,69 +3,26 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ao_core::codec;
 use ao_core::{Message, Value, Wallet, signature};
-
-struct Served {
-    child: Child,
-    url: String,
-    address: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-}
+use support::{NodeProc, Serve};
 
 /// Starts a node on a free port with its own data directory (and config file, if any).
-fn serve(dir: &Path, config: Option<&Path>) -> Served {
+fn serve(dir: &Path, config: Option<&Path>) -> NodeProc {
     serve_on(dir, config, 0)
 }
 
 /// Starts a node on `port` (0: a free one).
-fn serve_on(dir: &Path, config: Option<&Path>, port: u16) -> Served {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hb-cli"));
-    cmd.args(["serve", "--bind", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(dir);
+fn serve_on(dir: &Path, config: Option<&Path>, port: u16) -> NodeProc {
+    let mut serve = Serve::new(dir).port(port);
     if let Some(c) = config {
-        cmd.arg("--config").arg(c);
+        serve = serve.config(c);
     }
-    let mut child = cmd
-        .env("RUST_LOG", "warn")
-        .env_remove("HB_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start hb-cli serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
-    let address = line.split_whitespace().last().unwrap().to_owned();
-    Served {
-        child,
-        url,
-        address,
-    }
+    serve.start()
 }
 
 fn fixtures() -> PathBuf {
@@ -413,10 +370,10 @@ async fn three_nodes_route_relay_and_choose() {
     assert_eq!(matched.get_str("reference"), Some("routes/1"));
 }
 
-fn pause(node: &Served, signal: &str) {
+fn pause(node: &NodeProc, signal: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{signal}"))
-        .arg(node.pid())
+        .arg(node.pid().to_string())
         .status()
         .unwrap()
         .success();
@@ -483,8 +440,7 @@ async fn stopped_peers_give_502_or_504_and_the_node_keeps_serving() {
 
     // B is gone: 502.
     pause(&b, "CONT");
-    b.child.kill().unwrap();
-    b.child.wait().unwrap();
+    b.kill_in_place();
     for url in [&address_url, &relay_url] {
         let started = Instant::now();
         let (status, body) = get(&c, url).await;
@@ -838,8 +794,7 @@ async fn remote_schedulers_and_ping_pong_across_nodes() {
     assert!(started.elapsed() < Duration::from_secs(10));
     pause(&c_node, "CONT");
     // C is gone: 502, and a ping waits in A's outbox.
-    c_node.child.kill().unwrap();
-    c_node.child.wait().unwrap();
+    c_node.kill_in_place();
     let (status, body) = get(&c, &format!("{}{slot_path}", a.url)).await;
     assert_eq!(status, 502, "{body}");
     let (status, headers, bytes) = post_item(

@@ -1,4 +1,5 @@
-//! Running `hb-cli serve` as a child process on a free port and a given data directory.
+//! Running `hb-cli serve` as a child process on a free port and a given data directory: the one
+//! way every test and bench of this crate starts a node.
 
 #![allow(
     dead_code,
@@ -52,19 +53,69 @@ pub(crate) struct NodeProc {
     pub(crate) address: String,
 }
 
-impl NodeProc {
-    /// Starts `hb-cli serve` on `data_dir` with the node wallet `key-2.json` and extra
-    /// environment (node options as `HB_*`); returns once it listens.
-    pub(crate) fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+/// How to start `hb-cli serve`: `Serve::new(dir).config(..).port(..).key(..).env(..).start()`.
+#[derive(Debug, Clone)]
+pub(crate) struct Serve {
+    data_dir: PathBuf,
+    config: Option<PathBuf>,
+    port: u16,
+    key: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl Serve {
+    /// A node on `data_dir`, a free port on 127.0.0.1, the wallet it generates in its data
+    /// directory, no config file and no `HB_*` options from the environment of the tests.
+    pub(crate) fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            config: None,
+            port: 0,
+            key: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// A config file (`--config`).
+    pub(crate) fn config(mut self, path: &Path) -> Self {
+        self.config = Some(path.to_owned());
+        self
+    }
+
+    /// A fixed port (0: a free one).
+    pub(crate) fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The node wallet's key file (`HB_KEY`).
+    pub(crate) fn key(mut self, path: PathBuf) -> Self {
+        self.key = Some(path);
+        self
+    }
+
+    /// An environment variable (node options as `HB_*`).
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the node and returns once it listens. Its log is appended to `node.log` in the
+    /// data directory (and printed if it exits before listening).
+    pub(crate) fn start(self) -> NodeProc {
+        let log_path = self.data_dir.join("node.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(data_dir.join("node.log"))
+            .open(&log_path)
             .expect("opening the node log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hb-cli"));
-        cmd.args(["serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
-            .arg(data_dir)
-            .env("HB_KEY", fixture("wallets/key-2.json"))
+        cmd.args(["serve", "--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("HB_CONFIG")
+            .env_remove("HB_KEY")
             // `AO_TEST_NODE_LOG=ao_http::request=info` logs every request with its duration.
             .env(
                 "RUST_LOG",
@@ -72,7 +123,13 @@ impl NodeProc {
             )
             .stdout(Stdio::piped())
             .stderr(log);
-        for (k, v) in env {
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
+        if let Some(key) = &self.key {
+            cmd.env("HB_KEY", key);
+        }
+        for (k, v) in &self.env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("starting hb-cli serve");
@@ -84,8 +141,8 @@ impl NodeProc {
                 Some(Ok(l)) if l.contains("serving http://") => break l,
                 Some(Ok(_)) => continue,
                 _ => {
-                    let log =
-                        std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default();
+                    let _ = child.wait();
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                     panic!("hb-cli serve exited before listening; log:\n{log}");
                 }
             }
@@ -104,11 +161,28 @@ impl NodeProc {
             .to_owned();
         // Keep draining stdout so the node never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self {
+        NodeProc {
             child: Some(child),
             url,
             address,
         }
+    }
+}
+
+impl NodeProc {
+    /// Starts `hb-cli serve` on `data_dir` with the node wallet `key-2.json` and extra
+    /// environment (node options as `HB_*`); returns once it listens.
+    pub(crate) fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut serve = Serve::new(data_dir).key(fixture("wallets/key-2.json"));
+        for (k, v) in env {
+            serve = serve.env(k, v);
+        }
+        serve.start()
+    }
+
+    /// The process ID of the running node.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -116,6 +190,14 @@ impl NodeProc {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL without giving up the handle (its URL and address stay readable).
+    pub(crate) fn kill_in_place(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("killing the node");
+            c.wait().expect("reaping the node");
         }
     }
 

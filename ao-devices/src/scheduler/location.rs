@@ -16,6 +16,9 @@
 //! * `GET /~scheduler@1.0/location?address=<addr>` answers `{body: record}` from the cache
 //!   (404 when there is none); for this node without a record, an unsigned record of its
 //!   default URL.
+//! * A record's `time-to-live` (ms, default `scheduler-location-ttl`, 7 days) counts from when
+//!   this node cached it (`scheduler-locations-seen/<address>`); an expired record is neither
+//!   answered nor followed, but its nonce still bounds the next one.
 //!
 //! **Finding the scheduler** ([`find_server`]): a `?hint=<http(s) URL>` on the process reference (unless
 //! `scheduler-follow-hints` is false) names it directly; else the process's `scheduler` (or
@@ -49,13 +52,51 @@ pub fn read_record(store: &dyn Store, address: &str) -> Result<Option<Message>> 
     )
 }
 
-/// Caches `record` as the location of `address`.
+/// The store group of the times (ms since the epoch) records were cached at.
+pub const SEEN: &str = "scheduler-locations-seen";
+
+/// Caches `record` as the location of `address`, noting when (its `time-to-live` counts from
+/// then: a record carries no time of its own).
 pub fn write_record(store: &dyn Store, address: &str, record: &Message) -> Result<()> {
     let id = cache::write_message(store, record)?;
-    store.apply(vec![Op::MakeLink {
-        existing: id,
-        new: record_path(address),
-    }])
+    store.apply(vec![
+        Op::MakeLink {
+            existing: id,
+            new: record_path(address),
+        },
+        Op::Write {
+            path: format!("{SEEN}/{address}"),
+            value: now_ms().to_string().into(),
+        },
+    ])
+}
+
+/// The cached record of `address` unless its `time-to-live` (ms) has passed since it was
+/// cached. A record cached without a time (by an older node) does not expire.
+pub fn read_live_record(store: &dyn Store, address: &str) -> Result<Option<Message>> {
+    let Some(record) = read_record(store, address)? else {
+        return Ok(None);
+    };
+    let seen = store
+        .read(&format!("{SEEN}/{address}"))?
+        .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok());
+    let ttl = record
+        .get("time-to-live")
+        .and_then(Value::as_integer)
+        .and_then(|t| u64::try_from(t).ok());
+    if let (Some(seen), Some(ttl)) = (seen, ttl)
+        && seen.saturating_add(ttl) < now_ms()
+    {
+        tracing::debug!(%address, "the cached scheduler location has expired");
+        return Ok(None);
+    }
+    Ok(Some(record))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn nonce_of(record: &Message) -> Option<i64> {
@@ -121,7 +162,7 @@ pub fn get(ctx: &Context, req: &Message) -> Result<Value> {
     let store = ctx
         .store()
         .ok_or_else(|| Error::Internal("scheduler locations need a store".into()))?;
-    if let Some(record) = read_record(store.as_ref(), &address)? {
+    if let Some(record) = read_live_record(store.as_ref(), &address)? {
         return Ok(Value::Message(Message::new().with("body", record)));
     }
     if address != me {
@@ -418,7 +459,7 @@ pub fn find_server(ctx: &Context, process: &Message, hint: Option<&str>) -> Resu
         return Ok(Server::Local);
     }
     if let Some(store) = ctx.store()
-        && let Some(record) = read_record(store.as_ref(), address)?
+        && let Some(record) = read_live_record(store.as_ref(), address)?
         && let Some(url) = record.get_str("url")
     {
         let variant = record.get_str("variant").unwrap_or("ao.N.1");
@@ -612,6 +653,43 @@ mod tests {
         assert_eq!(
             redirect.get("status").and_then(Value::as_integer),
             Some(307)
+        );
+    }
+
+    #[test]
+    fn records_expire_after_their_time_to_live() {
+        let other = wallet("key-2.json").address_string();
+        let (r, store, _) = node(None);
+        let ctx = r.context();
+        let p = Message::new()
+            .with("type", "Process")
+            .with("scheduler", other.as_str());
+        write_record(
+            store.as_ref(),
+            &other,
+            &record("http://c:2", 1).with("time-to-live", 60_000i64),
+        )
+        .unwrap();
+        assert!(matches!(
+            find_server(&ctx, &p, None).unwrap(),
+            Server::Remote(_)
+        ));
+        write_record(
+            store.as_ref(),
+            &other,
+            &record("http://c:2", 2).with("time-to-live", 1i64),
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(find_server(&ctx, &p, None).unwrap_err().http_status(), 404);
+        let asked = get(&ctx, &Message::new().with("address", other.as_str()));
+        assert_eq!(status(asked), 404);
+        // The expired record still holds the known nonce: an older one is refused.
+        assert_eq!(
+            read_record(store.as_ref(), &other)
+                .unwrap()
+                .and_then(|r| nonce_of(&r)),
+            Some(2)
         );
     }
 

@@ -150,7 +150,9 @@ fn positive_option(opts: &ao_core::Message, key: &str) -> Result<Option<u64>> {
             .and_then(|i| u64::try_from(i).ok())
             .filter(|&n| n > 0)
             .map(Some)
-            .ok_or_else(|| WasmError::Config(format!("node option {key} must be a positive integer"))),
+            .ok_or_else(|| {
+                WasmError::Config(format!("node option {key} must be a positive integer"))
+            }),
     }
 }
 

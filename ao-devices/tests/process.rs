@@ -55,7 +55,11 @@ struct Node {
 }
 
 fn node_on(store: Arc<dyn Store>, options: ProcessOptions) -> Node {
-    let (engine, bytes) = engine();
+    node_with(engine().0, store, options)
+}
+
+fn node_with(wasm: WasmEngine, store: Arc<dyn Store>, options: ProcessOptions) -> Node {
+    let bytes = engine().1;
     let module = cache::write_message(
         store.as_ref(),
         &Message::new()
@@ -74,7 +78,7 @@ fn node_on(store: Arc<dyn Store>, options: ProcessOptions) -> Node {
     let rt = Arc::new(Processes::new(
         store.clone(),
         node_wallet.clone(),
-        engine,
+        wasm,
         options,
     ));
     let resolver = Resolver::builder(ao_devices::builtin().build())
@@ -464,6 +468,34 @@ async fn a_runaway_process_is_stopped_and_does_not_hold_others() {
         "{results:?}"
     );
     // The stuck process resumes from the state before the failed slot.
+    assert_eq!(n.eval(&stuck, "return Y").await, "7");
+}
+
+/// The node options `wasm-budget=wall-clock` and `process-time-ms` give processes a
+/// wall-clock budget (epoch interruption) instead of fuel, with the same guarantees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_budget_from_node_options_stops_a_runaway_process() {
+    let opts = Message::new()
+        .with("wasm-budget", "wall-clock")
+        .with("process-time-ms", "300");
+    let engine = WasmEngine::new(WasmConfig::from_options(&opts).unwrap()).unwrap();
+    let options = ProcessOptions::from_options(&opts).unwrap();
+    assert_eq!(options.time, Duration::from_millis(300));
+    let n = Arc::new(node_with(engine, Arc::new(MemoryStore::new()), options));
+    let stuck = n.spawn("stuck").await;
+    let other = n.spawn("other").await;
+    n.eval(&stuck, "Y = 7").await;
+    let looping = {
+        let n = n.clone();
+        let stuck = stuck.clone();
+        tokio::spawn(async move { n.push(&stuck, "while true do end").await })
+    };
+    for i in 0..3 {
+        assert_eq!(n.eval(&other, &format!("return {i}")).await, i.to_string());
+    }
+    let (_, results) = looping.await.unwrap();
+    let error = results.get_str("error").unwrap();
+    assert!(error.contains("time budget of 300 ms"), "{results:?}");
     assert_eq!(n.eval(&stuck, "return Y").await, "7");
 }
 

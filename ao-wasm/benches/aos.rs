@@ -2,7 +2,9 @@
 //! instantiate), first eval, and p50/p99 per eval, under two engine settings:
 //!
 //! * `default`: [`Budget::Fuel`] (deterministic budgets) with Spectre hardening;
-//! * `fast`: [`Budget::WallClock`] (epoch interruption) without Spectre hardening.
+//! * `wallclk`: [`Budget::WallClock`] (epoch interruption, node option
+//!   `wasm-budget=wall-clock`) with Spectre hardening;
+//! * `fast`: [`Budget::WallClock`] without Spectre hardening.
 //!
 //! Then, in the same run, `js/v8-bench.cjs` measures the same modules on V8 (directly, and
 //! through `@permaweb/ao-loader`) when node and the `js/` dependencies (`npm ci` there) are
@@ -86,6 +88,10 @@ fn main() {
         .unwrap_or_default();
     let configs = [
         ("default", WasmConfig::default()),
+        (
+            "wallclk",
+            WasmConfig::default().with_budget(Budget::WallClock),
+        ),
         (
             "fast",
             WasmConfig::default()

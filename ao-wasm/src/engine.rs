@@ -19,8 +19,8 @@ use crate::{Result, WasmError};
 pub enum Budget {
     /// Fuel: executed wasm instructions ([`WasmConfig::fuel_per_call`], [`crate::Limits::fuel`]).
     /// Deterministic: a runaway evaluation stops at the same instruction on every node, so
-    /// whether an evaluation fits its budget is itself a deterministic outcome. Costs about 15 %
-    /// of execution speed (the generated code counts as it goes).
+    /// whether an evaluation fits its budget is itself a deterministic outcome. Costs 7–9 % of
+    /// an aos evaluation (the generated code counts as it goes).
     #[default]
     Fuel,
     /// Wall-clock time ([`WasmConfig::time_per_call`], [`crate::Limits::time`]), through
@@ -51,7 +51,7 @@ pub struct WasmConfig {
     /// Cranelift's Spectre hardening of memory and table accesses (a conditional move after
     /// every explicit bounds check), on by default. Guests are untrusted code in the node's
     /// process, which holds the node's key; turning this off makes memory64 modules (aos-2,
-    /// the wasm64 ao-loader build) about 10–15 % faster and leaves a speculative side channel
+    /// the wasm64 ao-loader build) about 8–16 % faster and leaves a speculative side channel
     /// from guest code to host memory. Part of the artifact compatibility hash.
     pub spectre_hardening: bool,
     /// The default memory limit of an instance, in bytes (a process's `Memory-Limit` overrides
@@ -111,6 +111,48 @@ impl WasmConfig {
     pub fn with_memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = bytes;
         self
+    }
+
+    /// The defaults overridden by node options: `wasm-budget` (`fuel` or `wall-clock`, the
+    /// [`Budget`]), `process-fuel` ([`WasmConfig::fuel_per_call`]) and `process-time-ms`
+    /// ([`WasmConfig::time_per_call`], in milliseconds). A value of the wrong form is a
+    /// [`WasmError::Config`] naming the option.
+    pub fn from_options(opts: &ao_core::Message) -> Result<Self> {
+        let mut c = Self::default();
+        if let Some(v) = opts.get("wasm-budget") {
+            let text = v.as_str().or_else(|| v.as_atom().map(|a| a.as_str()));
+            c.budget = match text.map(str::trim) {
+                Some("fuel") => Budget::Fuel,
+                Some("wall-clock") => Budget::WallClock,
+                _ => {
+                    return Err(WasmError::Config(
+                        "node option wasm-budget must be `fuel` or `wall-clock`".into(),
+                    ));
+                }
+            };
+        }
+        if let Some(n) = positive_option(opts, "process-fuel")? {
+            c.fuel_per_call = n;
+        }
+        if let Some(n) = positive_option(opts, "process-time-ms")? {
+            c.time_per_call = Duration::from_millis(n);
+        }
+        Ok(c)
+    }
+}
+
+/// A node option that must be a positive integer, if present.
+fn positive_option(opts: &ao_core::Message, key: &str) -> Result<Option<u64>> {
+    match opts.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .as_integer()
+            .and_then(|i| u64::try_from(i).ok())
+            .filter(|&n| n > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                WasmError::Config(format!("node option {key} must be a positive integer"))
+            }),
     }
 }
 
@@ -264,11 +306,11 @@ impl WasmEngine {
         let mut c = Config::new();
         c.wasm_memory64(true)
             .wasm_exceptions(true)
-            .wasm_threads(false)
             .wasm_relaxed_simd(false)
             .relaxed_simd_deterministic(true)
             .cranelift_nan_canonicalization(true)
             .cranelift_opt_level(OptLevel::Speed)
+            .table_lazy_init(false)
             .consume_fuel(config.budget == Budget::Fuel)
             .epoch_interruption(config.budget == Budget::WallClock)
             // Traps carry no wasm backtrace: the emscripten builds unwind every `longjmp` (one
@@ -483,5 +525,46 @@ fn detect_kind(module: &Module) -> ModuleKind {
         }
     } else {
         ModuleKind::Plain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ao_core::Message;
+
+    #[test]
+    fn node_options_choose_the_budget() {
+        let c = WasmConfig::from_options(&Message::new()).unwrap();
+        assert_eq!(c.budget, Budget::Fuel);
+        assert_eq!(c.fuel_per_call, WasmConfig::default().fuel_per_call);
+
+        let opts = Message::new()
+            .with("wasm-budget", "wall-clock")
+            .with("process-time-ms", "250")
+            .with("process-fuel", 5_000_i64);
+        let c = WasmConfig::from_options(&opts).unwrap();
+        assert_eq!(c.budget, Budget::WallClock);
+        assert_eq!(c.time_per_call, Duration::from_millis(250));
+        assert_eq!(c.fuel_per_call, 5_000);
+
+        let c = WasmConfig::from_options(&Message::new().with("wasm-budget", "fuel")).unwrap();
+        assert_eq!(c.budget, Budget::Fuel);
+    }
+
+    #[test]
+    fn bad_budget_options_are_named_in_the_error() {
+        for (key, value) in [
+            ("wasm-budget", "epochs"),
+            ("process-time-ms", "0"),
+            ("process-time-ms", "soon"),
+            ("process-fuel", "-1"),
+        ] {
+            let err = WasmConfig::from_options(&Message::new().with(key, value)).unwrap_err();
+            assert!(
+                matches!(&err, WasmError::Config(m) if m.contains(key)),
+                "{key}={value}: {err}"
+            );
+        }
     }
 }

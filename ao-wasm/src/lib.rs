@@ -26,34 +26,50 @@
 //!   ARM produce different NaN payloads). One visible consequence: Lua's `tostring(0/0)` is
 //!   `nan` here on every machine, where V8 (ao-loader) and a wasmtime without canonicalization
 //!   (the reference host `tools/aos_eval.py`) on x86 print `-nan`; `-(0/0)` is a sign-bit
-//!   operation, so it is `-nan` here and `nan` there.
+//!   operation, so it is `-nan` here and `nan` there. Its cost on aos is not measurable (under
+//!   0.3 % of an evaluation's instructions: the interpreter's hot paths are integer code).
 //! * **Relaxed SIMD off, and deterministic if ever enabled**: its instructions may otherwise
 //!   differ between CPUs.
-//! * **Threads off**: shared memory makes execution order, hence results, nondeterministic.
+//! * **Threads off** (wasmtime is built without its `threads` feature): shared memory makes
+//!   execution order, hence results, nondeterministic.
 //! * **memory64 on**: aos-2 and the wasm64 ao-loader builds use a 64-bit memory.
 //! * **Exceptions on (exnref)**: aos-2-pure uses wasm exceptions for Lua's error handling.
 //!   Modules in the *legacy* encoding (`try`/`catch`) are rejected on load with
 //!   [`WasmError::LegacyExceptions`], which names the binaryen command that translates them.
 //! * **Fuel by default, epochs on request, for the budget** ([`Budget`]): fuel counts executed
 //!   instructions, so a runaway evaluation stops at the same point on every node and the outcome
-//!   (an [`WasmError::OutOfBudget`] error) is itself deterministic. Counting costs about 15 % of
-//!   execution speed. [`Budget::WallClock`] uses epoch interruption instead (a ticker thread per
-//!   engine, a deadline per call, [`WasmError::OutOfTime`]): cheaper, but the point where a
-//!   long evaluation is stopped depends on the machine. Each call gets a fresh budget
+//!   (an [`WasmError::OutOfBudget`] error) is itself deterministic. Counting costs 7–9 % of an
+//!   aos evaluation (measured: `return 1+1` p50 0.229 → 0.214 ms on aos-2-pure-xs, 0.269 →
+//!   0.246 ms on the emscripten-4 build). [`Budget::WallClock`] (node option
+//!   `wasm-budget=wall-clock`) uses epoch interruption instead (a ticker thread per engine, a
+//!   deadline per call, [`WasmError::OutOfTime`]): cheaper, but the point where a long
+//!   evaluation is stopped depends on the machine. Each call gets a fresh budget
 //!   ([`Limits::fuel`] or [`Limits::time`]), and only the offending instance is stopped.
 //! * **Memory limit through a store limiter**: each instance has a byte limit (a process's
 //!   `Memory-Limit`, or [`WasmConfig::memory_limit`]); growing past it is a typed
 //!   [`WasmError::OutOfMemory`], not a host allocation failure.
 //! * **Spectre hardening on** ([`WasmConfig::spectre_hardening`]): guests are untrusted code in
-//!   the node's process; turning it off is about 10–15 % faster on memory64 modules (whose
-//!   accesses are bounds-checked explicitly; wasm32 ones rely on guard pages and are unaffected).
+//!   the node's process; turning it off makes memory64 modules (whose accesses are
+//!   bounds-checked explicitly) about 16 % faster (aos-2-pure-xs p50 0.229 → 0.193 ms) and
+//!   leaves wasm32 ones (guard pages, no explicit checks) unchanged.
+//! * **Tables initialised eagerly** (`table_lazy_init(false)`): the Lua interpreter calls
+//!   through `call_indirect` constantly, and an eager table drops the lazy-init check from each
+//!   (0.15–0.2 % fewer instructions per evaluation; the aos tables hold ~200 entries, so
+//!   instantiation does not notice).
+//! * **Default memory layout** (4 GiB reservation, signals-based traps): every aos memory's
+//!   declared maximum fits the reservation, so it never moves and bounds checks compare against
+//!   a constant already (`memory_may_move(false)` changes nothing); without signals-based traps
+//!   each evaluation runs 14–37 % more instructions.
 //! * **No wasm backtraces on traps**: ao-loader's emscripten builds unwind each `longjmp` (one
 //!   per aos evaluation) as a trap, and collecting its frames would cost more than the unwind.
-//!   The Rust backtrace wasmtime's error captures is governed by `RUST_BACKTRACE` /
-//!   `RUST_LIB_BACKTRACE`: with backtraces enabled, each such `longjmp` costs ~20–30 µs more.
-//! * **Cranelift at `speed`**, without wasm-level inlining (measured: 2–3 % faster evaluation
-//!   for three times the compile time and a cold start past 1.5 ms), and a bounded guest stack
-//!   ([`WasmConfig::max_wasm_stack`]) so deep recursion is a trap, not a crash.
+//!   wasmtime is also built without its `backtrace` feature, so a `wasmtime::Error` (one per
+//!   guest exception or `longjmp`) never captures a Rust backtrace, even under
+//!   `RUST_BACKTRACE=1`, where that capture cost 7–8 % of an evaluation.
+//! * **Cranelift at `speed`**, without wasm-level inlining (measured: at most 3 % faster
+//!   evaluation for four times the compile time), with parallel compilation (10–15 % shorter
+//!   compiles on two cores), and a bounded guest stack ([`WasmConfig::max_wasm_stack`]) so deep
+//!   recursion is a trap, not a crash. `speed_and_size` compiles the same code; `none` is 5–8 %
+//!   slower to run and 20–25 % faster to compile.
 //!
 //! ## AOT safety
 //!

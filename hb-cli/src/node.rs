@@ -116,9 +116,10 @@ impl Node {
         }
         let state = NodeState::new(options.clone(), wallet.address_string())
             .with_signer_check(Box::new(codec::signed_by));
-        let wasm = ao_wasm::devices::WasmRuntime::new(ao_wasm::WasmEngine::new(
-            ao_wasm::WasmConfig::default(),
-        )?);
+        // One wasmtime engine for the node: `wasm-64@1.0` instances and processes share it
+        // (and its budget kind, `wasm-budget`).
+        let engine = ao_wasm::WasmEngine::new(ao_wasm::WasmConfig::from_options(&options)?)?;
+        let wasm = ao_wasm::devices::WasmRuntime::new(engine.clone());
         let registry = registry(&wasm).build();
         // One outbound client per node (pooled connections), for relay@1.0 and router@1.0.
         let client = ao_http::HttpClient::new(
@@ -131,6 +132,7 @@ impl Node {
             .extension(Arc::new(state))
             .extension(wallet.clone())
             .extension(wasm)
+            .extension(Arc::new(engine))
             .extension(Arc::new(ao_devices::relay::Client::new(Arc::new(client))))
             .extension(Arc::new(ao_devices::router::RouterState::restore(
                 store.as_ref(),

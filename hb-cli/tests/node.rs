@@ -13,6 +13,10 @@ fn serve(dir: &Path) -> support::NodeProc {
     support::Serve::new(dir).start()
 }
 
+fn serve_with(dir: &Path, extra: &[&str]) -> support::NodeProc {
+    support::Serve::new(dir).args(extra).start()
+}
+
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
 }
@@ -176,6 +180,35 @@ async fn two_nodes_side_by_side() {
         .unwrap();
     assert_eq!(addr_a.len(), 43);
     assert_ne!(addr_a, addr_b);
+}
+
+/// The budget kind is a node option: `--wasm-budget` (or `HB_WASM_BUDGET`, or the config
+/// file); a value the engine does not know stops the node at start with the option's name.
+#[tokio::test]
+async fn the_wasm_budget_is_a_node_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve_with(dir.path(), &["--wasm-budget", "wall-clock"]);
+    let budget = client()
+        .get(format!("{}/~meta@1.0/info/wasm-budget", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(budget, "wall-clock");
+    drop(node);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hb-cli"))
+        .args(["serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+        .arg(dir.path())
+        .env("HB_WASM_BUDGET", "epochs")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wasm-budget"), "{err}");
 }
 
 #[test]

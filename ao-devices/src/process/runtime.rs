@@ -5,9 +5,10 @@
 //!   through a channel, so compute, dry runs and snapshots of one process are serialised by
 //!   construction while different processes run in parallel. Queued compute requests are merged:
 //!   one pass computes to the highest slot asked for and answers all of them.
-//! * Evaluations run on tokio's blocking pool, never on the async workers, each under a fuel
-//!   budget (`process-fuel`): a runaway evaluation ends as an AO error result for that slot and
-//!   delays nobody else beyond its budget.
+//! * Evaluations run on tokio's blocking pool, never on the async workers, each under a budget:
+//!   fuel (`process-fuel`), or wall-clock time (`process-time-ms`) when the node's engine is
+//!   built with `wasm-budget=wall-clock`. A runaway evaluation ends as an AO error result for
+//!   that slot and delays nobody else beyond its budget.
 //! * **Supervision**: a panic inside an actor's evaluation is caught at the actor boundary
 //!   (`JoinError::is_panic`), logged, and the actor restarts from its last good state (the
 //!   stored results, the latest snapshot, and a replay of the assignments since). A trap or an
@@ -53,8 +54,11 @@ pub struct ProcessOptions {
     pub memory_budget: u64,
     /// `process-idle-seconds`: evict an instance unused for this long.
     pub idle: Duration,
-    /// `process-fuel`: fuel one evaluation may use.
+    /// `process-fuel`: fuel one evaluation may use (when the engine counts fuel).
     pub fuel: u64,
+    /// `process-time-ms`: the time one evaluation may run (when the engine budgets wall-clock
+    /// time, node option `wasm-budget=wall-clock`).
+    pub time: Duration,
     /// `process-evict-replay`: evict without a snapshot when at most this many slots would
     /// have to be replayed to rebuild the state.
     pub evict_replay: u64,
@@ -73,6 +77,7 @@ impl Default for ProcessOptions {
             memory_budget: 1 << 30,
             idle: Duration::from_secs(300),
             fuel: 10_000_000_000,
+            time: Duration::from_secs(30),
             evict_replay: 2,
             sign_assignments: true,
             results_kept: 64,
@@ -108,6 +113,9 @@ impl ProcessOptions {
         if let Some(n) = int_option(opts, "process-fuel")? {
             o.fuel = n;
         }
+        if let Some(n) = int_option(opts, "process-time-ms")? {
+            o.time = Duration::from_millis(n.max(1));
+        }
         if let Some(n) = int_option(opts, "process-evict-replay")? {
             o.evict_replay = n;
         }
@@ -136,6 +144,13 @@ impl ProcessOptions {
     #[must_use]
     pub fn with_fuel(mut self, fuel: u64) -> Self {
         self.fuel = fuel;
+        self
+    }
+
+    /// Sets [`ProcessOptions::time`].
+    #[must_use]
+    pub fn with_time(mut self, time: Duration) -> Self {
+        self.time = time;
         self
     }
 
@@ -860,7 +875,9 @@ impl Exec {
             .ok_or_else(|| Error::status(422, format!("module {module_id} has no WASM body")))?
             .clone();
         let module = self.shared.engine.load(&bytes, store)?;
-        let mut limits = Instance::default_limits(&module).with_fuel(self.shared.options.fuel);
+        let mut limits = Instance::default_limits(&module)
+            .with_fuel(self.shared.options.fuel)
+            .with_time(self.shared.options.time);
         if let Some(tag) = self
             .process
             .get_str("memory-limit")

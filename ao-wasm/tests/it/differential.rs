@@ -86,6 +86,24 @@ const EVALS: &[&str] = &[
     "return X, Counter(), #T",
 ];
 
+/// The file system as the emscripten-4 glue of ao-loader presents it to aos 2 (appended to
+/// [`EVALS`] for those builds): nothing can be opened or created, removed or renamed; `require`
+/// searches and finds nothing; the standard streams exist. (The emscripten-2 glue of aos 1 has
+/// a writable in-memory `/tmp`, and HyperBEAM's WASI answers differently again: not covered.)
+const FS_EVALS: &[&str] = &[
+    "local f, e, c = io.open('/tmp/x', 'w') return tostring(f), e, c",
+    "local f, e, c = io.open('/data/y') return tostring(f), e, c",
+    "local f, e, c = io.open('x.txt', 'a+') return tostring(f), e, c",
+    "return os.remove('/tmp/x')",
+    "return os.rename('/tmp/a', '/tmp/b')",
+    "local ok, e = pcall(require, 'nosuchmodule') return ok, e",
+    "io.write('to stdout') return 'w'",
+    "return os.getenv('HOME'), os.getenv('PATH')",
+    "return io.type(io.stdout), io.type(42), tostring(io.stderr:write('e'))",
+    "return pcall(io.lines, '/etc/passwd')",
+    "return io.stdout:seek('cur')",
+];
+
 fn js_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/js"))
 }
@@ -140,8 +158,9 @@ fn ao_loader_results(rel: &str, format: &str, messages: &[serde_json::Value]) ->
         .collect()
 }
 
+/// [`EVALS`] then [`FS_EVALS`].
 fn differential(rel: &str, format: &str) {
-    differential_of(rel, format, EVALS);
+    differential_of(rel, format, &[EVALS, FS_EVALS].concat());
 }
 
 fn differential_of(rel: &str, format: &str, evals: &[&str]) {

@@ -27,6 +27,10 @@ pub(crate) struct ServeCommand {
     /// directory).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// How WASM evaluations are budgeted (node option `wasm-budget`): `fuel` (default,
+    /// deterministic; size `process-fuel`) or `wall-clock` (faster; size `process-time-ms`).
+    #[arg(long, value_parser = ["fuel", "wall-clock"])]
+    wasm_budget: Option<String>,
 }
 
 impl ServeCommand {
@@ -38,6 +42,9 @@ impl ServeCommand {
         }
         if let Some(b) = &self.bind {
             flags.insert("bind", b.as_str());
+        }
+        if let Some(b) = &self.wasm_budget {
+            flags.insert("wasm-budget", b.as_str());
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

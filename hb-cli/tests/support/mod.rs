@@ -61,6 +61,7 @@ pub(crate) struct Serve {
     port: u16,
     key: Option<PathBuf>,
     env: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl Serve {
@@ -73,6 +74,7 @@ impl Serve {
             port: 0,
             key: None,
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -97,6 +99,12 @@ impl Serve {
     /// An environment variable (node options as `HB_*`).
     pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Extra command-line flags of `serve`.
+    pub(crate) fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
 
@@ -126,6 +134,7 @@ impl Serve {
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
         }
+        cmd.args(&self.args);
         if let Some(key) = &self.key {
             cmd.env("HB_KEY", key);
         }

@@ -667,6 +667,73 @@ async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_signs_the_queued_assignments_first() {
+    use ao_devices::scheduler::server::assignment_path;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn Store> {
+        Arc::new(ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir.path())).unwrap())
+    };
+    let store = open();
+    let n = node_on(store.clone(), opts());
+    let pid = n.spawn("signed-before-stopping").await;
+    // Acknowledged, computed, not signed: the signer is held.
+    n.rt.scheduler().pause_signing(true);
+    for i in 1..=5 {
+        assert_eq!(n.push(&pid, &format!("B = {i}")).await.0, i);
+    }
+    assert_eq!(n.rt.scheduler().signing_backlog(), 5);
+    // Stopping: the queue is signed (the hold released) and written before the store closes.
+    let rt = n.rt.clone();
+    tokio::task::spawn_blocking(move || rt.scheduler().finish_signing(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.rt.scheduler().signing_backlog(), 0);
+    for s in 0..=5 {
+        let a = cache::read_message(store.as_ref(), &assignment_path(&pid, s))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ao_core::verify::verify_signatures(&a).unwrap(),
+            1,
+            "slot {s}"
+        );
+    }
+    drop(n);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&store) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(store);
+    // The next start finds nothing to re-sign, and serves the schedule at once.
+    let store = open();
+    let m = node_on(store.clone(), opts());
+    assert_eq!(m.rt.scheduler().signing_backlog(), 0);
+    m.rt.scheduler().pause_signing(true);
+    let signed = tokio::time::timeout(Duration::from_secs(10), verified_schedule(&m, &pid, 0, 5))
+        .await
+        .expect("the schedule waited for a signer that is held");
+    assert_eq!(signed.len(), 6);
+    // A stop with a signer that cannot finish in time says so instead of hanging.
+    m.rt.scheduler().pause_signing(false);
+    let pid2 = m.spawn("left-for-the-next-start").await;
+    m.rt.scheduler().pause_signing(true);
+    assert_eq!(m.push(&pid2, "C = 1").await.0, 1);
+    assert!(m.rt.scheduler().signing_backlog() > 0);
+    let rt = m.rt.clone();
+    let stopped = tokio::task::spawn_blocking(move || {
+        rt.scheduler().finish_signing(Duration::from_millis(0))
+    })
+    .await
+    .unwrap();
+    assert!(stopped.unwrap_err().to_string().contains("left unsigned"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_serves_verified_signed_assignments_under_load() {
     let n = Arc::new(node(opts()));
     let pid = n.spawn("signed-schedule").await;

@@ -20,6 +20,12 @@
 //! * **Snapshots** are taken every `process-snapshot-every` slots (0: only on eviction) and are
 //!   written in the same store batch as the results they cover, so a stored snapshot never runs
 //!   ahead of the stored results.
+//! * **Results and snapshots are derived data**, written with [`Store::apply_deferred`]: the
+//!   store may acknowledge them before they are on disk (only the assignments, written by the
+//!   scheduler, must be durable before a caller is answered). A crash may lose the latest of
+//!   them, never a part of a batch and never a batch without the ones before it; on restart
+//!   the actor starts from what `computed/<pid>/latest` and the snapshot say and recomputes the
+//!   slots after, from their durable assignments.
 //!
 //! Store layout (see `docs/processes.md`): `computed/<pid>/slot/<n>` and
 //! `computed/<pid>/<message-id>` → the slot's result record; `computed/<pid>/latest` → the
@@ -795,7 +801,9 @@ impl Exec {
                 value: Bytes::from(l.to_string()),
             });
         }
-        self.shared.store.apply(ops)
+        // Derived data: a crash may lose it, and the actor recomputes it (see the module
+        // documentation), so it does not wait for the disk.
+        self.shared.store.apply_deferred(ops)
     }
 
     fn result(&mut self, slot: u64) -> Result<Arc<SlotResult>> {

@@ -320,6 +320,29 @@ impl Scheduler {
         self.signer.as_ref().map_or(0, |s| s.backlog())
     }
 
+    /// Signs every assignment still waiting for the background signer (releasing a
+    /// [`Scheduler::pause_signing`]) and returns once all are durable: a graceful stop calls it
+    /// before the store closes, so the next start has nothing to re-sign. Blocks the calling
+    /// thread. An error says how many are left (they are signed on the next start) and why:
+    /// the signer cannot write them, or `limit` passed first.
+    pub fn finish_signing(&self, limit: std::time::Duration) -> Result<()> {
+        let Ok(signer) = &self.signer else {
+            return Ok(());
+        };
+        let backlog = signer.backlog();
+        if backlog > 0 {
+            tracing::info!(
+                count = backlog,
+                "signing the assignments still queued before stopping"
+            );
+        }
+        signer.finish(limit).map_err(|(left, why)| {
+            Error::Internal(format!(
+                "{left} assignments are left unsigned (they are signed on the next start): {why}"
+            ))
+        })
+    }
+
     /// Holds (or releases) the background signer. Fault injection for recovery tests and
     /// drills: assignments made while it is held are durable and acknowledged but unsigned.
     pub fn pause_signing(&self, paused: bool) {

@@ -15,7 +15,8 @@
 //!
 //! On start, every process whose `signed` is below its `assigned` has the assignments in
 //! between queued again ([`SignerHandle::start`]), so an assignment acknowledged before a crash
-//! is signed after the restart.
+//! is signed after the restart. A node that stops gracefully signs its backlog first
+//! ([`SignerHandle::finish`]): nothing is left for the next start.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
@@ -69,12 +70,17 @@ struct QueueState {
     signing: usize,
     paused: bool,
     closed: bool,
+    /// Set while the latest batch failed to be written (cleared by a success).
+    failing: Option<String>,
 }
 
 #[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
+    /// Wakes the signer thread.
     wake: Condvar,
+    /// Wakes those waiting for the backlog to drain ([`SignerHandle::finish`]).
+    progress: Condvar,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -163,12 +169,46 @@ impl SignerHandle {
         let st = lock(&self.queue.state);
         st.jobs.len() + st.signing
     }
+
+    /// Signs and writes every queued assignment (releasing a [`SignerHandle::pause`]) and
+    /// returns when none is left, for a graceful stop: `Err` with the number left and the
+    /// reason when the signer cannot write them (they are signed on the next start), or when
+    /// `limit` passes first.
+    pub(crate) fn finish(&self, limit: Duration) -> std::result::Result<(), (usize, String)> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut st = lock(&self.queue.state);
+        st.paused = false;
+        self.queue.wake.notify_one();
+        loop {
+            let left = st.jobs.len() + st.signing;
+            if left == 0 {
+                return Ok(());
+            }
+            if let Some(e) = &st.failing {
+                return Err((left, e.clone()));
+            }
+            if st.closed {
+                return Err((left, "the signer stopped".into()));
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err((left, format!("not done after {} s", limit.as_secs())));
+            }
+            st = self
+                .queue
+                .progress
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
 }
 
 impl Drop for SignerHandle {
     fn drop(&mut self) {
         lock(&self.queue.state).closed = true;
         self.queue.wake.notify_one();
+        self.queue.progress.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -243,7 +283,10 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
                             s.error = None;
                         });
                     }
-                    lock(&queue.state).signing = 0;
+                    let mut st = lock(&queue.state);
+                    st.signing = 0;
+                    st.failing = None;
+                    queue.progress.notify_all();
                     break;
                 }
                 Err(e) => {
@@ -252,8 +295,13 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
                     for job in &batch {
                         job.watch.send_modify(|s| s.error = Some(text.clone()));
                     }
-                    if lock(&queue.state).closed {
-                        return;
+                    {
+                        let mut st = lock(&queue.state);
+                        st.failing = Some(text.clone());
+                        queue.progress.notify_all();
+                        if st.closed {
+                            return;
+                        }
                     }
                     std::thread::sleep(RETRY);
                 }

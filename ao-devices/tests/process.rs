@@ -666,6 +666,67 @@ async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
     verified_schedule(&m, &pid, 4, 4).await;
 }
 
+/// A store whose deferred (derived) writes can be made to vanish, as a crash may lose the
+/// latest of them; everything else goes to the inner store.
+#[derive(Debug)]
+struct LosesDeferred {
+    inner: Arc<dyn Store>,
+    lose: std::sync::atomic::AtomicBool,
+}
+
+impl Store for LosesDeferred {
+    fn apply(&self, ops: Vec<ao_core::store::Op>) -> ao_core::Result<()> {
+        self.inner.apply(ops)
+    }
+    fn apply_deferred(&self, ops: Vec<ao_core::store::Op>) -> ao_core::Result<()> {
+        if self.lose.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner.apply_deferred(ops)
+    }
+    fn get_raw(&self, path: &str) -> ao_core::Result<Option<ao_core::store::Entry>> {
+        self.inner.get_raw(path)
+    }
+    fn children(&self, path: &str) -> ao_core::Result<Vec<String>> {
+        self.inner.children(path)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_lost_in_a_crash_are_recomputed_from_the_assignments() {
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let lossy = Arc::new(LosesDeferred {
+        inner: inner.clone(),
+        lose: false.into(),
+    });
+    let n = node_on(lossy.clone(), opts().with_snapshot_every(2));
+    let pid = n.spawn("recomputed").await;
+    for i in 1..=3 {
+        assert_eq!(n.eval(&pid, "C = (C or 0) + 1; return C").await, i.to_string());
+    }
+    // From here on the results and snapshots written never reach the store, as if the node
+    // crashed before they were on disk; the messages themselves are durably scheduled.
+    lossy.lose.store(true, std::sync::atomic::Ordering::SeqCst);
+    for i in 4..=7 {
+        assert_eq!(n.eval(&pid, "C = (C or 0) + 1; return C").await, i.to_string());
+    }
+    drop(n);
+    assert_eq!(
+        ao_devices::process::runtime::stored_latest(inner.as_ref(), &pid).unwrap(),
+        Some(3)
+    );
+    // Restarted on what the store kept: slots 4–7 are computed again from their assignments,
+    // and the state is the one of a run without the loss.
+    let m = node_on(inner.clone(), opts().with_snapshot_every(2));
+    assert_eq!(m.eval(&pid, "return C").await, "7");
+    let r = m.path(&format!("/{pid}~process@1.0/compute&slot+integer=5/results/data")).await;
+    assert_eq!(r.as_str(), Some("5"));
+    assert_eq!(
+        ao_devices::process::runtime::stored_latest(inner.as_ref(), &pid).unwrap(),
+        Some(8)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_signs_the_queued_assignments_first() {
     use ao_devices::scheduler::server::assignment_path;

@@ -702,13 +702,19 @@ async fn results_lost_in_a_crash_are_recomputed_from_the_assignments() {
     let n = node_on(lossy.clone(), opts().with_snapshot_every(2));
     let pid = n.spawn("recomputed").await;
     for i in 1..=3 {
-        assert_eq!(n.eval(&pid, "C = (C or 0) + 1; return C").await, i.to_string());
+        assert_eq!(
+            n.eval(&pid, "C = (C or 0) + 1; return C").await,
+            i.to_string()
+        );
     }
     // From here on the results and snapshots written never reach the store, as if the node
     // crashed before they were on disk; the messages themselves are durably scheduled.
     lossy.lose.store(true, std::sync::atomic::Ordering::SeqCst);
     for i in 4..=7 {
-        assert_eq!(n.eval(&pid, "C = (C or 0) + 1; return C").await, i.to_string());
+        assert_eq!(
+            n.eval(&pid, "C = (C or 0) + 1; return C").await,
+            i.to_string()
+        );
     }
     drop(n);
     assert_eq!(
@@ -719,7 +725,11 @@ async fn results_lost_in_a_crash_are_recomputed_from_the_assignments() {
     // and the state is the one of a run without the loss.
     let m = node_on(inner.clone(), opts().with_snapshot_every(2));
     assert_eq!(m.eval(&pid, "return C").await, "7");
-    let r = m.path(&format!("/{pid}~process@1.0/compute&slot+integer=5/results/data")).await;
+    let r = m
+        .path(&format!(
+            "/{pid}~process@1.0/compute&slot+integer=5/results/data"
+        ))
+        .await;
     assert_eq!(r.as_str(), Some("5"));
     assert_eq!(
         ao_devices::process::runtime::stored_latest(inner.as_ref(), &pid).unwrap(),

@@ -666,16 +666,35 @@ async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
     verified_schedule(&m, &pid, 4, 4).await;
 }
 
-/// A store whose deferred (derived) writes can be made to vanish, as a crash may lose the
-/// latest of them; everything else goes to the inner store.
+/// A store with injected faults: deferred (derived) writes can be made to vanish, as a crash
+/// may lose the latest of them, and the next durable batch can be made to fail (slowly);
+/// everything else goes to the inner store.
 #[derive(Debug)]
-struct LosesDeferred {
+struct Faulty {
     inner: Arc<dyn Store>,
     lose: std::sync::atomic::AtomicBool,
+    fail_next_apply: std::sync::atomic::AtomicBool,
 }
 
-impl Store for LosesDeferred {
+impl Faulty {
+    fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            lose: false.into(),
+            fail_next_apply: false.into(),
+        }
+    }
+}
+
+impl Store for Faulty {
     fn apply(&self, ops: Vec<ao_core::store::Op>) -> ao_core::Result<()> {
+        if self
+            .fail_next_apply
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            std::thread::sleep(Duration::from_millis(300));
+            return Err(ao_core::Error::Store("injected write failure".into()));
+        }
         self.inner.apply(ops)
     }
     fn apply_deferred(&self, ops: Vec<ao_core::store::Op>) -> ao_core::Result<()> {
@@ -695,10 +714,7 @@ impl Store for LosesDeferred {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_lost_in_a_crash_are_recomputed_from_the_assignments() {
     let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let lossy = Arc::new(LosesDeferred {
-        inner: inner.clone(),
-        lose: false.into(),
-    });
+    let lossy = Arc::new(Faulty::new(inner.clone()));
     let n = node_on(lossy.clone(), opts().with_snapshot_every(2));
     let pid = n.spawn("recomputed").await;
     for i in 1..=3 {
@@ -706,6 +722,15 @@ async fn results_lost_in_a_crash_are_recomputed_from_the_assignments() {
             n.eval(&pid, "C = (C or 0) + 1; return C").await,
             i.to_string()
         );
+    }
+    // (Results are written just after the reply.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ao_devices::process::runtime::stored_latest(inner.as_ref(), &pid).unwrap() != Some(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slot 3's result was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // From here on the results and snapshots written never reach the store, as if the node
     // crashed before they were on disk; the messages themselves are durably scheduled.
@@ -735,6 +760,34 @@ async fn results_lost_in_a_crash_are_recomputed_from_the_assignments() {
         ao_devices::process::runtime::stored_latest(inner.as_ref(), &pid).unwrap(),
         Some(8)
     );
+}
+
+/// A slot is computed while its assignment is being written; when that write fails, the
+/// message is refused and what was computed from it is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_whose_write_fails_is_given_up_with_what_was_computed_from_it() {
+    let faulty = Arc::new(Faulty::new(Arc::new(MemoryStore::new())));
+    let n = node_on(faulty.clone(), opts());
+    let pid = n.spawn("given-up").await;
+    assert_eq!(n.eval(&pid, "C = (C or 0) + 1; return C").await, "1");
+    // The write of the next slot fails after 300 ms, long after its evaluation.
+    faulty
+        .fail_next_apply
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let msg = n.eval_message(&pid, "C = C + 100; return C");
+    let err = n
+        .resolver
+        .resolve(
+            Message::new().with("device", "process@1.0"),
+            msg.with("path", "push").with("method", "POST"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected write failure"), "{err}");
+    // The slot goes to the next message, evaluated on the state before the failed one.
+    let (slot, results) = n.push(&pid, "C = (C or 0) + 1; return C").await;
+    assert_eq!((slot, data(&results)), (2, "2".to_owned()));
+    assert_eq!(n.eval(&pid, "return C").await, "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -531,6 +531,37 @@ impl Processes {
         self.shared.scheduler.schedule_durable(pid, message).await
     }
 
+    /// Asks the actor of `pid` to compute up to `slot` (see [`Scheduler::schedule_early`]) and
+    /// returns the reply to await, without waiting for it.
+    pub(crate) async fn start_compute(
+        self: &Arc<Self>,
+        pid: &str,
+        slot: u64,
+    ) -> Result<oneshot::Receiver<Result<Arc<SlotResult>>>> {
+        let h = self.handle(pid)?;
+        h.stats
+            .last_used
+            .store(self.shared.now_ms(), Ordering::Relaxed);
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(Cmd::Compute { to: slot, reply })
+            .await
+            .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))?;
+        Ok(rx)
+    }
+
+    /// Awaits a reply of [`Processes::start_compute`].
+    pub(crate) async fn computed(
+        pid: &str,
+        rx: oneshot::Receiver<Result<Arc<SlotResult>>>,
+    ) -> Result<Arc<SlotResult>> {
+        rx.await.map_err(|_| {
+            Error::status(
+                500,
+                format!("process {pid} failed while serving this request and was restarted"),
+            )
+        })?
+    }
+
     /// Computes `pid` up to `slot` and returns that slot's result.
     pub async fn compute(self: &Arc<Self>, pid: &str, slot: u64) -> Result<Arc<SlotResult>> {
         self.ask(pid, |reply| Cmd::Compute { to: slot, reply })
@@ -765,7 +796,35 @@ impl Exec {
                 _ => None,
             })
             .max();
-        let advanced = target.map(|to| self.advance(to));
+        // Slots may be computed while their batch is being written; nothing computed from them
+        // is answered or stored before they are durable, and if the batch fails the state goes
+        // back to what the store holds.
+        let durable = match target {
+            Some(_) => self.shared.scheduler.durable(&self.pid).ok(),
+            None => None,
+        };
+        let failures = durable.as_ref().map(|d| d.borrow().failures);
+        let mut advanced = target.map(|to| self.advance(to));
+        if let (Some(mut rx), Some(failures)) = (durable, failures)
+            && self.done > rx.borrow().through
+        {
+            let done = self.done;
+            let state = futures::executor::block_on(
+                rx.wait_for(|d| d.through >= done || d.failures != failures),
+            )
+            .map(|d| *d);
+            if !matches!(state, Ok(d) if d.through >= done) {
+                self.give_up_tentative();
+                advanced = Some(Err(Error::status(
+                    503,
+                    format!(
+                        "scheduling failed: the slots after {} of {} were given up",
+                        state.map_or(-1, |d| d.through),
+                        self.pid
+                    ),
+                )));
+            }
+        }
         for cmd in cmds {
             match cmd {
                 Cmd::Compute { to, reply } => {
@@ -808,6 +867,33 @@ impl Exec {
         self.stats
             .last_used
             .store(self.shared.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Forgets what was computed from assignments that were given up (their batch could not be
+    /// written): the actor starts again from what the store holds, keeping the loaded module.
+    fn give_up_tentative(&mut self) {
+        tracing::warn!(process = %self.pid, "slots computed before their assignments were durable were given up");
+        self.pending.clear();
+        self.pending_latest = None;
+        let module = self.module.take();
+        match Exec::new(
+            &self.pid,
+            self.process.clone(),
+            self.shared.clone(),
+            self.stats.clone(),
+        ) {
+            Ok(fresh) => *self = fresh,
+            Err(e) => {
+                // Recompute from the start rather than trust any state.
+                tracing::error!(process = %self.pid, error = %e, "cannot reread the process's state");
+                self.results.clear();
+                self.instance = None;
+                self.inst_slot = -1;
+                self.done = -1;
+                self.snap_slot = -1;
+            }
+        }
+        self.module = module;
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -939,7 +1025,7 @@ impl Exec {
             let a = self
                 .shared
                 .scheduler
-                .assignment(&self.pid, s)?
+                .tentative_assignment(&self.pid, s)?
                 .ok_or_else(|| no_assignment(&self.pid, s))?;
             let (_, failed) = self.eval(s, &a)?;
             if failed.is_some() {
@@ -991,7 +1077,7 @@ impl Exec {
             let a = self
                 .shared
                 .scheduler
-                .assignment(&self.pid, s)?
+                .tentative_assignment(&self.pid, s)?
                 .ok_or_else(|| no_assignment(&self.pid, s))?;
             self.ensure_instance()?;
             let message_id = a

@@ -318,7 +318,8 @@ fn sign_batch(store: &dyn Store, wallet: &Wallet, batch: &[SignJob]) -> Result<(
     let mut ops = Vec::new();
     let mut last: HashMap<&str, u64> = HashMap::new();
     for (job, a) in batch.iter().zip(&signed) {
-        let (uid, o) = cache::message_ops(a)?;
+        let (uid, mut o) = cache::message_ops(a)?;
+        without_stored_body(&mut o, &uid);
         ops.extend(o);
         ops.push(Op::MakeLink {
             existing: uid,
@@ -331,6 +332,30 @@ fn sign_batch(store: &dyn Store, wallet: &Wallet, batch: &[SignJob]) -> Result<(
         ops.push(counter_op(signing_path(pid, "signed"), slot));
     }
     store.apply(ops)
+}
+
+/// Leaves out of a signed assignment's writes those of its `body`: the scheduled message was
+/// written with the unsigned assignment, and writing the same records again changes nothing
+/// but costs the store a copy-on-write insert each. The body's writes are the run from its
+/// group's creation to the link that makes it the assignment's `body`.
+fn without_stored_body(ops: &mut Vec<Op>, uid: &str) {
+    let body_link = format!("{uid}/body");
+    let Some(end) = ops
+        .iter()
+        .position(|o| matches!(o, Op::MakeLink { new, .. } if *new == body_link))
+    else {
+        return;
+    };
+    let Op::MakeLink { existing: body, .. } = &ops[end] else {
+        return;
+    };
+    let Some(start) = ops[..end]
+        .iter()
+        .position(|o| matches!(o, Op::MakeGroup { path } if path == body))
+    else {
+        return;
+    };
+    ops.drain(start..end);
 }
 
 /// Signs messages with the node wallet, on two threads when there are several.
@@ -349,4 +374,59 @@ pub(crate) fn sign_all(msgs: &[&Message], wallet: &Wallet) -> Result<Vec<Message
         out.extend(second?);
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ao_core::MemoryStore;
+
+    /// A signed assignment written without its body's records reads back whole (its body
+    /// from the records the unsigned assignment wrote), and the writes left out would have
+    /// changed nothing.
+    #[test]
+    fn a_signed_assignment_reuses_the_stored_body() {
+        let wallet = Wallet::from_jwk(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/fixtures/wallets/test-wallet.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let body = ao_core::ans104::commit(
+            &Message::new()
+                .with("type", "Message")
+                .with("action", "Eval")
+                .with("data", "return 1"),
+            &wallet,
+        )
+        .unwrap();
+        let unsigned = Message::new()
+            .with("slot", 3i64)
+            .with("hash-chain", "abc")
+            .with("body", body.clone());
+        let store = MemoryStore::new();
+        let (_, ops) = cache::message_ops(&unsigned).unwrap();
+        store.apply(ops).unwrap();
+        let signed = ao_core::signature::commit(&unsigned, &wallet).unwrap();
+        let (uid, all) = cache::message_ops(&signed).unwrap();
+        let mut reduced = all.clone();
+        without_stored_body(&mut reduced, &uid);
+        assert!(
+            reduced.len() + 10 < all.len(),
+            "{} of {}",
+            reduced.len(),
+            all.len()
+        );
+        store.apply(reduced).unwrap();
+        let back = cache::read_message(&store, &uid).unwrap().unwrap();
+        assert_eq!(back, signed);
+        assert_eq!(back.get_message("body"), Some(&body));
+        assert_eq!(ao_core::verify::verify_signatures(&back).unwrap(), 1);
+        // Writing everything again changes nothing.
+        let before: Vec<String> = store.children(&uid).unwrap();
+        store.apply(all).unwrap();
+        assert_eq!(store.children(&uid).unwrap(), before);
+    }
 }

@@ -10,6 +10,10 @@
 //!
 //! `cargo bench -p ao-devices --bench processes -- [one|many|spawn] [N] [signed|unsigned]`
 //!
+//! Each line also gives the CPU time the whole bench process (node and client side, the
+//! background signer included; the clients' signing happens before the clock starts) spent per
+//! message: on a shared, noisy machine it varies far less than the throughput does.
+//!
 //! With signed assignments, `(signer)` lines tell when the background signer had signed every
 //! assignment of the run. Environment knobs: `BENCH_DURABILITY=eventual|none` (store fsyncs),
 //! `BENCH_SNAPSHOT_EVERY=N`, `BENCH_MEMORY_MB=N` (the process options of those names).
@@ -150,16 +154,32 @@ impl Bench {
     }
 }
 
-fn report(label: &str, mut lat: Vec<Duration>, total: Duration) {
+/// CPU time (user + system) of this process so far, in seconds (Linux; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: state is field 3, utime 14, stime 15 (clock ticks).
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    match (f.get(11), f.get(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => 0.0,
+    }
+}
+
+fn report(label: &str, mut lat: Vec<Duration>, total: Duration, cpu_at_start: f64) {
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
-        "{label:<44} {:>6} msgs in {:>7.2} s = {:>7.1} msgs/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        "{label:<44} {:>6} msgs in {:>7.2} s = {:>7.1} msgs/s   p50 {:>7.2} ms   p99 {:>7.2} ms   cpu {:>5.2} ms/msg",
         lat.len(),
         total.as_secs_f64(),
         lat.len() as f64 / total.as_secs_f64(),
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
+        (cpu_seconds() - cpu_at_start) * 1e3 / lat.len() as f64,
     );
 }
 
@@ -223,6 +243,7 @@ async fn one(n: usize, sign: bool) {
         b.push(m).await; // warm-up: boot, AOT, caches
     }
     let msgs = b.messages(&pid, n);
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let mut lat = Vec::new();
     for m in msgs {
@@ -232,14 +253,16 @@ async fn one(n: usize, sign: bool) {
         &format!("one process, sequential{tag}"),
         lat,
         started.elapsed(),
+        cpu,
     );
     if sign {
         report_signed(&b, "  (signer)", n, started).await;
     }
     let msgs = b.messages(&pid, n);
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let (lat, total) = run_concurrent(&b, msgs, 32).await;
-    report(&format!("one process, 32 in flight{tag}"), lat, total);
+    report(&format!("one process, 32 in flight{tag}"), lat, total, cpu);
     if sign {
         report_signed(&b, "  (signer)", n, started).await;
     }
@@ -277,13 +300,23 @@ async fn many(n: usize, sign: bool) {
         .map(|m| ao_core::ans104::commit(&m.without("commitments"), &b.client).unwrap())
         .collect();
     let count = msgs.len();
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let (lat, total) = run_concurrent(&b, msgs, 64).await;
-    report(&format!("100 processes, 64 in flight{tag}"), lat, total);
+    report(
+        &format!("100 processes, 64 in flight{tag}"),
+        lat,
+        total,
+        cpu,
+    );
     if sign {
         report_signed(&b, "  (signer)", count, started).await;
     }
-    println!("live instance bytes: {} MB", b.rt.live_bytes() >> 20);
+    println!(
+        "live instance bytes: {} MB (budget {} MB)",
+        b.rt.live_bytes() >> 20,
+        b.rt.options().memory_budget >> 20
+    );
 }
 
 async fn spawn(n: usize) {
@@ -348,8 +381,9 @@ async fn spawn(n: usize) {
     for pid in &pids {
         msgs.extend(b.messages(pid, 1));
     }
+    let cpu = cpu_seconds();
     let (lat, total) = run_concurrent(&b, msgs, 16).await;
-    report("first message to each (boot + eval)", lat, total);
+    report("first message to each (boot + eval)", lat, total, cpu);
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!(
         "after: rss {:.0} MB, live instance bytes {} MB (budget 256 MB), {} processes",

@@ -698,6 +698,197 @@ async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
     verified_schedule(&m, &pid, 4, 4).await;
 }
 
+/// A store with injected faults: deferred (derived) writes can be made to vanish, as a crash
+/// may lose the latest of them, and the next durable batch can be made to fail (slowly);
+/// everything else goes to the inner store.
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<dyn Store>,
+    lose: std::sync::atomic::AtomicBool,
+    fail_next_apply: std::sync::atomic::AtomicBool,
+}
+
+impl Faulty {
+    fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            lose: false.into(),
+            fail_next_apply: false.into(),
+        }
+    }
+}
+
+impl Store for Faulty {
+    fn apply(&self, ops: Vec<ao_core::store::Op>) -> ao_core::Result<()> {
+        if self
+            .fail_next_apply
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            std::thread::sleep(Duration::from_millis(300));
+            return Err(ao_core::Error::Store("injected write failure".into()));
+        }
+        self.inner.apply(ops)
+    }
+    fn apply_deferred(&self, ops: Vec<ao_core::store::Op>) -> ao_core::Result<()> {
+        if self.lose.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner.apply_deferred(ops)
+    }
+    fn get_raw(&self, path: &str) -> ao_core::Result<Option<ao_core::store::Entry>> {
+        self.inner.get_raw(path)
+    }
+    fn children(&self, path: &str) -> ao_core::Result<Vec<String>> {
+        self.inner.children(path)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_lost_in_a_crash_are_recomputed_from_the_assignments() {
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let lossy = Arc::new(Faulty::new(inner.clone()));
+    let n = node_on(lossy.clone(), opts().with_snapshot_every(2));
+    let pid = n.spawn("recomputed").await;
+    for i in 1..=3 {
+        assert_eq!(
+            n.eval(&pid, "C = (C or 0) + 1; return C").await,
+            i.to_string()
+        );
+    }
+    // (Results are written just after the reply.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ao_devices::process::runtime::stored_latest(inner.as_ref(), &pid).unwrap() != Some(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slot 3's result was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // From here on the results and snapshots written never reach the store, as if the node
+    // crashed before they were on disk; the messages themselves are durably scheduled.
+    lossy.lose.store(true, std::sync::atomic::Ordering::SeqCst);
+    for i in 4..=7 {
+        assert_eq!(
+            n.eval(&pid, "C = (C or 0) + 1; return C").await,
+            i.to_string()
+        );
+    }
+    drop(n);
+    assert_eq!(
+        ao_devices::process::runtime::stored_latest(inner.as_ref(), &pid).unwrap(),
+        Some(3)
+    );
+    // Restarted on what the store kept: slots 4–7 are computed again from their assignments,
+    // and the state is the one of a run without the loss.
+    let m = node_on(inner.clone(), opts().with_snapshot_every(2));
+    assert_eq!(m.eval(&pid, "return C").await, "7");
+    let r = m
+        .path(&format!(
+            "/{pid}~process@1.0/compute&slot+integer=5/results/data"
+        ))
+        .await;
+    assert_eq!(r.as_str(), Some("5"));
+    assert_eq!(
+        ao_devices::process::runtime::stored_latest(inner.as_ref(), &pid).unwrap(),
+        Some(8)
+    );
+}
+
+/// A slot is computed while its assignment is being written; when that write fails, the
+/// message is refused and what was computed from it is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_whose_write_fails_is_given_up_with_what_was_computed_from_it() {
+    let faulty = Arc::new(Faulty::new(Arc::new(MemoryStore::new())));
+    let n = node_on(faulty.clone(), opts());
+    let pid = n.spawn("given-up").await;
+    assert_eq!(n.eval(&pid, "C = (C or 0) + 1; return C").await, "1");
+    // The write of the next slot fails after 300 ms, long after its evaluation.
+    faulty
+        .fail_next_apply
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let msg = n.eval_message(&pid, "C = C + 100; return C");
+    let err = n
+        .resolver
+        .resolve(
+            Message::new().with("device", "process@1.0"),
+            msg.with("path", "push").with("method", "POST"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected write failure"), "{err}");
+    // The slot goes to the next message, evaluated on the state before the failed one.
+    let (slot, results) = n.push(&pid, "C = (C or 0) + 1; return C").await;
+    assert_eq!((slot, data(&results)), (2, "2".to_owned()));
+    assert_eq!(n.eval(&pid, "return C").await, "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_signs_the_queued_assignments_first() {
+    use ao_devices::scheduler::server::assignment_path;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn Store> {
+        Arc::new(ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir.path())).unwrap())
+    };
+    let store = open();
+    let n = node_on(store.clone(), opts());
+    let pid = n.spawn("signed-before-stopping").await;
+    // Acknowledged, computed, not signed: the signer is held.
+    n.rt.scheduler().pause_signing(true);
+    for i in 1..=5 {
+        assert_eq!(n.push(&pid, &format!("B = {i}")).await.0, i);
+    }
+    assert_eq!(n.rt.scheduler().signing_backlog(), 5);
+    // Stopping: the queue is signed (the hold released) and written before the store closes.
+    let rt = n.rt.clone();
+    tokio::task::spawn_blocking(move || rt.scheduler().finish_signing(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.rt.scheduler().signing_backlog(), 0);
+    for s in 0..=5 {
+        let a = cache::read_message(store.as_ref(), &assignment_path(&pid, s))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ao_core::verify::verify_signatures(&a).unwrap(),
+            1,
+            "slot {s}"
+        );
+    }
+    drop(n);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&store) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(store);
+    // The next start finds nothing to re-sign, and serves the schedule at once.
+    let store = open();
+    let m = node_on(store.clone(), opts());
+    assert_eq!(m.rt.scheduler().signing_backlog(), 0);
+    m.rt.scheduler().pause_signing(true);
+    let signed = tokio::time::timeout(Duration::from_secs(10), verified_schedule(&m, &pid, 0, 5))
+        .await
+        .expect("the schedule waited for a signer that is held");
+    assert_eq!(signed.len(), 6);
+    // A stop with a signer that cannot finish in time says so instead of hanging.
+    m.rt.scheduler().pause_signing(false);
+    let pid2 = m.spawn("left-for-the-next-start").await;
+    m.rt.scheduler().pause_signing(true);
+    assert_eq!(m.push(&pid2, "C = 1").await.0, 1);
+    assert!(m.rt.scheduler().signing_backlog() > 0);
+    let rt = m.rt.clone();
+    let stopped = tokio::task::spawn_blocking(move || {
+        rt.scheduler().finish_signing(Duration::from_millis(0))
+    })
+    .await
+    .unwrap();
+    assert!(stopped.unwrap_err().to_string().contains("left unsigned"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_serves_verified_signed_assignments_under_load() {
     let n = Arc::new(node(opts()));

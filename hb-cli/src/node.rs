@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use ao_core::wallet::Wallet;
 use ao_core::{Message, Resolver, Store, Value};
 use ao_devices::meta::NodeState;
+use ao_devices::process::{ProcessOptions, Processes};
 use ao_http::metrics::{HyperbuddyDevice, Metrics};
 use ao_http::{HttpConfig, ServerHandle};
 use ao_store::{Durability, RedbStore, StoreConfig};
@@ -31,6 +32,9 @@ impl NodeOptions {
     }
 }
 
+/// How long a stopping node keeps signing queued assignments before it closes the store.
+const STOP_SIGNING_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A composed node.
 pub(crate) struct Node {
     pub(crate) options: Message,
@@ -39,6 +43,8 @@ pub(crate) struct Node {
     pub(crate) wallet: Arc<Wallet>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) http: HttpConfig,
+    /// The process runtime (scheduler unit, background assignment signer, executors).
+    pub(crate) processes: Arc<Processes>,
     /// The background task that retries the relay outbox (started by `serve`).
     outbox_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -120,6 +126,14 @@ impl Node {
         // (and its budget kind, `wasm-budget`).
         let engine = ao_wasm::WasmEngine::new(ao_wasm::WasmConfig::from_options(&options)?)?;
         let wasm = ao_wasm::devices::WasmRuntime::new(engine.clone());
+        // The process runtime is the node's (not built on first use) so that stopping the node
+        // can finish its work: see `close`.
+        let processes = Arc::new(Processes::new(
+            store.clone() as Arc<dyn Store>,
+            wallet.clone(),
+            engine.clone(),
+            ProcessOptions::from_options(&options)?,
+        ));
         let registry = registry(&wasm).build();
         // One outbound client per node (pooled connections), for relay@1.0 and router@1.0.
         let client = ao_http::HttpClient::new(
@@ -133,6 +147,7 @@ impl Node {
             .extension(wallet.clone())
             .extension(wasm)
             .extension(Arc::new(engine))
+            .extension(processes.clone())
             .extension(Arc::new(ao_devices::relay::Client::new(Arc::new(client))))
             .extension(Arc::new(ao_devices::router::RouterState::restore(
                 store.as_ref(),
@@ -145,6 +160,7 @@ impl Node {
             wallet,
             metrics,
             http,
+            processes,
             outbox_task: std::sync::Mutex::new(None),
         })
     }
@@ -227,12 +243,21 @@ impl Node {
         Ok(())
     }
 
-    /// Flushes and closes the store.
+    /// Signs the assignments still waiting for the background signer (for at most
+    /// [`STOP_SIGNING_LIMIT`]; what is left is signed on the next start), then flushes and
+    /// closes the store.
     pub(crate) fn close(&self) -> Result<()> {
         if let Ok(mut slot) = self.outbox_task.lock()
             && let Some(task) = slot.take()
         {
             task.abort();
+        }
+        if let Err(e) = self
+            .processes
+            .scheduler()
+            .finish_signing(STOP_SIGNING_LIMIT)
+        {
+            tracing::warn!(error = %e, "stopping with unsigned assignments");
         }
         self.store.close().context("closing the store")?;
         Ok(())

@@ -2,7 +2,8 @@
 //! data directory, and check that every message acknowledged with a slot is still scheduled
 //! at that slot, and that computing to the last slot gives the state a run without the crash
 //! gives (a counter equal to the number of messages scheduled); every assignment then served
-//! carries a verifying node signature.
+//! carries a verifying node signature. And a graceful stop (SIGTERM) signs the assignments
+//! still queued for the background signer before the store closes.
 
 mod support;
 
@@ -186,4 +187,98 @@ async fn acknowledged_messages_survive_sigkill() {
         assert_eq!(counter, current.to_string(), "{pid}");
     }
     node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_signs_the_queued_assignments_before_the_store_closes() {
+    let data = tempfile::tempdir().unwrap();
+    let module = support::add_module(
+        data.path(),
+        "wasm/aos-2-pure-xs.exnref.wasm",
+        "wasm64-unknown-emscripten-draft_2024_02_15",
+    );
+    let env = [("RUST_LOG", "warn,ao_devices::scheduler=info")];
+    let node = support::NodeProc::start(data.path(), &env);
+    let wallet = Arc::new(
+        Wallet::from_jwk(&std::fs::read(support::fixture("wallets/key-1.json")).unwrap()).unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let p = Message::new()
+        .with("device", "process@1.0")
+        .with("type", "Process")
+        .with("scheduler", node.address.as_str())
+        .with("execution-device", "genesis-wasm@1.0")
+        .with("module", module.as_str())
+        .with("name", "signed-at-stop");
+    let r = post(&client, &format!("{}/push", node.url), item(&wallet, p))
+        .await
+        .unwrap();
+    let pid = r["process"].as_str().unwrap().to_owned();
+    // A burst of pushes, acknowledged before their assignments are signed; then SIGTERM at
+    // once, while the signer is (most likely) still behind.
+    let items: Vec<Vec<u8>> = (0..120)
+        .map(|i| {
+            item(
+                &wallet,
+                Message::new()
+                    .with("type", "Message")
+                    .with("target", pid.as_str())
+                    .with("action", "Eval")
+                    .with("nonce", i.to_string())
+                    .with("data", "Count = (Count or 0) + 1; return Count"),
+            )
+        })
+        .collect();
+    let url = format!("{}/{pid}~process@1.0/push", node.url);
+    let queue = Arc::new(std::sync::Mutex::new(items));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url, queue) = (client.clone(), url.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap().pop();
+                let Some(body) = next else { return };
+                post(&client, &url, body).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let status = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the node did not stop cleanly: {status:?}"
+    );
+    let log = std::fs::read_to_string(data.path().join("node.log")).unwrap();
+    assert!(!log.contains("stopping with unsigned assignments"), "{log}");
+    if let Some(line) = log
+        .lines()
+        .find(|l| l.contains("still queued before stopping"))
+    {
+        println!("{line}");
+    }
+    // The closed store: every assignment signed by the node, nothing left for the next start.
+    let store =
+        ao_store::RedbStore::open_read_only(ao_store::StoreConfig::in_data_dir(data.path()))
+            .unwrap();
+    let counter = |which: &str| -> Option<String> {
+        ao_core::Store::read(&store, &format!("scheduler-signing/{pid}/{which}"))
+            .unwrap()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+    };
+    assert_eq!(counter("assigned").as_deref(), Some("120"));
+    assert_eq!(counter("signed").as_deref(), Some("120"));
+    for slot in 0..=120 {
+        let a = ao_core::cache::read_message(&store, &format!("assignments/{pid}/{slot}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ao_core::verify::verify_signatures(&a).unwrap(),
+            1,
+            "slot {slot}"
+        );
+    }
 }

@@ -425,8 +425,11 @@ async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message)
     // A message delivered again (a retried push) keeps its slot, and its outbox is not sent twice.
     // The reply carries the slot and the result, not the assignment: no need to wait for its
     // signature.
-    let (a, fresh) = crate::scheduler::remote::schedule_once(rt, &pid, msg).await?;
-    let r = rt.compute(&pid, a.slot).await?;
+    let (a, fresh, computing) = crate::scheduler::remote::schedule_once(rt, &pid, msg).await?;
+    let r = match computing {
+        Some(c) => Processes::computed(&pid, c).await?,
+        None => rt.compute(&pid, a.slot).await?,
+    };
     let depth = req.get("result-depth").and_then(Value::as_integer);
     let delivered = match fresh {
         true => deliver_outbox(rt, ctx, &pid, &r, depth).await,

@@ -21,6 +21,12 @@
 //! * **Snapshots** are taken every `process-snapshot-every` slots (0: only on eviction) and are
 //!   written in the same store batch as the results they cover, so a stored snapshot never runs
 //!   ahead of the stored results.
+//! * **Results and snapshots are derived data**, written with [`Store::apply_deferred`]: the
+//!   store may acknowledge them before they are on disk (only the assignments, written by the
+//!   scheduler, must be durable before a caller is answered). A crash may lose the latest of
+//!   them, never a part of a batch and never a batch without the ones before it; on restart
+//!   the actor starts from what `computed/<pid>/latest` and the snapshot say and recomputes the
+//!   slots after, from their durable assignments.
 //!
 //! Store layout (see `docs/processes.md`): `computed/<pid>/slot/<n>` and
 //! `computed/<pid>/<message-id>` → the slot's result record; `computed/<pid>/latest` → the
@@ -74,7 +80,7 @@ impl Default for ProcessOptions {
     fn default() -> Self {
         Self {
             snapshot_every: 1000,
-            memory_budget: 1 << 30,
+            memory_budget: default_memory_budget(),
             idle: Duration::from_secs(300),
             fuel: 10_000_000_000,
             time: Duration::from_secs(30),
@@ -84,6 +90,26 @@ impl Default for ProcessOptions {
             supervise_every: Duration::from_millis(250),
         }
     }
+}
+
+/// The default `process-memory-budget`: a quarter of the memory available when the node
+/// starts, between 256 MiB and 1.5 GiB (1 GiB where it cannot be read). 100 warm aos
+/// processes take about 1 GiB: a fixed 1 GiB budget had them evict each other continually.
+pub fn default_memory_budget() -> u64 {
+    static BUDGET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let available = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map(|kib| kib * 1024);
+        match available {
+            Some(bytes) => (bytes / 4).clamp(256 << 20, 3 << 29),
+            None => 1 << 30,
+        }
+    })
 }
 
 fn int_option(opts: &Message, key: &str) -> Result<Option<u64>> {
@@ -520,6 +546,37 @@ impl Processes {
         self.shared.scheduler.schedule_durable(pid, message).await
     }
 
+    /// Asks the actor of `pid` to compute up to `slot` (see [`Scheduler::schedule_early`]) and
+    /// returns the reply to await, without waiting for it.
+    pub(crate) async fn start_compute(
+        self: &Arc<Self>,
+        pid: &str,
+        slot: u64,
+    ) -> Result<oneshot::Receiver<Result<Arc<SlotResult>>>> {
+        let h = self.handle(pid)?;
+        h.stats
+            .last_used
+            .store(self.shared.now_ms(), Ordering::Relaxed);
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(Cmd::Compute { to: slot, reply })
+            .await
+            .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))?;
+        Ok(rx)
+    }
+
+    /// Awaits a reply of [`Processes::start_compute`].
+    pub(crate) async fn computed(
+        pid: &str,
+        rx: oneshot::Receiver<Result<Arc<SlotResult>>>,
+    ) -> Result<Arc<SlotResult>> {
+        rx.await.map_err(|_| {
+            Error::status(
+                500,
+                format!("process {pid} failed while serving this request and was restarted"),
+            )
+        })?
+    }
+
     /// Computes `pid` up to `slot` and returns that slot's result.
     pub async fn compute(self: &Arc<Self>, pid: &str, slot: u64) -> Result<Arc<SlotResult>> {
         self.ask(pid, |reply| Cmd::Compute { to: slot, reply })
@@ -754,7 +811,35 @@ impl Exec {
                 _ => None,
             })
             .max();
-        let advanced = target.map(|to| self.advance(to));
+        // Slots may be computed while their batch is being written; nothing computed from them
+        // is answered or stored before they are durable, and if the batch fails the state goes
+        // back to what the store holds.
+        let durable = match target {
+            Some(_) => self.shared.scheduler.durable(&self.pid).ok(),
+            None => None,
+        };
+        let failures = durable.as_ref().map(|d| d.borrow().failures);
+        let mut advanced = target.map(|to| self.advance(to));
+        if let (Some(mut rx), Some(failures)) = (durable, failures)
+            && self.done > rx.borrow().through
+        {
+            let done = self.done;
+            let state = futures::executor::block_on(
+                rx.wait_for(|d| d.through >= done || d.failures != failures),
+            )
+            .map(|d| *d);
+            if !matches!(state, Ok(d) if d.through >= done) {
+                self.give_up_tentative();
+                advanced = Some(Err(Error::status(
+                    503,
+                    format!(
+                        "scheduling failed: the slots after {} of {} were given up",
+                        state.map_or(-1, |d| d.through),
+                        self.pid
+                    ),
+                )));
+            }
+        }
         for cmd in cmds {
             match cmd {
                 Cmd::Compute { to, reply } => {
@@ -799,6 +884,33 @@ impl Exec {
             .store(self.shared.now_ms(), Ordering::Relaxed);
     }
 
+    /// Forgets what was computed from assignments that were given up (their batch could not be
+    /// written): the actor starts again from what the store holds, keeping the loaded module.
+    fn give_up_tentative(&mut self) {
+        tracing::warn!(process = %self.pid, "slots computed before their assignments were durable were given up");
+        self.pending.clear();
+        self.pending_latest = None;
+        let module = self.module.take();
+        match Exec::new(
+            &self.pid,
+            self.process.clone(),
+            self.shared.clone(),
+            self.stats.clone(),
+        ) {
+            Ok(fresh) => *self = fresh,
+            Err(e) => {
+                // Recompute from the start rather than trust any state.
+                tracing::error!(process = %self.pid, error = %e, "cannot reread the process's state");
+                self.results.clear();
+                self.instance = None;
+                self.inst_slot = -1;
+                self.done = -1;
+                self.snap_slot = -1;
+            }
+        }
+        self.module = module;
+    }
+
     fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -810,7 +922,9 @@ impl Exec {
                 value: Bytes::from(l.to_string()),
             });
         }
-        self.shared.store.apply(ops)
+        // Derived data: a crash may lose it, and the actor recomputes it (see the module
+        // documentation), so it does not wait for the disk.
+        self.shared.store.apply_deferred(ops)
     }
 
     fn result(&mut self, slot: u64) -> Result<Arc<SlotResult>> {
@@ -928,7 +1042,7 @@ impl Exec {
             let a = self
                 .shared
                 .scheduler
-                .assignment(&self.pid, s)?
+                .tentative_assignment(&self.pid, s)?
                 .ok_or_else(|| no_assignment(&self.pid, s))?;
             let (_, failed) = self.eval(s, &a)?;
             if failed.is_some() {
@@ -980,7 +1094,7 @@ impl Exec {
             let a = self
                 .shared
                 .scheduler
-                .assignment(&self.pid, s)?
+                .tentative_assignment(&self.pid, s)?
                 .ok_or_else(|| no_assignment(&self.pid, s))?;
             self.ensure_instance()?;
             let message_id = a

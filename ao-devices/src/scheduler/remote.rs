@@ -246,15 +246,39 @@ fn to_json(v: &Value) -> serde_json::Value {
     }
 }
 
+/// Schedules a message and starts computing its slot while the slot is being written.
+async fn schedule_and_compute(
+    rt: &Arc<Processes>,
+    pid: &str,
+    message: Message,
+) -> Result<(Assigned, bool, Option<Computing>)> {
+    rt.process(pid)?
+        .ok_or_else(|| Error::MessageNotFound(format!("process {pid}")))?;
+    let (slot, outcome) = rt.scheduler().schedule_early(pid, message).await?;
+    let computing = match slot {
+        Some(slot) => rt.start_compute(pid, slot).await.ok(),
+        None => None,
+    };
+    let assigned = outcome
+        .await
+        .map_err(|_| Error::Internal(format!("the scheduler of {pid} dropped a request")))??;
+    Ok((assigned, true, computing))
+}
+
 type InFlight = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
-/// Schedules `message` on `pid` unless `pid` already holds it; the assignment, and whether it
-/// is new. Deliveries of one message are serialised, so concurrent duplicates get one slot.
+/// The result of a slot being computed.
+pub(crate) type Computing = tokio::sync::oneshot::Receiver<Result<Arc<crate::process::SlotResult>>>;
+
+/// Schedules `message` on `pid` unless `pid` already holds it; the assignment (durable), and
+/// whether it is new. Deliveries of one message are serialised, so concurrent duplicates get
+/// one slot. A new slot is computed while it is being written: its computation is returned too
+/// (await it with [`Processes::computed`]).
 pub async fn schedule_once(
     rt: &Arc<Processes>,
     pid: &str,
     message: Message,
-) -> Result<(Assigned, bool)> {
+) -> Result<(Assigned, bool, Option<Computing>)> {
     static IN_FLIGHT: OnceLock<InFlight> = OnceLock::new();
     let message_id = b64u(&id(&message, IdScope::Signed)?);
     let key = format!("{pid}/{message_id}");
@@ -282,9 +306,10 @@ pub async fn schedule_once(
                         signed: false,
                     },
                     false,
+                    None,
                 ))
             }
-            None => rt.schedule_durable(pid, message).await.map(|a| (a, true)),
+            None => schedule_and_compute(rt, pid, message).await,
         }
     };
     let mut m = map

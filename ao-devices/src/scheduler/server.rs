@@ -82,7 +82,21 @@ pub struct Assigned {
 struct Request {
     message: Message,
     message_id: String,
+    /// Told the slot as soon as it is assigned, before the batch is written
+    /// ([`Scheduler::schedule_early`]).
+    early: Option<oneshot::Sender<u64>>,
     reply: oneshot::Sender<Result<Assigned>>,
+}
+
+/// How far the assignments of one process are durable, for executors that computed slots
+/// whose batch was still being written ([`Scheduler::tentative_assignment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    /// The latest durable slot (−1: none).
+    pub through: i64,
+    /// How many batches failed to be written: a change means that the slots assigned beyond
+    /// `through` were given up (and will be assigned again, to other messages).
+    pub failures: u64,
 }
 
 /// A live per-process scheduler.
@@ -92,6 +106,9 @@ struct Server {
     /// The latest assigned slot (−1 before the first).
     current: Arc<AtomicI64>,
     recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
+    /// The batch being written: assigned, not yet durable.
+    tentative: Arc<Mutex<Vec<(u64, Message)>>>,
+    durable: Arc<tokio::sync::watch::Sender<Durable>>,
 }
 
 /// The node's scheduler unit: per-process actors, created on demand, and the background signer.
@@ -221,6 +238,11 @@ impl Scheduler {
             tx,
             current: Arc::new(AtomicI64::new(next as i64 - 1)),
             recent: Arc::new(Mutex::new(VecDeque::new())),
+            tentative: Arc::new(Mutex::new(Vec::new())),
+            durable: Arc::new(tokio::sync::watch::Sender::new(Durable {
+                through: next as i64 - 1,
+                failures: 0,
+            })),
         };
         let actor = Actor {
             pid: pid.to_owned(),
@@ -232,6 +254,8 @@ impl Scheduler {
             watch,
             current: server.current.clone(),
             recent: server.recent.clone(),
+            tentative: server.tentative.clone(),
+            durable: server.durable.clone(),
         };
         tokio::spawn(actor.run(rx));
         servers.insert(pid.to_owned(), server.clone());
@@ -257,6 +281,33 @@ impl Scheduler {
     /// durable, before it is signed: for callers that answer with the slot (or a result), not
     /// with the assignment itself.
     pub async fn schedule_durable(&self, pid: &str, message: Message) -> Result<Assigned> {
+        let rx = self.submit(pid, message, None).await?;
+        rx.await
+            .map_err(|_| Error::Internal(format!("the scheduler of {pid} dropped a request")))?
+    }
+
+    /// Assigns the next slot of `pid` to `message` and returns the slot as soon as it is
+    /// assigned, while its batch is being written, with the outcome of that write to await (the
+    /// assignment once durable). An executor may compute the slot meanwhile (from
+    /// [`Scheduler::tentative_assignment`]) but must not answer with, or store, anything about it
+    /// before the slot is durable ([`Scheduler::durable`]).
+    pub async fn schedule_early(
+        &self,
+        pid: &str,
+        message: Message,
+    ) -> Result<(Option<u64>, oneshot::Receiver<Result<Assigned>>)> {
+        let (early, early_rx) = oneshot::channel();
+        let rx = self.submit(pid, message, Some(early)).await?;
+        // No early slot (a process scheduled again keeps its slot 0): only the outcome.
+        Ok((early_rx.await.ok(), rx))
+    }
+
+    async fn submit(
+        &self,
+        pid: &str,
+        message: Message,
+        early: Option<oneshot::Sender<u64>>,
+    ) -> Result<oneshot::Receiver<Result<Assigned>>> {
         let message_id = b64u(&id(&message, IdScope::Signed)?);
         let server = self.server(pid)?;
         let (reply, rx) = oneshot::channel();
@@ -265,12 +316,30 @@ impl Scheduler {
             .send(Request {
                 message,
                 message_id,
+                early,
                 reply,
             })
             .await
             .map_err(|_| Error::Internal(format!("the scheduler of {pid} stopped")))?;
-        rx.await
-            .map_err(|_| Error::Internal(format!("the scheduler of {pid} dropped a request")))?
+        Ok(rx)
+    }
+
+    /// How far the assignments of `pid` are durable, as a watch.
+    pub fn durable(&self, pid: &str) -> Result<tokio::sync::watch::Receiver<Durable>> {
+        Ok(self.server(pid)?.durable.subscribe())
+    }
+
+    /// [`Scheduler::assignment`], or the assignment of a batch still being written: for an
+    /// executor that waits for [`Scheduler::durable`] before it answers or stores anything
+    /// computed from it.
+    pub fn tentative_assignment(&self, pid: &str, slot: u64) -> Result<Option<Message>> {
+        if let Some(s) = lock(&self.servers).get(pid) {
+            let tentative = lock(&s.tentative);
+            if let Some((_, m)) = tentative.iter().find(|(n, _)| *n == slot) {
+                return Ok(Some(m.clone()));
+            }
+        }
+        self.assignment(pid, slot)
     }
 
     /// The latest assigned slot of `pid` (`None` before the first).
@@ -320,6 +389,29 @@ impl Scheduler {
         self.signer.as_ref().map_or(0, |s| s.backlog())
     }
 
+    /// Signs every assignment still waiting for the background signer (releasing a
+    /// [`Scheduler::pause_signing`]) and returns once all are durable: a graceful stop calls it
+    /// before the store closes, so the next start has nothing to re-sign. Blocks the calling
+    /// thread. An error says how many are left (they are signed on the next start) and why:
+    /// the signer cannot write them, or `limit` passed first.
+    pub fn finish_signing(&self, limit: std::time::Duration) -> Result<()> {
+        let Ok(signer) = &self.signer else {
+            return Ok(());
+        };
+        let backlog = signer.backlog();
+        if backlog > 0 {
+            tracing::info!(
+                count = backlog,
+                "signing the assignments still queued before stopping"
+            );
+        }
+        signer.finish(limit).map_err(|(left, why)| {
+            Error::Internal(format!(
+                "{left} assignments are left unsigned (they are signed on the next start): {why}"
+            ))
+        })
+    }
+
     /// Holds (or releases) the background signer. Fault injection for recovery tests and
     /// drills: assignments made while it is held are durable and acknowledged but unsigned.
     pub fn pause_signing(&self, paused: bool) {
@@ -365,6 +457,8 @@ struct Actor {
     watch: SignWatch,
     current: Arc<AtomicI64>,
     recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
+    tentative: Arc<Mutex<Vec<(u64, Message)>>>,
+    durable: Arc<tokio::sync::watch::Sender<Durable>>,
 }
 
 /// One assignment to build: everything but the signature.
@@ -396,6 +490,7 @@ impl Actor {
         let mut chain = self.chain.clone();
         let mut drafts = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
+        let mut earlies = Vec::with_capacity(batch.len());
         // A process spawned twice (concurrent spawns) keeps its one slot 0.
         let mut respawns = Vec::new();
         for req in batch {
@@ -430,7 +525,18 @@ impl Actor {
                 message_id: req.message_id,
                 unsigned,
             });
+            earlies.push((slot, req.early));
             replies.push(req.reply);
+        }
+        // Executors may start on the batch while it is written (see `schedule_early`).
+        *lock(&self.tentative) = drafts
+            .iter()
+            .map(|d| (d.slot, d.unsigned.clone()))
+            .collect();
+        for (slot, early) in earlies {
+            if let Some(e) = early {
+                let _ = e.send(slot);
+            }
         }
         let pid = self.pid.clone();
         let store = self.store.clone();
@@ -461,6 +567,7 @@ impl Actor {
         let assigned = match built {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
+                self.give_up_tentative();
                 tracing::error!(process = %self.pid, error = %e, "scheduling failed; no slot assigned");
                 let text = e.to_string();
                 for r in replies.into_iter().chain(respawns) {
@@ -469,6 +576,7 @@ impl Actor {
                 return;
             }
             Err(join) => {
+                self.give_up_tentative();
                 tracing::error!(process = %self.pid, error = %join, "the scheduler's write task failed");
                 for r in replies.into_iter().chain(respawns) {
                     let _ = r.send(Err(Error::Internal("the scheduler failed".into())));
@@ -500,10 +608,20 @@ impl Actor {
                 recent.pop_front();
             }
         }
+        lock(&self.tentative).clear();
+        let through = self.next as i64 - 1;
+        self.durable.send_modify(|d| d.through = through);
         for (r, a) in replies.into_iter().zip(assigned) {
             let _ = r.send(Ok(a));
         }
         self.answer_respawns(respawns);
+    }
+
+    /// A batch that could not be written: its slots are given up (they will be assigned again)
+    /// and executors that computed them are told so.
+    fn give_up_tentative(&self) {
+        lock(&self.tentative).clear();
+        self.durable.send_modify(|d| d.failures += 1);
     }
 
     fn answer_respawns(&self, respawns: Vec<oneshot::Sender<Result<Assigned>>>) {

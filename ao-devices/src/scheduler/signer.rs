@@ -15,7 +15,8 @@
 //!
 //! On start, every process whose `signed` is below its `assigned` has the assignments in
 //! between queued again ([`SignerHandle::start`]), so an assignment acknowledged before a crash
-//! is signed after the restart.
+//! is signed after the restart. A node that stops gracefully signs its backlog first
+//! ([`SignerHandle::finish`]): nothing is left for the next start.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
@@ -69,12 +70,17 @@ struct QueueState {
     signing: usize,
     paused: bool,
     closed: bool,
+    /// Set while the latest batch failed to be written (cleared by a success).
+    failing: Option<String>,
 }
 
 #[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
+    /// Wakes the signer thread.
     wake: Condvar,
+    /// Wakes those waiting for the backlog to drain ([`SignerHandle::finish`]).
+    progress: Condvar,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -163,12 +169,46 @@ impl SignerHandle {
         let st = lock(&self.queue.state);
         st.jobs.len() + st.signing
     }
+
+    /// Signs and writes every queued assignment (releasing a [`SignerHandle::pause`]) and
+    /// returns when none is left, for a graceful stop: `Err` with the number left and the
+    /// reason when the signer cannot write them (they are signed on the next start), or when
+    /// `limit` passes first.
+    pub(crate) fn finish(&self, limit: Duration) -> std::result::Result<(), (usize, String)> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut st = lock(&self.queue.state);
+        st.paused = false;
+        self.queue.wake.notify_one();
+        loop {
+            let left = st.jobs.len() + st.signing;
+            if left == 0 {
+                return Ok(());
+            }
+            if let Some(e) = &st.failing {
+                return Err((left, e.clone()));
+            }
+            if st.closed {
+                return Err((left, "the signer stopped".into()));
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err((left, format!("not done after {} s", limit.as_secs())));
+            }
+            st = self
+                .queue
+                .progress
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
 }
 
 impl Drop for SignerHandle {
     fn drop(&mut self) {
         lock(&self.queue.state).closed = true;
         self.queue.wake.notify_one();
+        self.queue.progress.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -243,7 +283,10 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
                             s.error = None;
                         });
                     }
-                    lock(&queue.state).signing = 0;
+                    let mut st = lock(&queue.state);
+                    st.signing = 0;
+                    st.failing = None;
+                    queue.progress.notify_all();
                     break;
                 }
                 Err(e) => {
@@ -252,8 +295,13 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
                     for job in &batch {
                         job.watch.send_modify(|s| s.error = Some(text.clone()));
                     }
-                    if lock(&queue.state).closed {
-                        return;
+                    {
+                        let mut st = lock(&queue.state);
+                        st.failing = Some(text.clone());
+                        queue.progress.notify_all();
+                        if st.closed {
+                            return;
+                        }
                     }
                     std::thread::sleep(RETRY);
                 }
@@ -270,7 +318,8 @@ fn sign_batch(store: &dyn Store, wallet: &Wallet, batch: &[SignJob]) -> Result<(
     let mut ops = Vec::new();
     let mut last: HashMap<&str, u64> = HashMap::new();
     for (job, a) in batch.iter().zip(&signed) {
-        let (uid, o) = cache::message_ops(a)?;
+        let (uid, mut o) = cache::message_ops(a)?;
+        without_stored_body(&mut o, &uid);
         ops.extend(o);
         ops.push(Op::MakeLink {
             existing: uid,
@@ -283,6 +332,30 @@ fn sign_batch(store: &dyn Store, wallet: &Wallet, batch: &[SignJob]) -> Result<(
         ops.push(counter_op(signing_path(pid, "signed"), slot));
     }
     store.apply(ops)
+}
+
+/// Leaves out of a signed assignment's writes those of its `body`: the scheduled message was
+/// written with the unsigned assignment, and writing the same records again changes nothing
+/// but costs the store a copy-on-write insert each. The body's writes are the run from its
+/// group's creation to the link that makes it the assignment's `body`.
+fn without_stored_body(ops: &mut Vec<Op>, uid: &str) {
+    let body_link = format!("{uid}/body");
+    let Some(end) = ops
+        .iter()
+        .position(|o| matches!(o, Op::MakeLink { new, .. } if *new == body_link))
+    else {
+        return;
+    };
+    let Op::MakeLink { existing: body, .. } = &ops[end] else {
+        return;
+    };
+    let Some(start) = ops[..end]
+        .iter()
+        .position(|o| matches!(o, Op::MakeGroup { path } if path == body))
+    else {
+        return;
+    };
+    ops.drain(start..end);
 }
 
 /// Signs messages with the node wallet, on two threads when there are several.
@@ -301,4 +374,59 @@ pub(crate) fn sign_all(msgs: &[&Message], wallet: &Wallet) -> Result<Vec<Message
         out.extend(second?);
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ao_core::MemoryStore;
+
+    /// A signed assignment written without its body's records reads back whole (its body
+    /// from the records the unsigned assignment wrote), and the writes left out would have
+    /// changed nothing.
+    #[test]
+    fn a_signed_assignment_reuses_the_stored_body() {
+        let wallet = Wallet::from_jwk(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/fixtures/wallets/test-wallet.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let body = ao_core::ans104::commit(
+            &Message::new()
+                .with("type", "Message")
+                .with("action", "Eval")
+                .with("data", "return 1"),
+            &wallet,
+        )
+        .unwrap();
+        let unsigned = Message::new()
+            .with("slot", 3i64)
+            .with("hash-chain", "abc")
+            .with("body", body.clone());
+        let store = MemoryStore::new();
+        let (_, ops) = cache::message_ops(&unsigned).unwrap();
+        store.apply(ops).unwrap();
+        let signed = ao_core::signature::commit(&unsigned, &wallet).unwrap();
+        let (uid, all) = cache::message_ops(&signed).unwrap();
+        let mut reduced = all.clone();
+        without_stored_body(&mut reduced, &uid);
+        assert!(
+            reduced.len() + 10 < all.len(),
+            "{} of {}",
+            reduced.len(),
+            all.len()
+        );
+        store.apply(reduced).unwrap();
+        let back = cache::read_message(&store, &uid).unwrap().unwrap();
+        assert_eq!(back, signed);
+        assert_eq!(back.get_message("body"), Some(&body));
+        assert_eq!(ao_core::verify::verify_signatures(&back).unwrap(), 1);
+        // Writing everything again changes nothing.
+        let before: Vec<String> = store.children(&uid).unwrap();
+        store.apply(all).unwrap();
+        assert_eq!(store.children(&uid).unwrap(), before);
+    }
 }

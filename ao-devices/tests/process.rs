@@ -926,3 +926,44 @@ async fn the_schedule_serves_verified_signed_assignments_under_load() {
     assert_eq!(a.get("slot"), Some(&Value::Integer(13)));
     assert_eq!(ao_core::verify::verify_signatures(a).unwrap(), 1);
 }
+
+/// `scheduling-mode: disabled` (a node that computes and serves reads but assigns nothing):
+/// a new message is refused with a 503 that says why; what is scheduled still computes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_scheduling_disabled_refuses_new_slots_and_still_computes() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let pid = {
+        let a = node_on(store.clone(), opts());
+        let pid = a.spawn("scheduling-off").await;
+        assert_eq!(a.push(&pid, "return 1+1").await.0, 1);
+        a.rt.scheduler()
+            .finish_signing(Duration::from_secs(60))
+            .unwrap();
+        pid
+    };
+    let options =
+        ProcessOptions::from_options(&Message::new().with("scheduling-mode", "disabled")).unwrap();
+    let b = node_on(store.clone(), options);
+    let msg = b.eval_message(&pid, "return 2+2");
+    let mut base = cache::read_message(store.as_ref(), &pid).unwrap().unwrap();
+    for (k, v) in msg.iter() {
+        base.insert(k.clone(), v.clone());
+    }
+    let err = b
+        .resolver
+        .resolve(base, msg.with("path", "push").with("method", "POST"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), 503, "{err}");
+    assert!(err.to_string().contains("disabled") || format!("{err:?}").contains("disabled"));
+    let v = b
+        .path(&format!("/{pid}~process@1.0/now/results/data"))
+        .await;
+    assert_eq!(v.as_str(), Some("2"));
+    let v = b.path(&format!("/{pid}/slot/current")).await;
+    assert_eq!(v, Value::Integer(1));
+    // An unknown mode is refused when the node starts.
+    assert!(
+        ProcessOptions::from_options(&Message::new().with("scheduling-mode", "sometimes")).is_err()
+    );
+}

@@ -70,6 +70,11 @@ pub struct ProcessOptions {
     pub evict_replay: u64,
     /// `scheduler-sign-assignments` (default true): sign every assignment with the node wallet.
     pub sign_assignments: bool,
+    /// `scheduling-mode`: HyperBEAM's `local_confirmation` (the default: a slot is answered
+    /// once its assignment is durable), `aggressive` and `remote_confirmation` (accepted, and
+    /// run as `local_confirmation`: this node never answers before the write, and has no
+    /// bundler to wait for), or `disabled` (no new assignments; false here).
+    pub scheduling: bool,
     /// Results kept in memory per process.
     pub results_kept: usize,
     /// How often the supervisor checks the budget.
@@ -86,6 +91,7 @@ impl Default for ProcessOptions {
             time: Duration::from_secs(30),
             evict_replay: 2,
             sign_assignments: true,
+            scheduling: true,
             results_kept: 64,
             supervise_every: Duration::from_millis(250),
         }
@@ -144,6 +150,29 @@ impl ProcessOptions {
         }
         if let Some(n) = int_option(opts, "process-evict-replay")? {
             o.evict_replay = n;
+        }
+        if let Some(v) = opts.get("scheduling-mode") {
+            let mode = match v {
+                Value::Atom(a) => a.as_str().to_owned(),
+                other => other.as_str().unwrap_or_default().to_owned(),
+            };
+            o.scheduling = match mode.replace('-', "_").as_str() {
+                "local_confirmation" => true,
+                "aggressive" | "remote_confirmation" => {
+                    tracing::warn!(
+                        "scheduling-mode {mode} runs as local_confirmation: slots are answered \
+                         once their assignments are durable"
+                    );
+                    true
+                }
+                "disabled" => false,
+                _ => {
+                    return Err(Error::BadRequest(format!(
+                        "node option scheduling-mode must be local_confirmation, aggressive, \
+                         remote_confirmation or disabled, not {mode:?}"
+                    )));
+                }
+            };
         }
         if let Some(v) = opts.get("scheduler-sign-assignments") {
             o.sign_assignments = !matches!(v.as_str(), Some("false"))
@@ -382,7 +411,8 @@ impl Processes {
     ) -> Self {
         let scheduler = Arc::new(
             Scheduler::new(store.clone(), wallet, BlockInfo::default())
-                .with_signing(options.sign_assignments),
+                .with_signing(options.sign_assignments)
+                .with_scheduling(options.scheduling),
         );
         Self {
             shared: Arc::new(Shared {

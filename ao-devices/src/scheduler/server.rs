@@ -117,6 +117,8 @@ pub struct Scheduler {
     address: String,
     block: BlockInfo,
     sign: bool,
+    /// `false` with `scheduling-mode: disabled`.
+    enabled: bool,
     servers: Mutex<HashMap<String, Server>>,
     signer: std::result::Result<Arc<SignerHandle>, String>,
     /// Signed watermarks of the processes scheduled (or left with unsigned assignments).
@@ -173,6 +175,7 @@ impl Scheduler {
             store,
             block,
             sign: true,
+            enabled: true,
             servers: Mutex::new(HashMap::new()),
             signer,
             signing: Mutex::new(signing),
@@ -186,6 +189,15 @@ impl Scheduler {
     #[must_use]
     pub fn with_signing(mut self, sign: bool) -> Self {
         self.sign = sign;
+        self
+    }
+
+    /// Whether this node assigns slots at all (node option `scheduling-mode`, `disabled`
+    /// turns it off): a node that only computes, relays or serves reads refuses every new
+    /// assignment with a 503; schedules already written stay readable.
+    #[must_use]
+    pub fn with_scheduling(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
         self
     }
 
@@ -308,6 +320,23 @@ impl Scheduler {
         message: Message,
         early: Option<oneshot::Sender<u64>>,
     ) -> Result<oneshot::Receiver<Result<Assigned>>> {
+        if !self.enabled {
+            return Err(Error::status(
+                503,
+                Value::Message(
+                    Message::new()
+                        .with("status", 503i64)
+                        .with("error", "scheduling-disabled")
+                        .with(
+                            "body",
+                            format!(
+                                "Scheduling is disabled on this node (scheduling-mode: \
+                                 disabled); {pid} cannot be scheduled here."
+                            ),
+                        ),
+                ),
+            ));
+        }
         let message_id = b64u(&id(&message, IdScope::Signed)?);
         let server = self.server(pid)?;
         let (reply, rx) = oneshot::channel();

@@ -199,6 +199,12 @@ impl EntryCache {
         shard.evict_until(budget);
     }
 
+    /// The current generation: a reader reads it before it looks anything up, and passes it to
+    /// [`Self::insert`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Called by the writer after publishing the snapshot of generation `generation`.
     pub(crate) fn set_generation(&self, generation: u64) {
         self.generation.store(generation, Ordering::SeqCst);

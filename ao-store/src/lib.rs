@@ -45,6 +45,7 @@ mod entry_cache;
 mod error;
 mod format;
 pub mod layout;
+mod memtable;
 mod ops;
 mod store;
 mod wal;

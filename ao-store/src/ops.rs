@@ -79,12 +79,22 @@ impl fmt::Display for Stats {
 }
 
 impl RedbStore {
+    /// Writes the memtable into redb (a flush) before a scan of the database, so that the
+    /// scan sees every acknowledged write. A store that cannot flush (read-only, closed,
+    /// failed) is scanned as it is.
+    fn checkpoint_for_scan(&self) {
+        if !self.is_read_only() {
+            let _ = self.flush();
+        }
+    }
+
     /// Counts and sizes of the committed store (a full scan).
     pub fn stats(&self) -> Result<Stats, ReadError> {
         crate::store::guard_read("", || self.stats_unguarded())
     }
 
     fn stats_unguarded(&self) -> Result<Stats, ReadError> {
+        self.checkpoint_for_scan();
         let snap = self.snapshot()?;
         let mut s = Stats {
             path: self.path().to_path_buf(),
@@ -126,6 +136,7 @@ impl RedbStore {
     }
 
     fn check_unguarded(&self) -> Result<CheckReport, ReadError> {
+        self.checkpoint_for_scan();
         let snap = self.snapshot()?;
         let mut report = CheckReport {
             path: self.path().to_path_buf(),

@@ -1,11 +1,11 @@
 //! [`RedbStore`]: the store, its snapshots and its group-commit writer.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ao_core::store::{Entry, Op, join};
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use crate::format::{
     self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CREATED_BY,
     META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record, key_str,
 };
+use crate::memtable::{self, Memtable, merge_sorted};
 use crate::wal::{self, Wal, WalBatch, WalOp};
 
 /// The largest binary a write accepts (redb's limit is 3 GiB per value).
@@ -351,8 +352,16 @@ fn initialise(db: &Database, path: &Path) -> Result<(), OpenError> {
 type Reply = SyncSender<Result<(), WriteError>>;
 
 enum Request {
-    Apply { ops: Vec<Op>, reply: Reply },
-    Flush { reply: Reply },
+    /// A batch; `deferred`: answer without waiting for the log's `fdatasync`
+    /// ([`ao_core::Store::apply_deferred`]).
+    Apply {
+        ops: Vec<Op>,
+        reply: Reply,
+        deferred: bool,
+    },
+    Flush {
+        reply: Reply,
+    },
 }
 
 /// What the store holds its database through.
@@ -366,9 +375,54 @@ enum Handle {
     ReadOnly(ReadOnlyDatabase),
 }
 
+/// What readers read: the last checkpointed snapshot of redb, overlaid with the memtable of
+/// the acknowledged writes not yet checkpointed. Published as a pair, so a reader never sees
+/// a memtable without the snapshot it overlays.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub(crate) snap: Arc<Snapshot>,
+    pub(crate) mem: Arc<Memtable>,
+}
+
+impl View {
+    fn new(snap: Snapshot) -> Self {
+        Self {
+            snap: Arc::new(snap),
+            mem: Arc::default(),
+        }
+    }
+
+    /// The entry at exactly `path`: the memtable's, else redb's.
+    fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        match self.mem.get(path) {
+            Some(e) => Ok(Some(e)),
+            None => self.snap.get_entry(path),
+        }
+    }
+
+    fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>, ReadError> {
+        let old = self.snap.child_entries(path)?;
+        Ok(merge_sorted(old, self.mem.child_entries(path)))
+    }
+
+    fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        let old = self.snap.children(path)?;
+        let new = self.mem.child_entries(path);
+        if new.is_empty() {
+            return Ok(old);
+        }
+        let old = old.into_iter().map(|c| (c, ())).collect();
+        let new = new.into_iter().map(|(c, _)| (c, ())).collect();
+        Ok(merge_sorted(old, new)
+            .into_iter()
+            .map(|(c, ())| c)
+            .collect())
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
-    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    view: RwLock<Option<View>>,
     cache: EntryCache,
 }
 
@@ -557,7 +611,7 @@ impl RedbStore {
         Ok(Self {
             path,
             shared: Arc::new(Shared {
-                snapshot: RwLock::new(Some(Arc::new(snapshot))),
+                view: RwLock::new(Some(View::new(snapshot))),
                 cache: EntryCache::new(config.cache_bytes),
             }),
             handle: Mutex::new(Some(Handle::ReadOnly(db))),
@@ -602,7 +656,7 @@ impl RedbStore {
             }
         };
         let shared = Arc::new(Shared {
-            snapshot: RwLock::new(Some(Arc::new(snapshot))),
+            view: RwLock::new(Some(View::new(snapshot))),
             cache: EntryCache::new(config.cache_bytes),
         });
         shared.cache.set_generation(1);
@@ -617,6 +671,7 @@ impl RedbStore {
             wal,
             seq,
             logged: 0,
+            mem_bytes: 0,
             poisoned: None,
         };
         let thread = std::thread::Builder::new()
@@ -657,9 +712,14 @@ impl RedbStore {
         )
     }
 
+    /// The last checkpointed snapshot of redb (without the memtable).
     pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>, ReadError> {
+        Ok(self.view()?.snap)
+    }
+
+    fn view(&self) -> Result<View, ReadError> {
         self.shared
-            .snapshot
+            .view
             .read()
             .map_err(|_| ReadError::Closed)?
             .clone()
@@ -684,13 +744,31 @@ impl RedbStore {
     /// with [`PendingWrite::wait`]. A batch is acknowledged (durable, with
     /// [`Durability::Immediate`]) only when its `wait` returns `Ok`.
     pub fn submit(&self, ops: Vec<Op>) -> Result<PendingWrite, WriteError> {
+        self.submit_as(ops, false)
+    }
+
+    /// Applies a batch of derived data (see [`ao_core::Store::apply_deferred`]), with this
+    /// crate's error: atomic, visible to reads and ordered after every batch submitted before
+    /// it when this returns, but not waiting for an fsync. With [`Durability::Immediate`] its
+    /// log record is written but not `fdatasync`ed; the next durable group's `fdatasync` (or a
+    /// checkpoint) makes it durable, so a crash loses at most the deferred batches at the end
+    /// of the log, never a batch acknowledged as durable.
+    pub fn apply_deferred_batch(&self, ops: Vec<Op>) -> Result<(), WriteError> {
+        self.submit_as(ops, true)?.wait()
+    }
+
+    fn submit_as(&self, ops: Vec<Op>, deferred: bool) -> Result<PendingWrite, WriteError> {
         validate(&ops)?;
         let (reply, answer) = mpsc::sync_channel(1);
         if ops.is_empty() {
             let _ = reply.send(Ok(()));
         } else {
             self.sender()?
-                .send(Request::Apply { ops, reply })
+                .send(Request::Apply {
+                    ops,
+                    reply,
+                    deferred,
+                })
                 .map_err(|_| WriteError::Closed)?;
         }
         Ok(PendingWrite { answer })
@@ -739,7 +817,7 @@ impl RedbStore {
     }
 
     fn drop_snapshot(&self) {
-        if let Ok(mut s) = self.shared.snapshot.write() {
+        if let Ok(mut s) = self.shared.view.write() {
             s.take();
         }
     }
@@ -747,33 +825,33 @@ impl RedbStore {
     /// The raw entry at exactly `path` (see [`ao_core::Store::get_raw`]), with this crate's
     /// error.
     pub fn entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        // The generation is read first: see entry_cache's coherence argument.
+        let generation = self.shared.cache.generation();
         if let Some(Cached::Entry(e)) = self.shared.cache.get(Space::Entry, path) {
             return Ok(e);
         }
-        let snap = self.snapshot()?;
-        let e = guard_read(path, || snap.get_entry(path))?;
-        self.shared.cache.insert(
-            Space::Entry,
-            path,
-            Cached::Entry(e.clone()),
-            snap.generation,
-        );
+        let view = self.view()?;
+        let e = guard_read(path, || view.get_entry(path))?;
+        self.shared
+            .cache
+            .insert(Space::Entry, path, Cached::Entry(e.clone()), generation);
         Ok(e)
     }
 
     /// The children of exactly `path` (see [`ao_core::Store::children`]), with this crate's
     /// error.
     pub fn child_names(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        let generation = self.shared.cache.generation();
         if let Some(Cached::Children(c)) = self.shared.cache.get(Space::Children, path) {
             return Ok(c.to_vec());
         }
-        let snap = self.snapshot()?;
-        let c = guard_read(path, || snap.children(path))?;
+        let view = self.view()?;
+        let c = guard_read(path, || view.children(path))?;
         self.shared.cache.insert(
             Space::Children,
             path,
             Cached::Children(c.clone().into()),
-            snap.generation,
+            generation,
         );
         Ok(c)
     }
@@ -890,6 +968,10 @@ impl ao_core::Store for RedbStore {
         Ok(self.apply_batch(ops)?)
     }
 
+    fn apply_deferred(&self, ops: Vec<Op>) -> ao_core::Result<()> {
+        Ok(self.apply_deferred_batch(ops)?)
+    }
+
     fn get_raw(&self, path: &str) -> ao_core::Result<Option<Entry>> {
         Ok(self.entry(path)?)
     }
@@ -926,8 +1008,8 @@ impl ao_core::Store for RedbStore {
     }
 
     fn child_entries(&self, path: &str) -> ao_core::Result<Vec<(String, Entry)>> {
-        let snap = self.snapshot()?;
-        Ok(guard_read(path, || snap.child_entries(path))?)
+        let view = self.view()?;
+        Ok(guard_read(path, || view.child_entries(path))?)
     }
 }
 
@@ -940,12 +1022,15 @@ struct Writer {
     generation: u64,
     /// Set while commits that are not yet durable in redb exist.
     pending_since: Option<Instant>,
-    /// The write-ahead log (with [`Durability::Immediate`]).
+    /// The write-ahead log (with [`Durability::Immediate`]). With a log, acknowledged groups
+    /// go to the memtable and reach redb at checkpoints.
     wal: Option<Wal>,
-    /// Sequence number of the last log record written (and held by the last commit).
+    /// Sequence number of the last log record written (and held by redb or the memtable).
     seq: u64,
     /// Log records written since opening (for the `crash_after_log_records` test hook).
     logged: u64,
+    /// Bytes the memtable holds (approximately).
+    mem_bytes: u64,
     /// Set when a commit failed after its log record was written: the database no longer
     /// matches the log, so the writer refuses everything until the store is reopened (which
     /// replays the log).
@@ -956,19 +1041,26 @@ impl Writer {
     fn run(mut self) -> Result<(), WriteError> {
         let mut failed: Option<WriteError> = None;
         loop {
-            let first = match (self.config.durability, self.pending_since) {
-                (Durability::Eventual, Some(since)) => {
-                    let deadline = since + self.config.sync_interval();
-                    match self
-                        .rx
-                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    {
-                        Ok(r) => Some(r),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
+            let deadline = match (self.config.durability, self.pending_since) {
+                _ if self.wal.is_some()
+                    && self.mem_bytes > 0
+                    && self.config.checkpoint_idle_ms > 0 =>
+                {
+                    Some(Instant::now() + Duration::from_millis(self.config.checkpoint_idle_ms))
                 }
-                _ => match self.rx.recv() {
+                (Durability::Eventual, Some(since)) => Some(since + self.config.sync_interval()),
+                _ => None,
+            };
+            let first = match deadline {
+                Some(deadline) => match self
+                    .rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    Ok(r) => Some(r),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.rx.recv() {
                     Ok(r) => Some(r),
                     Err(_) => break,
                 },
@@ -988,21 +1080,41 @@ impl Writer {
                     }
                 }
             }
-            let flush =
-                batch.is_empty() || batch.iter().any(|r| matches!(r, Request::Flush { .. }));
-            let durable = match self.config.durability {
-                // Without a log every commit is an fsynced redb commit; with one, the log is
-                // fsynced and redb only at checkpoints.
-                Durability::Immediate => self.wal.is_none() || flush,
-                Durability::Eventual => {
-                    flush
-                        || self
-                            .pending_since
-                            .is_some_and(|s| s.elapsed() >= self.config.sync_interval())
+            let result = if self.wal.is_some() {
+                if batch.is_empty() {
+                    // Idle: checkpoint (durably, which lets the log start over).
+                    self.checkpoint(true)
+                } else {
+                    self.commit_logged(&mut batch)
                 }
-                Durability::None => flush,
+            } else {
+                let flush =
+                    batch.is_empty() || batch.iter().any(|r| matches!(r, Request::Flush { .. }));
+                let durable = match self.config.durability {
+                    // Without a log every commit is an fsynced redb commit, except a group of
+                    // deferred batches only.
+                    Durability::Immediate => {
+                        flush
+                            || batch.iter().any(|r| {
+                                matches!(
+                                    r,
+                                    Request::Apply {
+                                        deferred: false,
+                                        ..
+                                    }
+                                )
+                            })
+                    }
+                    Durability::Eventual => {
+                        flush
+                            || self
+                                .pending_since
+                                .is_some_and(|s| s.elapsed() >= self.config.sync_interval())
+                    }
+                    Durability::None => flush,
+                };
+                self.commit(&mut batch, durable)
             };
-            let result = self.commit(&mut batch, durable);
             if let Err(e) = &result {
                 failed.get_or_insert_with(|| e.clone());
             }
@@ -1012,22 +1124,35 @@ impl Writer {
                 };
                 let _ = reply.send(result.clone());
             }
-            if self.wal.as_ref().is_some_and(Wal::full) {
-                // Checkpoint: make redb durable, then reuse the log from its start.
-                if let Err(e) = self.commit(&mut [], true) {
+            if let Some(wal) = &self.wal {
+                let due = if wal.full() {
+                    // The log is reused only once redb holds all of it durably.
+                    Some(true)
+                } else if self.mem_bytes >= self.config.memtable_bytes {
+                    Some(false)
+                } else {
+                    None
+                };
+                if let Some(durable) = due
+                    && let Err(e) = self.checkpoint(durable)
+                {
                     failed.get_or_insert_with(|| e.clone());
                 }
             }
         }
         // Shutdown: make everything durable, empty the log, then close.
-        let mut result = self.commit(&mut Vec::new(), true);
+        let mut result = if self.wal.is_some() {
+            self.checkpoint(true)
+        } else {
+            self.commit(&mut Vec::new(), true)
+        };
         if let (Ok(()), Some(wal)) = (&result, self.wal.as_mut()) {
             result = wal.truncate().map_err(|e| WriteError::Log {
                 path: wal.path().to_path_buf(),
                 source: Arc::new(e),
             });
         }
-        if let Ok(mut s) = self.shared.snapshot.write() {
+        if let Ok(mut s) = self.shared.view.write() {
             s.take();
         }
         let closed = self.db.close().map_err(WriteError::storage);
@@ -1041,26 +1166,196 @@ impl Writer {
         }
     }
 
-    /// Commits the ops of every request in one transaction, publishes the new snapshot and
-    /// invalidates the cache. Requests' ops are taken.
+    fn view(&self) -> Result<View, WriteError> {
+        self.shared
+            .view
+            .read()
+            .ok()
+            .and_then(|v| v.clone())
+            .ok_or(WriteError::Closed)
+    }
+
+    /// Publishes `view` to readers.
+    fn publish(&self, view: Option<View>) {
+        if let Ok(mut s) = self.shared.view.write() {
+            *s = view;
+        }
+    }
+
+    /// With a log: appends the group's ops as one record (`fdatasync`ed unless every batch of
+    /// the group is deferred), applies them to the memtable, and checkpoints on a flush.
+    fn commit_logged(&mut self, batch: &mut [Request]) -> Result<(), WriteError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let flush = batch.iter().any(|r| matches!(r, Request::Flush { .. }));
+        let sync = batch.iter().any(|r| {
+            matches!(
+                r,
+                Request::Apply {
+                    deferred: false,
+                    ..
+                }
+            )
+        });
+        let ops: Vec<Op> = batch
+            .iter_mut()
+            .filter_map(|r| match r {
+                Request::Apply { ops, .. } => Some(std::mem::take(ops)),
+                Request::Flush { .. } => None,
+            })
+            .flatten()
+            .collect();
+        if !ops.is_empty() {
+            let record = WalBatch {
+                ops: ops.iter().map(WalOp::from_op).collect(),
+            };
+            let seq = self.seq + 1;
+            let bytes = wal::encode_record(seq, &prost::Message::encode_to_vec(&record));
+            if let Some(wal) = self.wal.as_mut() {
+                wal.append(&bytes, sync).map_err(|e| WriteError::Log {
+                    path: wal.path().to_path_buf(),
+                    source: Arc::new(e),
+                })?;
+            }
+            self.seq = seq;
+            self.logged += 1;
+            if self.config.crash_after_log_records == Some(self.logged) {
+                // Test hook: die between the log and the database, as a crash would.
+                std::process::abort();
+            }
+            if let Err(e) = self.apply_to_memtable(ops) {
+                // The log holds a group readers cannot see: stop until a reopen replays it.
+                self.poisoned = Some(e.clone());
+                return Err(e);
+            }
+        }
+        if flush {
+            self.checkpoint(true)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a group's ops to the memtable atomically: the resulting entries are computed
+    /// first, then inserted under the memtable's lock, and the cache is invalidated before the
+    /// lock is released (so no reader sees part of the group).
+    fn apply_to_memtable(&mut self, ops: Vec<Op>) -> Result<(), WriteError> {
+        let view = self.view()?;
+        let changes = {
+            let base = view.mem.read();
+            let mut w = MemWriter {
+                base: &base,
+                snap: &view.snap,
+                cache: &self.shared.cache,
+                generation: self.generation,
+                pending: HashMap::new(),
+                order: Vec::new(),
+            };
+            for op in ops {
+                w.apply(op)?;
+            }
+            w.into_changes()
+        };
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut map = view.mem.write();
+        for (path, entry) in changes {
+            self.mem_bytes += memtable::weight(&path, &entry);
+            map.insert(path.clone(), entry);
+            self.shared.cache.invalidate(&path);
+        }
+        self.generation += 1;
+        self.shared.cache.set_generation(self.generation);
+        drop(map);
+        Ok(())
+    }
+
+    /// Writes the memtable into redb in one transaction (durable or not), then publishes the
+    /// new snapshot with an empty memtable. A durable checkpoint lets the log start over.
+    fn checkpoint(&mut self, durable: bool) -> Result<(), WriteError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let view = self.view()?;
+        let map = view.mem.read();
+        if map.is_empty() && !(durable && self.pending_since.is_some()) {
+            drop(map);
+            if durable && let Some(wal) = &mut self.wal {
+                wal.reset();
+            }
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
+        txn.set_durability(if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        })
+        .map_err(WriteError::storage)?;
+        let written = (|| {
+            let mut w = TxnWriter {
+                entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
+                blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
+                refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
+                groups: HashSet::new(),
+                touched: Vec::new(),
+                threshold: self.config.blob_threshold,
+            };
+            for (path, entry) in map.iter() {
+                w.put_entry(path, entry)?;
+            }
+            let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
+            meta.insert(META_WAL_APPLIED, &format::encode_seq(self.seq)[..])
+                .map_err(WriteError::storage)?;
+            Ok::<(), WriteError>(())
+        })();
+        drop(map);
+        if let Err(e) = written {
+            let _ = txn.abort();
+            return Err(e);
+        }
+        if let Err(e) = txn.commit() {
+            let e = WriteError::storage(e);
+            self.poisoned = Some(e.clone());
+            return Err(e);
+        }
+        if durable {
+            self.pending_since = None;
+            if let Some(wal) = &mut self.wal {
+                wal.reset();
+            }
+        } else {
+            self.pending_since.get_or_insert_with(Instant::now);
+        }
+        self.mem_bytes = 0;
+        // The entries are the same before and after: the cache stays valid.
+        match self
+            .db
+            .begin_read()
+            .map_err(ReadError::from_redb)
+            .and_then(|txn| Snapshot::new(txn, self.generation))
+        {
+            Ok(snap) => {
+                self.publish(Some(View::new(snap)));
+                Ok(())
+            }
+            Err(e) => {
+                // Committed but unreadable: stop serving reads.
+                self.publish(None);
+                let e = WriteError::from(e);
+                self.poisoned = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Without a log: commits the ops of every request in one transaction, publishes the new
+    /// snapshot and invalidates the cache. Requests' ops are taken.
     fn commit(&mut self, batch: &mut [Request], durable: bool) -> Result<(), WriteError> {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        // A non-durable commit with a log: log the ops first (encoded before they are consumed).
-        let record = match &self.wal {
-            Some(_) if !durable => Some(WalBatch {
-                ops: batch
-                    .iter()
-                    .filter_map(|r| match r {
-                        Request::Apply { ops, .. } => Some(ops.iter().map(WalOp::from_op)),
-                        Request::Flush { .. } => None,
-                    })
-                    .flatten()
-                    .collect(),
-            }),
-            _ => None,
-        };
         let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
         txn.set_durability(if durable {
             redb::Durability::Immediate
@@ -1095,51 +1390,9 @@ impl Writer {
             let _ = txn.abort();
             return Ok(());
         }
-        let logged = match (record, self.wal.as_mut()) {
-            (Some(record), Some(wal)) if !touched.is_empty() => {
-                let seq = self.seq + 1;
-                let stored =
-                    txn.open_table(META)
-                        .map_err(WriteError::storage)
-                        .and_then(|mut meta| {
-                            meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
-                                .map(drop)
-                                .map_err(WriteError::storage)
-                        });
-                if let Err(e) = stored {
-                    let _ = txn.abort();
-                    return Err(e);
-                }
-                let bytes = wal::encode_record(seq, &prost::Message::encode_to_vec(&record));
-                if let Err(e) = wal.append(&bytes) {
-                    let _ = txn.abort();
-                    return Err(WriteError::Log {
-                        path: wal.path().to_path_buf(),
-                        source: Arc::new(e),
-                    });
-                }
-                self.seq = seq;
-                self.logged += 1;
-                if self.config.crash_after_log_records == Some(self.logged) {
-                    // Test hook: die between the log and redb, as a crash would.
-                    std::process::abort();
-                }
-                true
-            }
-            _ => false,
-        };
-        if let Err(e) = txn.commit() {
-            let e = WriteError::storage(e);
-            if logged {
-                self.poisoned = Some(e.clone());
-            }
-            return Err(e);
-        }
+        txn.commit().map_err(WriteError::storage)?;
         if durable {
             self.pending_since = None;
-            if let Some(wal) = &mut self.wal {
-                wal.reset();
-            }
         } else {
             self.pending_since.get_or_insert_with(Instant::now);
         }
@@ -1157,20 +1410,108 @@ impl Writer {
             Ok(s) => s,
             Err(e) => {
                 // Committed but unreadable: stop serving stale reads.
-                if let Ok(mut s) = self.shared.snapshot.write() {
-                    s.take();
-                }
+                self.publish(None);
                 return Err(e.into());
             }
         };
-        if let Ok(mut s) = self.shared.snapshot.write() {
-            *s = Some(Arc::new(snap));
-        }
+        self.publish(Some(View::new(snap)));
         self.shared.cache.set_generation(self.generation);
         for path in &touched {
             self.shared.cache.invalidate(path);
         }
         Ok(())
+    }
+}
+
+/// Computes the entries a group's ops produce over the memtable and the snapshot, with the
+/// semantics of [`ao_core::store::apply_to_map`]; entries equal to what is already there are
+/// left out.
+struct MemWriter<'a> {
+    base: &'a BTreeMap<String, Entry>,
+    snap: &'a Snapshot,
+    cache: &'a EntryCache,
+    generation: u64,
+    /// The group's changes so far.
+    pending: HashMap<String, Entry>,
+    /// Paths of `pending` in the order first changed.
+    order: Vec<String>,
+}
+
+impl MemWriter<'_> {
+    fn current(&self, path: &str) -> Result<Option<Entry>, WriteError> {
+        if let Some(e) = self.pending.get(path).or_else(|| self.base.get(path)) {
+            return Ok(Some(e.clone()));
+        }
+        if let Some(Cached::Entry(e)) = self.cache.get(Space::Entry, path) {
+            return Ok(e);
+        }
+        let e = guard_read(path, || self.snap.get_entry(path))?;
+        self.cache.insert(
+            Space::Entry,
+            path,
+            Cached::Entry(e.clone()),
+            self.generation,
+        );
+        Ok(e)
+    }
+
+    fn set(&mut self, path: &str, entry: Entry) -> Result<(), WriteError> {
+        if self.current(path)?.as_ref() == Some(&entry) {
+            return Ok(());
+        }
+        if self.pending.insert(path.to_owned(), entry).is_none() {
+            self.order.push(path.to_owned());
+        }
+        Ok(())
+    }
+
+    fn ensure_parents(&mut self, path: &str) -> Result<(), WriteError> {
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            let parent = &path[..end + i];
+            match self.current(parent)? {
+                Some(Entry::Group | Entry::Link(_)) => {}
+                _ => self.set(parent, Entry::Group)?,
+            }
+            end += i + 1;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), WriteError> {
+        match op {
+            Op::Write { path, value } => {
+                let path = join(&[&path]);
+                if path.is_empty() {
+                    return Err(WriteError::Invalid("write to an empty path".into()));
+                }
+                self.ensure_parents(&path)?;
+                self.set(&path, Entry::Binary(value))
+            }
+            Op::MakeGroup { path } => {
+                let path = join(&[&path]);
+                if path.is_empty() {
+                    return Ok(());
+                }
+                self.ensure_parents(&path)?;
+                self.set(&path, Entry::Group)
+            }
+            Op::MakeLink { existing, new } => {
+                let (existing, new) = (join(&[&existing]), join(&[&new]));
+                if existing == new || new.is_empty() {
+                    return Ok(());
+                }
+                self.ensure_parents(&new)?;
+                self.set(&new, Entry::Link(existing))
+            }
+        }
+    }
+
+    fn into_changes(mut self) -> Vec<(String, Entry)> {
+        self.order
+            .into_iter()
+            .filter_map(|p| self.pending.remove(&p).map(|e| (p, e)))
+            .collect()
     }
 }
 
@@ -1239,6 +1580,19 @@ impl TxnWriter<'_> {
                 self.ensure_parents(&new)?;
                 self.put(&new, Record::link(existing), None)
             }
+        }
+    }
+
+    /// Stores an entry computed by the memtable (its ancestors are entries of their own).
+    fn put_entry(&mut self, path: &str, entry: &Entry) -> Result<(), WriteError> {
+        match entry {
+            Entry::Binary(value) if value.len() as u64 >= self.threshold.max(1) => {
+                let hash = *blake3::hash(value).as_bytes();
+                self.put(path, Record::blob(hash, value.len() as u64), Some(value))
+            }
+            Entry::Binary(value) => self.put(path, Record::inline(value.clone()), None),
+            Entry::Link(target) => self.put(path, Record::link(target.clone()), None),
+            Entry::Group => self.put(path, Record::group(), None),
         }
     }
 

@@ -232,9 +232,15 @@ fn fill(path: &std::path::Path, n: u64) -> Vec<String> {
     let stats = store.stats().unwrap();
     let file = std::fs::metadata(path).unwrap().len();
     println!(
-        "entries per message:         {:>10.1} ({} entries, {} bytes of keys + records)",
+        "entries per message:         {:>10.1} ({} entries, {} packed records)",
         stats.entries as f64 / n as f64,
         stats.entries,
+        stats.packed
+    );
+    println!(
+        "redb keys per message:       {:>10.1} ({} keys, {} bytes of keys + records)",
+        stats.records as f64 / n as f64,
+        stats.records,
         stats.key_bytes + stats.record_bytes
     );
     println!(

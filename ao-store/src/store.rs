@@ -1,6 +1,6 @@
 //! [`RedbStore`]: the store, its snapshots and its group-commit writer.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
@@ -64,7 +64,8 @@ impl Snapshot {
         Ok(v)
     }
 
-    pub(crate) fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+    /// The record stored under exactly the key `path`.
+    fn record(&self, path: &str) -> Result<Option<Record>, ReadError> {
         let Some(guard) = self
             .entries
             .get(path.as_bytes())
@@ -72,13 +73,50 @@ impl Snapshot {
         else {
             return Ok(None);
         };
-        let rec = Record::decode_at(path, guard.value())?;
-        drop(guard);
+        Record::decode_at(path, guard.value()).map(Some)
+    }
+
+    /// Where `path` lives: its own key, or inside the packed record of its first segment.
+    fn locate(&self, path: &str) -> Result<Located, ReadError> {
+        if let Some(rec) = self.record(path)? {
+            return Ok(Located::Key(rec));
+        }
+        // Packed records are top-level keys: only the first segment can hold one.
+        if let Some((top, rel)) = path.split_once('/')
+            && let Some(rec) = self.record(top)?
+            && rec.as_packed().is_some()
+        {
+            return Ok(Located::Packed(rec, rel.to_owned()));
+        }
+        Ok(Located::Nowhere)
+    }
+
+    pub(crate) fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        let rec = match self.locate(path)? {
+            Located::Key(rec) => rec,
+            Located::Packed(packed, rel) => match packed.as_packed().and_then(|p| p.find(&rel)) {
+                Some(r) => r.clone(),
+                None => return Ok(None),
+            },
+            Located::Nowhere => return Ok(None),
+        };
         rec.into_entry(path, |h| self.blob(h)).map(Some)
     }
 
-    /// Direct children of `path` with their entries: one range scan, as [`Self::children`].
+    /// Direct children of `path` with their entries: from a packed record, or one range scan,
+    /// as [`Self::children`].
     pub(crate) fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>, ReadError> {
+        if let Some((packed, rel)) = self.packed_at(path)? {
+            let mut out = Vec::new();
+            if let Some(p) = packed.as_packed() {
+                for (name, rec) in p.children(&rel) {
+                    let full = join(&[path, name]);
+                    let entry = rec.clone().into_entry(&full, |h| self.blob(h))?;
+                    out.push((name.to_owned(), entry));
+                }
+            }
+            return Ok(out);
+        }
         let mut out = Vec::new();
         self.scan_children(path, |child, key, value| {
             let full = key_str(key)?;
@@ -90,14 +128,34 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// Direct children of `path`: a range scan over `path/`, skipping the subtrees below them.
+    /// Direct children of `path`: from a packed record, or a range scan over `path/` that
+    /// skips the subtrees below them.
     pub(crate) fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        if let Some((packed, rel)) = self.packed_at(path)? {
+            return Ok(packed
+                .as_packed()
+                .map(|p| p.children(&rel).map(|(n, _)| n.to_owned()).collect())
+                .unwrap_or_default());
+        }
         let mut out = Vec::new();
         self.scan_children(path, |child, _, _| {
             out.push(key_str(child)?.to_owned());
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// The packed record holding the children of `path`, and `path` relative to it: `path`
+    /// is a packed key itself (`rel` empty) or lies inside one.
+    fn packed_at(&self, path: &str) -> Result<Option<(Record, String)>, ReadError> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        Ok(match self.locate(path)? {
+            Located::Key(rec) if rec.as_packed().is_some() => Some((rec, String::new())),
+            Located::Packed(rec, rel) => Some((rec, rel)),
+            _ => None,
+        })
     }
 
     /// Calls `visit(child, full key, raw record)` for each direct child of `path`, in key order:
@@ -145,6 +203,16 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// Where a path's record is.
+enum Located {
+    /// Under its own key.
+    Key(Record),
+    /// Inside this packed record, at this relative path (possibly absent from it).
+    Packed(Record, String),
+    /// Neither.
+    Nowhere,
 }
 
 /// Reads the format version (`None`: an empty database, no tables).
@@ -251,8 +319,9 @@ fn check_log_applied(txn: &ReadTransaction, path: &Path) -> Result<(), OpenError
     }
 }
 
-/// Upgrades a format-1 store to this format: the `format-version` and `wal-applied` records,
-/// in one transaction (format 2 adds the write-ahead log; the records are unchanged).
+/// Upgrades a format-1 or format-2 store to this format, in one transaction: the
+/// `format-version` record, and from format 1 the `wal-applied` record (format 2 adds the
+/// write-ahead log, format 3 packed records; the records already there stay valid as they are).
 fn migrate(db: &Database, path: &Path, from: u32) -> Result<(), OpenError> {
     if from == FORMAT_VERSION {
         return Ok(());
@@ -268,8 +337,10 @@ fn migrate(db: &Database, path: &Path, from: u32) -> Result<(), OpenError> {
             &format::encode_version(FORMAT_VERSION)[..],
         )
         .map_err(|e| err(e.into()))?;
-        meta.insert(META_WAL_APPLIED, &format::encode_seq(0)[..])
-            .map_err(|e| err(e.into()))?;
+        if from < 2 {
+            meta.insert(META_WAL_APPLIED, &format::encode_seq(0)[..])
+                .map_err(|e| err(e.into()))?;
+        }
     }
     txn.commit().map_err(|e| err(e.into()))
 }
@@ -293,30 +364,39 @@ fn replay(db: &Database, config: &StoreConfig) -> Result<(u64, u64), OpenError> 
         return Ok((applied, 0));
     };
     let count = pending.len() as u64;
+    // The entries the records produce over what the database holds, then one transaction.
+    let snap = db
+        .begin_read()
+        .map_err(ReadError::from_redb)
+        .and_then(|txn| Snapshot::new(txn, 0))
+        .map_err(|e| open_read_error(path, e))?;
+    let no_cache = EntryCache::new(0);
+    let empty = BTreeMap::new();
+    let mut changes = MemWriter::new(&empty, &snap, &no_cache, 0);
+    for (seq, batch) in pending {
+        for op in batch.ops {
+            let corrupt = |reason: String| OpenError::Corrupt {
+                path: log.clone(),
+                reason: format!("replaying log record {seq}: {reason}"),
+            };
+            let op = op
+                .into_op()
+                .ok_or_else(|| corrupt("an op of no known kind".into()))?;
+            changes.apply(op).map_err(|e| corrupt(e.to_string()))?;
+        }
+    }
+    let changes = changes.into_changes();
+    drop(snap);
     let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
     txn.set_durability(redb::Durability::Immediate)
         .map_err(|e| err(e.into()))?;
     {
-        let mut w = TxnWriter {
-            entries: txn.open_table(ENTRIES).map_err(|e| err(e.into()))?,
-            blobs: txn.open_table(BLOBS).map_err(|e| err(e.into()))?,
-            refs: txn.open_table(BLOB_REFS).map_err(|e| err(e.into()))?,
-            groups: HashSet::new(),
-            touched: Vec::new(),
-            threshold: config.blob_threshold,
-        };
-        for (seq, batch) in pending {
-            for op in batch.ops {
-                let corrupt = |reason: String| OpenError::Corrupt {
-                    path: log.clone(),
-                    reason: format!("replaying log record {seq}: {reason}"),
-                };
-                let op = op
-                    .into_op()
-                    .ok_or_else(|| corrupt("an op of no known kind".into()))?;
-                w.apply(op).map_err(|e| corrupt(e.to_string()))?;
-            }
-        }
+        TxnWriter::open(&txn, config.blob_threshold)
+            .and_then(|mut w| w.write_entries(&changes))
+            .map_err(|e| OpenError::Corrupt {
+                path: log.clone(),
+                reason: format!("replaying the log: {e}"),
+            })?;
         let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
         meta.insert(META_WAL_APPLIED, &format::encode_seq(last)[..])
             .map_err(|e| err(e.into()))?;
@@ -1243,14 +1323,7 @@ impl Writer {
         let view = self.view()?;
         let changes = {
             let base = view.mem.read();
-            let mut w = MemWriter {
-                base: &base,
-                snap: &view.snap,
-                cache: &self.shared.cache,
-                generation: self.generation,
-                pending: HashMap::new(),
-                order: Vec::new(),
-            };
+            let mut w = MemWriter::new(&base, &view.snap, &self.shared.cache, self.generation);
             for op in ops {
                 w.apply(op)?;
             }
@@ -1294,17 +1367,7 @@ impl Writer {
         })
         .map_err(WriteError::storage)?;
         let written = (|| {
-            let mut w = TxnWriter {
-                entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
-                blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
-                refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
-                groups: HashSet::new(),
-                touched: Vec::new(),
-                threshold: self.config.blob_threshold,
-            };
-            for (path, entry) in map.iter() {
-                w.put_entry(path, entry)?;
-            }
+            TxnWriter::open(&txn, self.config.blob_threshold)?.write_entries(&map)?;
             let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
             meta.insert(META_WAL_APPLIED, &format::encode_seq(self.seq)[..])
                 .map_err(WriteError::storage)?;
@@ -1363,28 +1426,28 @@ impl Writer {
             redb::Durability::None
         })
         .map_err(WriteError::storage)?;
-        let touched = {
-            let mut w = TxnWriter {
-                entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
-                blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
-                refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
-                groups: HashSet::new(),
-                touched: Vec::new(),
-                threshold: self.config.blob_threshold,
-            };
+        // The entries the group produces over the published snapshot (which is what the
+        // database holds: this thread publishes every commit), then one transaction.
+        let changes = {
+            let view = self.view()?;
+            let empty = BTreeMap::new();
+            let mut w = MemWriter::new(&empty, &view.snap, &self.shared.cache, self.generation);
             for r in batch.iter_mut() {
                 if let Request::Apply { ops, .. } = r {
                     for op in std::mem::take(ops) {
-                        if let Err(e) = w.apply(op) {
-                            drop(w);
-                            let _ = txn.abort();
-                            return Err(e);
-                        }
+                        w.apply(op)?;
                     }
                 }
             }
-            w.touched
+            w.into_changes()
         };
+        if let Err(e) = TxnWriter::open(&txn, self.config.blob_threshold)
+            .and_then(|mut w| w.write_entries(&changes))
+        {
+            let _ = txn.abort();
+            return Err(e);
+        }
+        let touched: Vec<String> = changes.into_keys().collect();
         if touched.is_empty() && !(durable && self.pending_since.is_some()) {
             // Nothing changed and nothing waits for an fsync: no commit needed.
             let _ = txn.abort();
@@ -1432,12 +1495,25 @@ struct MemWriter<'a> {
     cache: &'a EntryCache,
     generation: u64,
     /// The group's changes so far.
-    pending: HashMap<String, Entry>,
-    /// Paths of `pending` in the order first changed.
-    order: Vec<String>,
+    pending: BTreeMap<String, Entry>,
 }
 
-impl MemWriter<'_> {
+impl<'a> MemWriter<'a> {
+    fn new(
+        base: &'a BTreeMap<String, Entry>,
+        snap: &'a Snapshot,
+        cache: &'a EntryCache,
+        generation: u64,
+    ) -> Self {
+        Self {
+            base,
+            snap,
+            cache,
+            generation,
+            pending: BTreeMap::new(),
+        }
+    }
+
     fn current(&self, path: &str) -> Result<Option<Entry>, WriteError> {
         if let Some(e) = self.pending.get(path).or_else(|| self.base.get(path)) {
             return Ok(Some(e.clone()));
@@ -1459,9 +1535,7 @@ impl MemWriter<'_> {
         if self.current(path)?.as_ref() == Some(&entry) {
             return Ok(());
         }
-        if self.pending.insert(path.to_owned(), entry).is_none() {
-            self.order.push(path.to_owned());
-        }
+        self.pending.insert(path.to_owned(), entry);
         Ok(())
     }
 
@@ -1507,11 +1581,8 @@ impl MemWriter<'_> {
         }
     }
 
-    fn into_changes(mut self) -> Vec<(String, Entry)> {
-        self.order
-            .into_iter()
-            .filter_map(|p| self.pending.remove(&p).map(|e| (p, e)))
-            .collect()
+    fn into_changes(self) -> BTreeMap<String, Entry> {
+        self.pending
     }
 }
 
@@ -1532,68 +1603,132 @@ impl ReadError {
 
 type WTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
-/// Applies ops inside one write transaction, with the semantics of
-/// [`ao_core::store::apply_to_map`].
+/// The largest packed record: a new top-level group whose subtree encodes larger is stored one
+/// key per entry.
+pub(crate) const PACK_LIMIT: usize = 16 << 10;
+
+/// Writes the entries a [`MemWriter`] computed into one write transaction. A new top-level
+/// group is stored with its whole subtree as one packed record (a message written by
+/// `ao_core::cache` becomes one key); a packed record is unpacked into one key per entry
+/// before anything is written at or under its key. Blob reference counts are kept right.
 struct TxnWriter<'t> {
     entries: WTable<'t>,
     blobs: WTable<'t>,
     refs: WTable<'t>,
-    /// Paths known to hold a group in this transaction.
-    groups: HashSet<String>,
-    /// Paths written, for cache invalidation.
-    touched: Vec<String>,
     threshold: u64,
 }
 
-impl TxnWriter<'_> {
-    fn apply(&mut self, op: Op) -> Result<(), WriteError> {
-        match op {
-            Op::Write { path, value } => {
-                let path = join(&[&path]);
-                if path.is_empty() {
-                    return Err(WriteError::Invalid("write to an empty path".into()));
-                }
-                self.ensure_parents(&path)?;
-                if value.len() as u64 >= self.threshold.max(1) {
-                    let hash = *blake3::hash(&value).as_bytes();
-                    self.put(&path, Record::blob(hash, value.len() as u64), Some(&value))
-                } else {
-                    self.put(&path, Record::inline(value), None)
-                }
-            }
-            Op::MakeGroup { path } => {
-                let path = join(&[&path]);
-                if path.is_empty() {
-                    return Ok(());
-                }
-                self.ensure_parents(&path)?;
-                if !self.is_group(&path)? {
-                    self.put(&path, Record::group(), None)?;
-                }
-                Ok(())
-            }
-            Op::MakeLink { existing, new } => {
-                let (existing, new) = (join(&[&existing]), join(&[&new]));
-                if existing == new || new.is_empty() {
-                    return Ok(());
-                }
-                self.ensure_parents(&new)?;
-                self.put(&new, Record::link(existing), None)
-            }
-        }
+impl<'t> TxnWriter<'t> {
+    fn open(txn: &'t redb::WriteTransaction, threshold: u64) -> Result<Self, WriteError> {
+        Ok(Self {
+            entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
+            blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
+            refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
+            threshold,
+        })
     }
 
-    /// Stores an entry computed by the memtable (its ancestors are entries of their own).
-    fn put_entry(&mut self, path: &str, entry: &Entry) -> Result<(), WriteError> {
+    /// Stores `changes` (path → the entry it now holds; the ancestors a write creates are
+    /// entries of their own).
+    fn write_entries(&mut self, changes: &BTreeMap<String, Entry>) -> Result<(), WriteError> {
+        // Top-level keys packed by this call, and those known to hold no packed record.
+        let mut packed: HashSet<&str> = HashSet::new();
+        let mut plain: HashSet<&str> = HashSet::new();
+        for (path, entry) in changes {
+            let top = path.split('/').next().unwrap_or(path);
+            if packed.contains(top) {
+                continue;
+            }
+            if !plain.contains(top) {
+                match self.record(top)? {
+                    // A new group: nothing exists below it yet (keys are never removed, and
+                    // a key below another implies that one), so its subtree is in `changes`.
+                    None if path == top && *entry == Entry::Group => {
+                        if self.pack(top, changes)? {
+                            packed.insert(top);
+                            continue;
+                        }
+                    }
+                    Some(rec) if rec.as_packed().is_some() => self.unpack(top, &rec)?,
+                    _ => {}
+                }
+                plain.insert(top);
+            }
+            self.put_entry(path, entry)?;
+        }
+        Ok(())
+    }
+
+    /// The record and, for a blob, the bytes to store under its hash.
+    fn record_for<'e>(&self, entry: &'e Entry) -> (Record, Option<&'e Bytes>) {
         match entry {
             Entry::Binary(value) if value.len() as u64 >= self.threshold.max(1) => {
                 let hash = *blake3::hash(value).as_bytes();
-                self.put(path, Record::blob(hash, value.len() as u64), Some(value))
+                (Record::blob(hash, value.len() as u64), Some(value))
             }
-            Entry::Binary(value) => self.put(path, Record::inline(value.clone()), None),
-            Entry::Link(target) => self.put(path, Record::link(target.clone()), None),
-            Entry::Group => self.put(path, Record::group(), None),
+            Entry::Binary(value) => (Record::inline(value.clone()), None),
+            Entry::Link(target) => (Record::link(target.clone()), None),
+            Entry::Group => (Record::group(), None),
         }
+    }
+
+    /// Stores the new top-level group `top` and its subtree from `changes` as one packed
+    /// record, unless it would exceed [`PACK_LIMIT`] (then `false`, nothing written).
+    fn pack(&mut self, top: &str, changes: &BTreeMap<String, Entry>) -> Result<bool, WriteError> {
+        use std::ops::Bound;
+        let (prefix, end) = (format!("{top}/"), format!("{top}0"));
+        let mut subtree = Vec::new();
+        let mut blobs = Vec::new();
+        let mut size = 0;
+        for (path, entry) in changes.range::<str, _>((
+            Bound::Included(prefix.as_str()),
+            Bound::Excluded(end.as_str()),
+        )) {
+            let rel = &path[prefix.len()..];
+            let (rec, blob) = self.record_for(entry);
+            size += rel.len() + prost::Message::encoded_len(&rec);
+            if size > PACK_LIMIT {
+                return Ok(false);
+            }
+            if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
+                blobs.push((hash, bytes));
+            }
+            subtree.push((rel.to_owned(), rec));
+        }
+        let encoded = Record::packed(subtree).encode();
+        if encoded.len() > PACK_LIMIT {
+            return Ok(false);
+        }
+        for (hash, bytes) in blobs {
+            self.incref(&hash, bytes)?;
+        }
+        self.entries
+            .insert(top.as_bytes(), encoded.as_slice())
+            .map_err(WriteError::storage)?;
+        Ok(true)
+    }
+
+    /// Replaces the packed record at `top` by a group record and one key per entry (the same
+    /// records: blob reference counts do not change).
+    fn unpack(&mut self, top: &str, rec: &Record) -> Result<(), WriteError> {
+        let Some(p) = rec.as_packed() else {
+            return Ok(());
+        };
+        self.entries
+            .insert(top.as_bytes(), Record::group().encode().as_slice())
+            .map_err(WriteError::storage)?;
+        for (rel, r) in p.iter() {
+            let key = format!("{top}/{rel}");
+            self.entries
+                .insert(key.as_bytes(), r.encode().as_slice())
+                .map_err(WriteError::storage)?;
+        }
+        Ok(())
+    }
+
+    fn put_entry(&mut self, path: &str, entry: &Entry) -> Result<(), WriteError> {
+        let (rec, blob) = self.record_for(entry);
+        self.put(path, rec, blob)
     }
 
     fn record(&self, path: &str) -> Result<Option<Record>, WriteError> {
@@ -1607,75 +1742,23 @@ impl TxnWriter<'_> {
         }
     }
 
-    fn is_group(&mut self, path: &str) -> Result<bool, WriteError> {
-        if self.groups.contains(path) {
-            return Ok(true);
-        }
-        let group = self.record(path)?.is_some_and(|r| r.is_group());
-        if group {
-            self.groups.insert(path.to_owned());
-        }
-        Ok(group)
-    }
-
-    /// Makes every ancestor of `path` a group, except ancestors that are links.
-    fn ensure_parents(&mut self, path: &str) -> Result<(), WriteError> {
-        let mut end = 0;
-        while let Some(i) = path[end..].find('/') {
-            let parent = &path[..end + i];
-            if !self.groups.contains(parent) {
-                match self.record(parent)? {
-                    Some(r) if r.is_group() => {
-                        self.groups.insert(parent.to_owned());
-                    }
-                    Some(r) if r.is_link() => {}
-                    _ => self.put(parent, Record::group(), None)?,
-                }
-            }
-            end += i + 1;
-        }
-        Ok(())
-    }
-
-    /// Stores a record, keeping blob reference counts right. Storing the record already there
-    /// changes nothing. Binaries are looked up first (rewriting the same content-addressed
-    /// binary is common and a lookup is cheaper than a copy-on-write insert); links and groups
-    /// are inserted directly and the replaced record is inspected afterwards.
+    /// Stores a (non-packed) record, keeping blob reference counts right: the new record's
+    /// blob gains a reference before the replaced record's loses one.
     fn put(&mut self, path: &str, rec: Record, blob: Option<&Bytes>) -> Result<(), WriteError> {
         let encoded = rec.encode();
-        let binary = !(rec.is_group() || rec.is_link());
-        if binary {
-            let same = self
-                .entries
-                .get(path.as_bytes())
-                .map_err(WriteError::storage)?
-                .is_some_and(|g| g.value() == encoded.as_slice());
-            if same {
-                return Ok(());
-            }
-            if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
-                self.incref(&hash, bytes)?;
-            }
+        if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
+            self.incref(&hash, bytes)?;
         }
         let old = self
             .entries
             .insert(path.as_bytes(), encoded.as_slice())
             .map_err(WriteError::storage)?
             .map(|g| g.value().to_vec());
-        if rec.is_group() {
-            self.groups.insert(path.to_owned());
-        } else {
-            self.groups.remove(path);
+        if let Some(old) = &old
+            && let Some(hash) = Record::decode_at(path, old)?.blob_hash()
+        {
+            self.decref(&hash)?;
         }
-        if let Some(old) = &old {
-            if *old == encoded {
-                return Ok(());
-            }
-            if let Some(hash) = Record::decode_at(path, old)?.blob_hash() {
-                self.decref(&hash)?;
-            }
-        }
-        self.touched.push(path.to_owned());
         Ok(())
     }
 

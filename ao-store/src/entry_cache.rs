@@ -1,10 +1,13 @@
 //! A bounded cache of decoded entries (and of group listings) in front of redb.
 //!
-//! Sharded CLOCK (second-chance) eviction with a budget in bytes. Coherence with the writer:
-//! the writer publishes a new snapshot (bumping the generation), *then* invalidates the keys it
-//! wrote, then answers its callers. A reader that missed inserts what it read only if the
-//! generation of the snapshot it read from is still current, checked under the shard lock; so an
-//! entry read from an old snapshot is either refused or removed by the invalidation that follows.
+//! Sharded CLOCK (second-chance) eviction with a budget in bytes. The cache holds what the store
+//! answers (the memtable over the snapshot), so a checkpoint, which moves entries from the
+//! memtable into redb without changing any answer, leaves it valid. Coherence with the writer:
+//! the writer makes a change visible (a new snapshot, or entries inserted into the memtable under
+//! its lock), invalidates the keys it changed and bumps the generation, then answers its callers.
+//! A reader reads the generation *before* it looks anything up and inserts what it read only if
+//! that generation is still current, checked under the shard lock; so an entry read before a
+//! change is either refused or removed by the invalidation that follows.
 
 use std::collections::VecDeque;
 use std::collections::hash_map::{Entry as MapEntry, HashMap};

@@ -372,7 +372,7 @@ fn replay(db: &Database, config: &StoreConfig) -> Result<(u64, u64), OpenError> 
         .map_err(|e| open_read_error(path, e))?;
     let no_cache = EntryCache::new(0);
     let empty = BTreeMap::new();
-    let mut changes = MemWriter::new(&empty, &snap, &no_cache, 0);
+    let mut changes = MemWriter::new(&empty, &snap, &no_cache);
     for (seq, batch) in pending {
         for op in batch.ops {
             let corrupt = |reason: String| OpenError::Corrupt {
@@ -1323,7 +1323,7 @@ impl Writer {
         let view = self.view()?;
         let changes = {
             let base = view.mem.read();
-            let mut w = MemWriter::new(&base, &view.snap, &self.shared.cache, self.generation);
+            let mut w = MemWriter::new(&base, &view.snap, &self.shared.cache);
             for op in ops {
                 w.apply(op)?;
             }
@@ -1333,13 +1333,17 @@ impl Writer {
             return Ok(());
         }
         let mut map = view.mem.write();
-        for (path, entry) in changes {
-            self.mem_bytes += memtable::weight(&path, &entry);
-            map.insert(path.clone(), entry);
-            self.shared.cache.invalidate(&path);
+        for (path, entry) in &changes {
+            self.mem_bytes += memtable::weight(path, entry);
+            map.insert(path.clone(), entry.clone());
         }
+        // The generation first: a reader that read the memtable before this group and inserts
+        // after an invalidation below is then refused (see entry_cache).
         self.generation += 1;
         self.shared.cache.set_generation(self.generation);
+        for path in changes.keys() {
+            self.shared.cache.invalidate(path);
+        }
         drop(map);
         Ok(())
     }
@@ -1431,7 +1435,7 @@ impl Writer {
         let changes = {
             let view = self.view()?;
             let empty = BTreeMap::new();
-            let mut w = MemWriter::new(&empty, &view.snap, &self.shared.cache, self.generation);
+            let mut w = MemWriter::new(&empty, &view.snap, &self.shared.cache);
             for r in batch.iter_mut() {
                 if let Request::Apply { ops, .. } = r {
                     for op in std::mem::take(ops) {
@@ -1493,23 +1497,19 @@ struct MemWriter<'a> {
     base: &'a BTreeMap<String, Entry>,
     snap: &'a Snapshot,
     cache: &'a EntryCache,
-    generation: u64,
+    /// Paths the snapshot was found not to hold.
+    absent: std::cell::RefCell<HashSet<String>>,
     /// The group's changes so far.
     pending: BTreeMap<String, Entry>,
 }
 
 impl<'a> MemWriter<'a> {
-    fn new(
-        base: &'a BTreeMap<String, Entry>,
-        snap: &'a Snapshot,
-        cache: &'a EntryCache,
-        generation: u64,
-    ) -> Self {
+    fn new(base: &'a BTreeMap<String, Entry>, snap: &'a Snapshot, cache: &'a EntryCache) -> Self {
         Self {
             base,
             snap,
             cache,
-            generation,
+            absent: Default::default(),
             pending: BTreeMap::new(),
         }
     }
@@ -1521,13 +1521,29 @@ impl<'a> MemWriter<'a> {
         if let Some(Cached::Entry(e)) = self.cache.get(Space::Entry, path) {
             return Ok(e);
         }
+        // Below a path the snapshot does not hold, it holds nothing (a key implies its
+        // ancestors, and packed records only hold paths below their own key).
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            if self.absent.borrow().contains(&path[..end + i]) {
+                return Ok(None);
+            }
+            end += i + 1;
+        }
         let e = guard_read(path, || self.snap.get_entry(path))?;
-        self.cache.insert(
-            Space::Entry,
-            path,
-            Cached::Entry(e.clone()),
-            self.generation,
-        );
+        match &e {
+            // Only what exists is cached (shared binaries such as `data/…` are looked up again
+            // and again); absent paths are about to be written.
+            Some(_) => self.cache.insert(
+                Space::Entry,
+                path,
+                Cached::Entry(e.clone()),
+                self.cache.generation(),
+            ),
+            None => {
+                self.absent.borrow_mut().insert(path.to_owned());
+            }
+        }
         Ok(e)
     }
 

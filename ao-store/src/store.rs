@@ -1088,8 +1088,19 @@ impl ao_core::Store for RedbStore {
     }
 
     fn child_entries(&self, path: &str) -> ao_core::Result<Vec<(String, Entry)>> {
+        let generation = self.shared.cache.generation();
+        if let Some(Cached::ChildEntries(c)) = self.shared.cache.get(Space::ChildEntries, path) {
+            return Ok(c.to_vec());
+        }
         let view = self.view()?;
-        Ok(guard_read(path, || view.child_entries(path))?)
+        let c = guard_read(path, || view.child_entries(path))?;
+        self.shared.cache.insert(
+            Space::ChildEntries,
+            path,
+            Cached::ChildEntries(c.clone().into()),
+            generation,
+        );
+        Ok(c)
     }
 }
 
@@ -1659,11 +1670,9 @@ impl<'t> TxnWriter<'t> {
                 match self.record(top)? {
                     // A new group: nothing exists below it yet (keys are never removed, and
                     // a key below another implies that one), so its subtree is in `changes`.
-                    None if path == top && *entry == Entry::Group => {
-                        if self.pack(top, changes)? {
-                            packed.insert(top);
-                            continue;
-                        }
+                    None if path == top && *entry == Entry::Group && self.pack(top, changes)? => {
+                        packed.insert(top);
+                        continue;
                     }
                     Some(rec) if rec.as_packed().is_some() => self.unpack(top, &rec)?,
                     _ => {}

@@ -29,23 +29,15 @@ pub(crate) enum Cached {
     Entry(Option<Entry>),
     /// The children of the group at the path.
     Children(Arc<[String]>),
-    /// The children of the group at the path with their raw entries.
-    ChildEntries(Arc<[(String, Entry)]>),
 }
 
 impl Cached {
     fn weight(&self) -> usize {
-        fn entry(e: &Entry) -> usize {
-            match e {
-                Entry::Binary(b) => b.len(),
-                Entry::Link(t) => t.len(),
-                Entry::Group => 0,
-            }
-        }
         match self {
-            Self::Entry(e) => e.as_ref().map_or(0, entry),
+            Self::Entry(Some(Entry::Binary(b))) => b.len(),
+            Self::Entry(Some(Entry::Link(t))) => t.len(),
+            Self::Entry(_) => 0,
             Self::Children(c) => c.iter().map(|s| s.len() + 24).sum(),
-            Self::ChildEntries(c) => c.iter().map(|(s, e)| s.len() + entry(e) + 56).sum(),
         }
     }
 }
@@ -54,7 +46,6 @@ impl Cached {
 pub(crate) enum Space {
     Entry,
     Children,
-    ChildEntries,
 }
 
 #[derive(Debug)]
@@ -69,7 +60,6 @@ struct Slot {
 struct Shard {
     entries: HashMap<Box<str>, Slot>,
     children: HashMap<Box<str>, Slot>,
-    child_entries: HashMap<Box<str>, Slot>,
     clock: VecDeque<(Space, Box<str>)>,
     bytes: usize,
 }
@@ -79,24 +69,18 @@ impl Shard {
         match space {
             Space::Entry => &mut self.entries,
             Space::Children => &mut self.children,
-            Space::ChildEntries => &mut self.child_entries,
-        }
-    }
-
-    fn get(&self, space: Space) -> &HashMap<Box<str>, Slot> {
-        match space {
-            Space::Entry => &self.entries,
-            Space::Children => &self.children,
-            Space::ChildEntries => &self.child_entries,
         }
     }
 
     fn len(&self) -> usize {
-        self.entries.len() + self.children.len() + self.child_entries.len()
+        self.entries.len() + self.children.len()
     }
 
     fn contains(&self, (space, key): &(Space, Box<str>)) -> bool {
-        self.get(*space).contains_key(key)
+        match space {
+            Space::Entry => self.entries.contains_key(key),
+            Space::Children => self.children.contains_key(key),
+        }
     }
 
     fn evict_until(&mut self, budget: usize) {
@@ -167,7 +151,11 @@ impl EntryCache {
         }
         // A read lock: hits on hot paths (`data`, shared values) do not serialise readers.
         let shard = self.shard(space, key).read().ok()?;
-        let slot = shard.get(space).get(key)?;
+        let map = match space {
+            Space::Entry => &shard.entries,
+            Space::Children => &shard.children,
+        };
+        let slot = map.get(key)?;
         if !slot.visited.load(Ordering::Relaxed) {
             slot.visited.store(true, Ordering::Relaxed);
         }
@@ -225,18 +213,16 @@ impl EntryCache {
         self.generation.store(generation, Ordering::SeqCst);
     }
 
-    /// Forgets what is cached for a path the writer changed (its entry, its listings, and its
-    /// parent's listings).
+    /// Forgets what is cached for a path the writer changed (its entry, its listing, and its
+    /// parent's listing).
     pub(crate) fn invalidate(&self, path: &str) {
         if !self.enabled() {
             return;
         }
         self.remove(Space::Entry, path);
         self.remove(Space::Children, path);
-        self.remove(Space::ChildEntries, path);
         let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
         self.remove(Space::Children, parent);
-        self.remove(Space::ChildEntries, parent);
     }
 
     fn remove(&self, space: Space, key: &str) {

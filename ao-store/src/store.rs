@@ -525,11 +525,14 @@ impl PendingWrite {
 /// Implements [`ao_core::Store`]; HyperBEAM's cache layout comes from [`ao_core::cache`] on
 /// top. Cheap to share behind an `Arc`; every method takes `&self`.
 ///
-/// * Writes ([`ao_core::Store::apply`]) go to one writer thread, which commits the batches of
-///   every caller waiting at that moment in one redb transaction (one fsync), then answers them
-///   all. With [`Durability::Immediate`], `Ok` means the batch is on disk.
-/// * Reads use the snapshot published by the last commit (no transaction per read) behind a
-///   bounded cache of decoded entries and group listings.
+/// * Writes ([`ao_core::Store::apply`]) go to one writer thread, which takes the batches of
+///   every caller waiting at that moment as one group. With [`Durability::Immediate`] (and the
+///   write-ahead log) the group is one log record and one `fdatasync`, then it is applied to
+///   the memtable and every caller is answered: `Ok` means the batch is on disk. Checkpoints
+///   write the memtable into redb in one transaction. Without the log, the group is one redb
+///   transaction.
+/// * Reads use the memtable over the snapshot published by the last checkpoint or commit (no
+///   transaction per read), behind a bounded cache of decoded entries and group listings.
 pub struct RedbStore {
     path: PathBuf,
     shared: Arc<Shared>,
@@ -1088,19 +1091,8 @@ impl ao_core::Store for RedbStore {
     }
 
     fn child_entries(&self, path: &str) -> ao_core::Result<Vec<(String, Entry)>> {
-        let generation = self.shared.cache.generation();
-        if let Some(Cached::ChildEntries(c)) = self.shared.cache.get(Space::ChildEntries, path) {
-            return Ok(c.to_vec());
-        }
         let view = self.view()?;
-        let c = guard_read(path, || view.child_entries(path))?;
-        self.shared.cache.insert(
-            Space::ChildEntries,
-            path,
-            Cached::ChildEntries(c.clone().into()),
-            generation,
-        );
-        Ok(c)
+        Ok(guard_read(path, || view.child_entries(path))?)
     }
 }
 

@@ -56,16 +56,19 @@ struct Slot {
     visited: AtomicBool,
 }
 
+/// A shard's map. foldhash rather than SipHash: hashing the path is a large part of a cache hit.
+type Map = HashMap<Box<str>, Slot, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct Shard {
-    entries: HashMap<Box<str>, Slot>,
-    children: HashMap<Box<str>, Slot>,
+    entries: Map,
+    children: Map,
     clock: VecDeque<(Space, Box<str>)>,
     bytes: usize,
 }
 
 impl Shard {
-    fn map(&mut self, space: Space) -> &mut HashMap<Box<str>, Slot> {
+    fn map(&mut self, space: Space) -> &mut Map {
         match space {
             Space::Entry => &mut self.entries,
             Space::Children => &mut self.children,
@@ -117,7 +120,7 @@ impl Shard {
 pub(crate) struct EntryCache {
     shards: Box<[RwLock<Shard>]>,
     shard_budget: usize,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
     /// Generation of the newest published snapshot.
     generation: AtomicU64,
 }

@@ -17,7 +17,8 @@
 //! reuses it. `AO_STORE_BENCH_PAGE_CACHE` and `AO_STORE_BENCH_ENTRY_CACHE` set the cache sizes
 //! in bytes (defaults: 1 GiB of redb page cache, 256 MiB of entry cache).
 //! `AO_STORE_BENCH_WRITES=0` skips the write benchmarks (for profiling reads);
-//! `AO_STORE_BENCH_WAL_BYTES` sets the log size between checkpoints.
+//! `AO_STORE_BENCH_WAL_BYTES` sets the log size between durable checkpoints and
+//! `AO_STORE_BENCH_MEMTABLE_BYTES` the memtable's (`StoreConfig::memtable_bytes`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +66,7 @@ fn config(path: &std::path::Path, durability: Durability) -> StoreConfig {
     c.cache_bytes = env_u64("AO_STORE_BENCH_ENTRY_CACHE", 256 << 20);
     c.page_cache_bytes = env_u64("AO_STORE_BENCH_PAGE_CACHE", 1 << 30);
     c.wal_bytes = env_u64("AO_STORE_BENCH_WAL_BYTES", c.wal_bytes);
+    c.memtable_bytes = env_u64("AO_STORE_BENCH_MEMTABLE_BYTES", c.memtable_bytes);
     c
 }
 
@@ -232,9 +234,15 @@ fn fill(path: &std::path::Path, n: u64) -> Vec<String> {
     let stats = store.stats().unwrap();
     let file = std::fs::metadata(path).unwrap().len();
     println!(
-        "entries per message:         {:>10.1} ({} entries, {} bytes of keys + records)",
+        "entries per message:         {:>10.1} ({} entries, {} packed records)",
         stats.entries as f64 / n as f64,
         stats.entries,
+        stats.packed
+    );
+    println!(
+        "redb keys per message:       {:>10.1} ({} keys, {} bytes of keys + records)",
+        stats.records as f64 / n as f64,
+        stats.records,
         stats.key_bytes + stats.record_bytes
     );
     println!(

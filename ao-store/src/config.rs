@@ -51,6 +51,14 @@ pub struct StoreConfig {
     /// bounds the replay after a crash. `0` turns the log off: every group commit is then an
     /// fsynced redb commit.
     pub wal_bytes: u64,
+    /// With the write-ahead log, the bytes of acknowledged writes kept in memory (the
+    /// memtable, which reads consult first) before a checkpoint writes them into redb in one
+    /// transaction. Larger values amortise redb's commit cost over more writes.
+    pub memtable_bytes: u64,
+    /// With the write-ahead log, how long the writer waits without a write before it
+    /// checkpoints the memtable durably (and empties the log). `0`: only at the size limits,
+    /// on flush and on close.
+    pub checkpoint_idle_ms: u64,
     /// Testing only: abort the process right after this many log records are on disk, before
     /// redb commits the last one (a crash between the log and the database).
     #[doc(hidden)]
@@ -70,6 +78,8 @@ impl Default for StoreConfig {
             blob_threshold: 4096,
             verify_on_open: false,
             wal_bytes: 64 << 20,
+            memtable_bytes: 32 << 20,
+            checkpoint_idle_ms: 200,
             crash_after_log_records: None,
         }
     }

@@ -1,10 +1,13 @@
 //! A bounded cache of decoded entries (and of group listings) in front of redb.
 //!
-//! Sharded CLOCK (second-chance) eviction with a budget in bytes. Coherence with the writer:
-//! the writer publishes a new snapshot (bumping the generation), *then* invalidates the keys it
-//! wrote, then answers its callers. A reader that missed inserts what it read only if the
-//! generation of the snapshot it read from is still current, checked under the shard lock; so an
-//! entry read from an old snapshot is either refused or removed by the invalidation that follows.
+//! Sharded CLOCK (second-chance) eviction with a budget in bytes. The cache holds what the store
+//! answers (the memtable over the snapshot), so a checkpoint, which moves entries from the
+//! memtable into redb without changing any answer, leaves it valid. Coherence with the writer:
+//! the writer makes a change visible (a new snapshot, or entries inserted into the memtable under
+//! its lock), invalidates the keys it changed and bumps the generation, then answers its callers.
+//! A reader reads the generation *before* it looks anything up and inserts what it read only if
+//! that generation is still current, checked under the shard lock; so an entry read before a
+//! change is either refused or removed by the invalidation that follows.
 
 use std::collections::VecDeque;
 use std::collections::hash_map::{Entry as MapEntry, HashMap};
@@ -53,16 +56,19 @@ struct Slot {
     visited: AtomicBool,
 }
 
+/// A shard's map. foldhash rather than SipHash: hashing the path is a large part of a cache hit.
+type Map = HashMap<Box<str>, Slot, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct Shard {
-    entries: HashMap<Box<str>, Slot>,
-    children: HashMap<Box<str>, Slot>,
+    entries: Map,
+    children: Map,
     clock: VecDeque<(Space, Box<str>)>,
     bytes: usize,
 }
 
 impl Shard {
-    fn map(&mut self, space: Space) -> &mut HashMap<Box<str>, Slot> {
+    fn map(&mut self, space: Space) -> &mut Map {
         match space {
             Space::Entry => &mut self.entries,
             Space::Children => &mut self.children,
@@ -114,7 +120,7 @@ impl Shard {
 pub(crate) struct EntryCache {
     shards: Box<[RwLock<Shard>]>,
     shard_budget: usize,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
     /// Generation of the newest published snapshot.
     generation: AtomicU64,
 }
@@ -197,6 +203,12 @@ impl EntryCache {
         }
         let budget = self.shard_budget;
         shard.evict_until(budget);
+    }
+
+    /// The current generation: a reader reads it before it looks anything up, and passes it to
+    /// [`Self::insert`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Called by the writer after publishing the snapshot of generation `generation`.

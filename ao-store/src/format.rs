@@ -22,7 +22,7 @@ use redb::TableDefinition;
 use crate::error::ReadError;
 
 /// The version of the format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build opens (older stores are migrated when opened
 /// read-write, and read as they are when opened read-only).
@@ -90,7 +90,7 @@ pub(crate) fn decode_version(bytes: &[u8]) -> Option<u32> {
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Record {
     /// What the path holds.
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5")]
     pub(crate) kind: Option<Kind>,
 }
 
@@ -109,6 +109,66 @@ pub(crate) enum Kind {
     /// A group.
     #[prost(message, tag = "4")]
     Group(GroupMarker),
+    /// A group with its whole subtree inside the record (format 3): no key of `entries` starts
+    /// with `<key>/`.
+    #[prost(message, tag = "5")]
+    Packed(Packed),
+}
+
+/// A packed subtree: every entry below the record's key, by path relative to it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct Packed {
+    /// Sorted by `path` (bytewise), without duplicates.
+    #[prost(message, repeated, tag = "1")]
+    pub(crate) entries: Vec<PackedEntry>,
+}
+
+/// One entry of a [`Packed`] subtree.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct PackedEntry {
+    /// The normalised path below the packed record's key (`a`, `a/b`, …).
+    #[prost(string, tag = "1")]
+    pub(crate) path: String,
+    /// What it holds: a binary (inline or blob), a link or a group; never packed.
+    #[prost(message, optional, tag = "2")]
+    pub(crate) record: Option<Record>,
+}
+
+impl Packed {
+    /// The record at `rel` (a path relative to the packed key).
+    pub(crate) fn find(&self, rel: &str) -> Option<&Record> {
+        self.entries
+            .binary_search_by(|e| e.path.as_bytes().cmp(rel.as_bytes()))
+            .ok()
+            .and_then(|i| self.entries[i].record.as_ref())
+    }
+
+    /// The direct children of `rel` (`""`: of the packed key itself) with their records, in
+    /// name order.
+    pub(crate) fn children<'p>(
+        &'p self,
+        rel: &str,
+    ) -> impl Iterator<Item = (&'p str, &'p Record)> + 'p {
+        let prefix = if rel.is_empty() {
+            String::new()
+        } else {
+            format!("{rel}/")
+        };
+        self.entries.iter().filter_map(move |e| {
+            let name = e.path.strip_prefix(prefix.as_str())?;
+            if name.is_empty() || name.contains('/') {
+                return None;
+            }
+            Some((name, e.record.as_ref()?))
+        })
+    }
+
+    /// Every (relative path, record), in path order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Record)> {
+        self.entries
+            .iter()
+            .filter_map(|e| Some((e.path.as_str(), e.record.as_ref()?)))
+    }
 }
 
 /// A reference to a blob.
@@ -154,6 +214,21 @@ impl Record {
         }
     }
 
+    /// A packed subtree of (relative path, record) entries, sorted by path.
+    pub(crate) fn packed(entries: Vec<(String, Record)>) -> Self {
+        Self {
+            kind: Some(Kind::Packed(Packed {
+                entries: entries
+                    .into_iter()
+                    .map(|(path, record)| PackedEntry {
+                        path,
+                        record: Some(record),
+                    })
+                    .collect(),
+            })),
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         self.encode_to_vec()
     }
@@ -165,12 +240,41 @@ impl Record {
             reason,
         };
         let rec = Self::decode(bytes).map_err(|e| corrupt(format!("undecodable record: {e}")))?;
-        match &rec.kind {
-            None => Err(corrupt("record of no known kind".into())),
+        rec.validate(false).map_err(corrupt)?;
+        Ok(rec)
+    }
+
+    /// Checks what decoding alone does not: a kind, 32-byte blob hashes, and for a packed
+    /// record entries that are well formed, sorted and not themselves packed.
+    fn validate(&self, inside_packed: bool) -> Result<(), String> {
+        match &self.kind {
+            None => Err("record of no known kind".into()),
             Some(Kind::Blob(b)) if b.hash.len() != HASH_LEN => {
-                Err(corrupt(format!("blob hash of {} bytes", b.hash.len())))
+                Err(format!("blob hash of {} bytes", b.hash.len()))
             }
-            Some(_) => Ok(rec),
+            Some(Kind::Packed(_)) if inside_packed => Err("a packed record inside another".into()),
+            Some(Kind::Packed(p)) => {
+                let mut prev: Option<&str> = None;
+                for e in &p.entries {
+                    if e.path.is_empty() || e.path.split('/').any(str::is_empty) {
+                        return Err(format!(
+                            "packed entry {:?} is not a normalised path",
+                            e.path
+                        ));
+                    }
+                    if prev.is_some_and(|q| q.as_bytes() >= e.path.as_bytes()) {
+                        return Err(format!("packed entry {:?} is out of order", e.path));
+                    }
+                    prev = Some(&e.path);
+                    let Some(r) = &e.record else {
+                        return Err(format!("packed entry {:?} has no record", e.path));
+                    };
+                    r.validate(true)
+                        .map_err(|reason| format!("packed entry {:?}: {reason}", e.path))?;
+                }
+                Ok(())
+            }
+            Some(_) => Ok(()),
         }
     }
 
@@ -182,12 +286,12 @@ impl Record {
         }
     }
 
-    pub(crate) fn is_group(&self) -> bool {
-        matches!(self.kind, Some(Kind::Group(_)))
-    }
-
-    pub(crate) fn is_link(&self) -> bool {
-        matches!(self.kind, Some(Kind::Link(_)))
+    /// The packed subtree, if this is a packed record.
+    pub(crate) fn as_packed(&self) -> Option<&Packed> {
+        match &self.kind {
+            Some(Kind::Packed(p)) => Some(p),
+            _ => None,
+        }
     }
 
     /// The entry this record describes; `blob` fetches a blob's bytes.
@@ -199,7 +303,7 @@ impl Record {
         Ok(match self.kind {
             Some(Kind::Inline(b)) => Entry::Binary(b),
             Some(Kind::Link(t)) => Entry::Link(t),
-            Some(Kind::Group(_)) => Entry::Group,
+            Some(Kind::Group(_) | Kind::Packed(_)) => Entry::Group,
             Some(Kind::Blob(r)) => {
                 let hash: [u8; HASH_LEN] =
                     r.hash
@@ -268,7 +372,34 @@ mod tests {
         expected.extend([7; 32]);
         expected.extend([0x10, 0xac, 0x02]);
         assert_eq!(blob, expected);
-        assert_eq!(encode_version(2), [2, 0, 0, 0]);
+        assert_eq!(encode_version(3), [3, 0, 0, 0]);
+        // A packed message: `I` = group {a: link to "d", b: {c: "x"}}.
+        let packed = Record::packed(vec![
+            ("a".into(), Record::link("d".into())),
+            ("b".into(), Record::group()),
+            ("b/c".into(), Record::inline(Bytes::from_static(b"x"))),
+        ]);
+        let bytes = packed.encode();
+        assert_eq!(
+            bytes,
+            [
+                0x2a, 0x1f, // field 5 (packed), 31 bytes
+                0x0a, 0x08, 0x0a, 0x01, b'a', 0x12, 0x03, 0x1a, 0x01, b'd', // a → link "d"
+                0x0a, 0x07, 0x0a, 0x01, b'b', 0x12, 0x02, 0x22, 0x00, // b → group
+                0x0a, 0x0a, 0x0a, 0x03, b'b', b'/', b'c', 0x12, 0x03, 0x0a, 0x01, b'x', // b/c
+            ]
+        );
+        let decoded = Record::decode_at("I", &bytes).unwrap();
+        let p = decoded.as_packed().unwrap();
+        assert_eq!(
+            p.find("b/c"),
+            Some(&Record::inline(Bytes::from_static(b"x")))
+        );
+        assert_eq!(p.find("c"), None);
+        let top: Vec<_> = p.children("").map(|(n, _)| n).collect();
+        assert_eq!(top, ["a", "b"]);
+        let below: Vec<_> = p.children("b").map(|(n, _)| n).collect();
+        assert_eq!(below, ["c"]);
         assert_eq!(encode_seq(258), [2, 1, 0, 0, 0, 0, 0, 0]);
         assert_eq!(decode_seq(&[2, 1, 0, 0, 0, 0, 0, 0]), Some(258));
         assert_eq!(decode_version(&[1, 0, 0, 0]), Some(1));
@@ -282,6 +413,15 @@ mod tests {
             &[0xff],
             &[0x0a, 0x05, 1],
             &[0x12, 0x02, 0x0a, 0x00],
+            // packed: an entry without a record; entries out of order; a packed entry inside.
+            &[0x2a, 0x05, 0x0a, 0x03, 0x0a, 0x01, b'a'],
+            &[
+                0x2a, 0x12, 0x0a, 0x07, 0x0a, 0x01, b'b', 0x12, 0x02, 0x22, 0x00, 0x0a, 0x07, 0x0a,
+                0x01, b'a', 0x12, 0x02, 0x22, 0x00,
+            ],
+            &[
+                0x2a, 0x09, 0x0a, 0x07, 0x0a, 0x01, b'a', 0x12, 0x02, 0x2a, 0x00,
+            ],
         ] {
             assert!(Record::decode_at("k", bad).is_err(), "{bad:?}");
         }

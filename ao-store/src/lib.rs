@@ -6,18 +6,23 @@
 //! ## Core concepts
 //!
 //! * **One ordered table** maps each path to a record: a binary, a group or a link (spec §8.5).
-//!   The children of a group are a range scan; links are resolved segment by segment.
+//!   The children of a group are a range scan; links are resolved segment by segment. A new
+//!   top-level group written with its subtree (a message written by [`ao_core::cache`]) is
+//!   *packed* into one record under its key, which serves every path below it, and unpacked
+//!   into one key per path the first time something is written into it.
 //!   Records are protobuf (prost), versioned by a `format-version` record, and documented byte
 //!   by byte in `docs/store-format.md`. Large binaries are stored once, keyed by blake3.
 //! * **Group commit behind a write-ahead log.** One writer thread owns the database. Batches
 //!   from every caller waiting at once form one group: with [`Durability::Immediate`] the group
-//!   is appended to the write-ahead log (`<file>.wal`) and `fdatasync`ed, then committed to redb
-//!   without an fsync, then all its callers are answered: an `Ok` from
-//!   [`ao_core::Store::apply`] means on disk. redb itself is fsynced at checkpoints; opening
-//!   the store replays what a crash kept out of it. [`RedbStore::submit`] lets a caller keep
-//!   several batches in flight.
-//! * **Reads** never wait for the writer: they use the snapshot the last commit published,
-//!   behind a bounded cache of decoded entries kept coherent with the writes.
+//!   is appended to the write-ahead log (`<file>.wal`) and `fdatasync`ed, then applied to the
+//!   in-memory *memtable* that reads consult first, then all its callers are answered: an `Ok`
+//!   from [`ao_core::Store::apply`] means on disk. Checkpoints write the memtable into redb in
+//!   one transaction (amortising redb's commit over many groups); opening the store replays
+//!   what a crash kept out of redb. [`RedbStore::submit`] lets a caller keep several batches in
+//!   flight; [`ao_core::Store::apply_deferred`] answers without waiting for the `fdatasync`.
+//! * **Reads** never wait for the writer: they use the memtable and the snapshot the last
+//!   checkpoint published, behind a bounded cache of decoded entries kept coherent with the
+//!   writes.
 //! * **Open errors are typed** ([`OpenError`]): missing, locked, corrupt, newer format… each
 //!   names the file, and a file that is refused is left byte-for-byte untouched.
 //! * **Operator commands** ([`stats`], [`get`], [`check`], [`compact`]) for `hb store …`.
@@ -45,6 +50,7 @@ mod entry_cache;
 mod error;
 mod format;
 pub mod layout;
+mod memtable;
 mod ops;
 mod store;
 mod wal;

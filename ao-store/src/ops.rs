@@ -29,8 +29,14 @@ pub struct Stats {
     pub log_bytes: u64,
     /// The format version in the file.
     pub format_version: u32,
-    /// Records in the `entries` table.
+    /// Entries (paths) of the store: records of the `entries` table and the entries inside
+    /// packed records.
     pub entries: u64,
+    /// Records (keys) of the `entries` table.
+    pub records: u64,
+    /// Packed records (groups stored with their subtree in one record, each counted once
+    /// more under `groups`).
+    pub packed: u64,
     /// Binaries stored inline in their record.
     pub inline_binaries: u64,
     /// Bytes of inline binaries.
@@ -57,7 +63,11 @@ impl fmt::Display for Stats {
         writeln!(f, "file size:       {} bytes", self.file_bytes)?;
         writeln!(f, "log size:        {} bytes", self.log_bytes)?;
         writeln!(f, "format version:  {}", self.format_version)?;
-        writeln!(f, "entries:         {}", self.entries)?;
+        writeln!(
+            f,
+            "entries:         {} in {} records ({} packed)",
+            self.entries, self.records, self.packed
+        )?;
         writeln!(
             f,
             "  binaries:      {} inline ({} bytes), {} in blobs",
@@ -78,13 +88,39 @@ impl fmt::Display for Stats {
     }
 }
 
+impl Stats {
+    fn count(&mut self, rec: &Record) {
+        self.entries += 1;
+        match &rec.kind {
+            Some(Kind::Inline(b)) => {
+                self.inline_binaries += 1;
+                self.inline_bytes += b.len() as u64;
+            }
+            Some(Kind::Blob(_)) => self.blob_binaries += 1,
+            Some(Kind::Link(_)) => self.links += 1,
+            Some(Kind::Group(_) | Kind::Packed(_)) => self.groups += 1,
+            None => {}
+        }
+    }
+}
+
 impl RedbStore {
+    /// Writes the memtable into redb (a flush) before a scan of the database, so that the
+    /// scan sees every acknowledged write. A store that cannot flush (read-only, closed,
+    /// failed) is scanned as it is.
+    fn checkpoint_for_scan(&self) {
+        if !self.is_read_only() {
+            let _ = self.flush();
+        }
+    }
+
     /// Counts and sizes of the committed store (a full scan).
     pub fn stats(&self) -> Result<Stats, ReadError> {
         crate::store::guard_read("", || self.stats_unguarded())
     }
 
     fn stats_unguarded(&self) -> Result<Stats, ReadError> {
+        self.checkpoint_for_scan();
         let snap = self.snapshot()?;
         let mut s = Stats {
             path: self.path().to_path_buf(),
@@ -96,18 +132,16 @@ impl RedbStore {
         for item in snap.entries.iter().map_err(redb::Error::from)? {
             let (k, v) = item.map_err(redb::Error::from)?;
             let key = format::key_str(k.value())?;
-            s.entries += 1;
+            s.records += 1;
             s.key_bytes += k.value().len() as u64;
             s.record_bytes += v.value().len() as u64;
-            match Record::decode_at(key, v.value())?.kind {
-                Some(Kind::Inline(b)) => {
-                    s.inline_binaries += 1;
-                    s.inline_bytes += b.len() as u64;
+            let rec = Record::decode_at(key, v.value())?;
+            s.count(&rec);
+            if let Some(p) = rec.as_packed() {
+                s.packed += 1;
+                for (_, r) in p.iter() {
+                    s.count(r);
                 }
-                Some(Kind::Blob(_)) => s.blob_binaries += 1,
-                Some(Kind::Link(_)) => s.links += 1,
-                Some(Kind::Group(_)) => s.groups += 1,
-                None => {}
             }
         }
         for item in snap.blobs.iter().map_err(redb::Error::from)? {
@@ -126,6 +160,7 @@ impl RedbStore {
     }
 
     fn check_unguarded(&self) -> Result<CheckReport, ReadError> {
+        self.checkpoint_for_scan();
         let snap = self.snapshot()?;
         let mut report = CheckReport {
             path: self.path().to_path_buf(),
@@ -147,37 +182,41 @@ impl RedbStore {
             if key.is_empty() || key.split('/').any(str::is_empty) {
                 report.problem(format!("key {key:?} is not a normalised path"));
             }
-            if let Some((parent, _)) = key.rsplit_once('/')
-                && snap
+            if let Some((parent, _)) = key.rsplit_once('/') {
+                match snap
                     .entries
                     .get(parent.as_bytes())
                     .map_err(redb::Error::from)?
-                    .is_none()
-            {
-                report.problem(format!("{key:?} has no parent entry {parent:?}"));
+                {
+                    None => report.problem(format!("{key:?} has no parent entry {parent:?}")),
+                    Some(g) => {
+                        if Record::decode_at(parent, g.value())
+                            .is_ok_and(|r| r.as_packed().is_some())
+                        {
+                            report.problem(format!(
+                                "{key:?} is a key below the packed record {parent:?}"
+                            ));
+                        }
+                    }
+                }
             }
             match Record::decode_at(key, v.value()) {
                 Err(e) => report.problem(e.to_string()),
                 Ok(rec) => {
-                    if let Some(h) = rec.blob_hash() {
-                        *refs.entry(h).or_default() += 1;
-                        match (snap.blob(&h)?, &rec.kind) {
-                            (None, _) => {
-                                report.problem(format!("{key:?} references a missing blob"))
+                    check_record(&snap, key, &rec, &mut refs, &mut report)?;
+                    if let Some(p) = rec.as_packed() {
+                        report.entries += p.entries.len() as u64;
+                        for (rel, r) in p.iter() {
+                            let full = format!("{key}/{rel}");
+                            if let Some((parent, _)) = rel.rsplit_once('/')
+                                && p.find(parent).is_none()
+                            {
+                                report.problem(format!(
+                                    "{full:?} has no parent entry in its packed record"
+                                ));
                             }
-                            (Some(b), Some(Kind::Blob(r))) if b.len() as u64 != r.len => report
-                                .problem(format!(
-                                    "{key:?}: blob is {} bytes, the record says {}",
-                                    b.len(),
-                                    r.len
-                                )),
-                            _ => {}
+                            check_record(&snap, &full, r, &mut refs, &mut report)?;
                         }
-                    }
-                    if let Some(Kind::Link(t)) = &rec.kind
-                        && ao_core::store::join(&[t]) != *t
-                    {
-                        report.problem(format!("link {key:?} has unnormalised target {t:?}"));
                     }
                 }
             }
@@ -243,6 +282,35 @@ impl RedbStore {
         }
         Ok(report)
     }
+}
+
+/// The checks of one record (stored under its key or inside a packed one): its blob exists
+/// with the recorded length (and is counted), its link target is normalised.
+fn check_record(
+    snap: &Snapshot,
+    key: &str,
+    rec: &Record,
+    refs: &mut HashMap<[u8; HASH_LEN], u64>,
+    report: &mut CheckReport,
+) -> Result<(), ReadError> {
+    if let Some(h) = rec.blob_hash() {
+        *refs.entry(h).or_default() += 1;
+        match (snap.blob(&h)?, &rec.kind) {
+            (None, _) => report.problem(format!("{key:?} references a missing blob")),
+            (Some(b), Some(Kind::Blob(r))) if b.len() as u64 != r.len => report.problem(format!(
+                "{key:?}: blob is {} bytes, the record says {}",
+                b.len(),
+                r.len
+            )),
+            _ => {}
+        }
+    }
+    if let Some(Kind::Link(t)) = &rec.kind
+        && ao_core::store::join(&[t]) != *t
+    {
+        report.problem(format!("link {key:?} has unnormalised target {t:?}"));
+    }
+    Ok(())
 }
 
 fn read_version(snap: &Snapshot) -> Result<u32, ReadError> {

@@ -1,11 +1,11 @@
 //! [`RedbStore`]: the store, its snapshots and its group-commit writer.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ao_core::store::{Entry, Op, join};
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use crate::format::{
     self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CREATED_BY,
     META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record, key_str,
 };
+use crate::memtable::{self, Memtable, merge_sorted};
 use crate::wal::{self, Wal, WalBatch, WalOp};
 
 /// The largest binary a write accepts (redb's limit is 3 GiB per value).
@@ -63,7 +64,8 @@ impl Snapshot {
         Ok(v)
     }
 
-    pub(crate) fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+    /// The record stored under exactly the key `path`.
+    fn record(&self, path: &str) -> Result<Option<Record>, ReadError> {
         let Some(guard) = self
             .entries
             .get(path.as_bytes())
@@ -71,13 +73,50 @@ impl Snapshot {
         else {
             return Ok(None);
         };
-        let rec = Record::decode_at(path, guard.value())?;
-        drop(guard);
+        Record::decode_at(path, guard.value()).map(Some)
+    }
+
+    /// Where `path` lives: its own key, or inside the packed record of its first segment.
+    fn locate(&self, path: &str) -> Result<Located, ReadError> {
+        if let Some(rec) = self.record(path)? {
+            return Ok(Located::Key(rec));
+        }
+        // Packed records are top-level keys: only the first segment can hold one.
+        if let Some((top, rel)) = path.split_once('/')
+            && let Some(rec) = self.record(top)?
+            && rec.as_packed().is_some()
+        {
+            return Ok(Located::Packed(rec, rel.to_owned()));
+        }
+        Ok(Located::Nowhere)
+    }
+
+    pub(crate) fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        let rec = match self.locate(path)? {
+            Located::Key(rec) => rec,
+            Located::Packed(packed, rel) => match packed.as_packed().and_then(|p| p.find(&rel)) {
+                Some(r) => r.clone(),
+                None => return Ok(None),
+            },
+            Located::Nowhere => return Ok(None),
+        };
         rec.into_entry(path, |h| self.blob(h)).map(Some)
     }
 
-    /// Direct children of `path` with their entries: one range scan, as [`Self::children`].
+    /// Direct children of `path` with their entries: from a packed record, or one range scan,
+    /// as [`Self::children`].
     pub(crate) fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>, ReadError> {
+        if let Some((packed, rel)) = self.packed_at(path)? {
+            let mut out = Vec::new();
+            if let Some(p) = packed.as_packed() {
+                for (name, rec) in p.children(&rel) {
+                    let full = join(&[path, name]);
+                    let entry = rec.clone().into_entry(&full, |h| self.blob(h))?;
+                    out.push((name.to_owned(), entry));
+                }
+            }
+            return Ok(out);
+        }
         let mut out = Vec::new();
         self.scan_children(path, |child, key, value| {
             let full = key_str(key)?;
@@ -89,14 +128,34 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// Direct children of `path`: a range scan over `path/`, skipping the subtrees below them.
+    /// Direct children of `path`: from a packed record, or a range scan over `path/` that
+    /// skips the subtrees below them.
     pub(crate) fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        if let Some((packed, rel)) = self.packed_at(path)? {
+            return Ok(packed
+                .as_packed()
+                .map(|p| p.children(&rel).map(|(n, _)| n.to_owned()).collect())
+                .unwrap_or_default());
+        }
         let mut out = Vec::new();
         self.scan_children(path, |child, _, _| {
             out.push(key_str(child)?.to_owned());
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// The packed record holding the children of `path`, and `path` relative to it: `path`
+    /// is a packed key itself (`rel` empty) or lies inside one.
+    fn packed_at(&self, path: &str) -> Result<Option<(Record, String)>, ReadError> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        Ok(match self.locate(path)? {
+            Located::Key(rec) if rec.as_packed().is_some() => Some((rec, String::new())),
+            Located::Packed(rec, rel) => Some((rec, rel)),
+            _ => None,
+        })
     }
 
     /// Calls `visit(child, full key, raw record)` for each direct child of `path`, in key order:
@@ -144,6 +203,16 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// Where a path's record is.
+enum Located {
+    /// Under its own key.
+    Key(Record),
+    /// Inside this packed record, at this relative path (possibly absent from it).
+    Packed(Record, String),
+    /// Neither.
+    Nowhere,
 }
 
 /// Reads the format version (`None`: an empty database, no tables).
@@ -250,8 +319,9 @@ fn check_log_applied(txn: &ReadTransaction, path: &Path) -> Result<(), OpenError
     }
 }
 
-/// Upgrades a format-1 store to this format: the `format-version` and `wal-applied` records,
-/// in one transaction (format 2 adds the write-ahead log; the records are unchanged).
+/// Upgrades a format-1 or format-2 store to this format, in one transaction: the
+/// `format-version` record, and from format 1 the `wal-applied` record (format 2 adds the
+/// write-ahead log, format 3 packed records; the records already there stay valid as they are).
 fn migrate(db: &Database, path: &Path, from: u32) -> Result<(), OpenError> {
     if from == FORMAT_VERSION {
         return Ok(());
@@ -267,8 +337,10 @@ fn migrate(db: &Database, path: &Path, from: u32) -> Result<(), OpenError> {
             &format::encode_version(FORMAT_VERSION)[..],
         )
         .map_err(|e| err(e.into()))?;
-        meta.insert(META_WAL_APPLIED, &format::encode_seq(0)[..])
-            .map_err(|e| err(e.into()))?;
+        if from < 2 {
+            meta.insert(META_WAL_APPLIED, &format::encode_seq(0)[..])
+                .map_err(|e| err(e.into()))?;
+        }
     }
     txn.commit().map_err(|e| err(e.into()))
 }
@@ -292,30 +364,39 @@ fn replay(db: &Database, config: &StoreConfig) -> Result<(u64, u64), OpenError> 
         return Ok((applied, 0));
     };
     let count = pending.len() as u64;
+    // The entries the records produce over what the database holds, then one transaction.
+    let snap = db
+        .begin_read()
+        .map_err(ReadError::from_redb)
+        .and_then(|txn| Snapshot::new(txn, 0))
+        .map_err(|e| open_read_error(path, e))?;
+    let no_cache = EntryCache::new(0);
+    let empty = BTreeMap::new();
+    let mut changes = MemWriter::new(&empty, &snap, &no_cache);
+    for (seq, batch) in pending {
+        for op in batch.ops {
+            let corrupt = |reason: String| OpenError::Corrupt {
+                path: log.clone(),
+                reason: format!("replaying log record {seq}: {reason}"),
+            };
+            let op = op
+                .into_op()
+                .ok_or_else(|| corrupt("an op of no known kind".into()))?;
+            changes.apply(op).map_err(|e| corrupt(e.to_string()))?;
+        }
+    }
+    let changes = changes.into_changes();
+    drop(snap);
     let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
     txn.set_durability(redb::Durability::Immediate)
         .map_err(|e| err(e.into()))?;
     {
-        let mut w = TxnWriter {
-            entries: txn.open_table(ENTRIES).map_err(|e| err(e.into()))?,
-            blobs: txn.open_table(BLOBS).map_err(|e| err(e.into()))?,
-            refs: txn.open_table(BLOB_REFS).map_err(|e| err(e.into()))?,
-            groups: HashSet::new(),
-            touched: Vec::new(),
-            threshold: config.blob_threshold,
-        };
-        for (seq, batch) in pending {
-            for op in batch.ops {
-                let corrupt = |reason: String| OpenError::Corrupt {
-                    path: log.clone(),
-                    reason: format!("replaying log record {seq}: {reason}"),
-                };
-                let op = op
-                    .into_op()
-                    .ok_or_else(|| corrupt("an op of no known kind".into()))?;
-                w.apply(op).map_err(|e| corrupt(e.to_string()))?;
-            }
-        }
+        TxnWriter::open(&txn, config.blob_threshold)
+            .and_then(|mut w| w.write_entries(&changes))
+            .map_err(|e| OpenError::Corrupt {
+                path: log.clone(),
+                reason: format!("replaying the log: {e}"),
+            })?;
         let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
         meta.insert(META_WAL_APPLIED, &format::encode_seq(last)[..])
             .map_err(|e| err(e.into()))?;
@@ -351,8 +432,16 @@ fn initialise(db: &Database, path: &Path) -> Result<(), OpenError> {
 type Reply = SyncSender<Result<(), WriteError>>;
 
 enum Request {
-    Apply { ops: Vec<Op>, reply: Reply },
-    Flush { reply: Reply },
+    /// A batch; `deferred`: answer without waiting for the log's `fdatasync`
+    /// ([`ao_core::Store::apply_deferred`]).
+    Apply {
+        ops: Vec<Op>,
+        reply: Reply,
+        deferred: bool,
+    },
+    Flush {
+        reply: Reply,
+    },
 }
 
 /// What the store holds its database through.
@@ -366,9 +455,54 @@ enum Handle {
     ReadOnly(ReadOnlyDatabase),
 }
 
+/// What readers read: the last checkpointed snapshot of redb, overlaid with the memtable of
+/// the acknowledged writes not yet checkpointed. Published as a pair, so a reader never sees
+/// a memtable without the snapshot it overlays.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub(crate) snap: Arc<Snapshot>,
+    pub(crate) mem: Arc<Memtable>,
+}
+
+impl View {
+    fn new(snap: Snapshot) -> Self {
+        Self {
+            snap: Arc::new(snap),
+            mem: Arc::default(),
+        }
+    }
+
+    /// The entry at exactly `path`: the memtable's, else redb's.
+    fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        match self.mem.get(path) {
+            Some(e) => Ok(Some(e)),
+            None => self.snap.get_entry(path),
+        }
+    }
+
+    fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>, ReadError> {
+        let old = self.snap.child_entries(path)?;
+        Ok(merge_sorted(old, self.mem.child_entries(path)))
+    }
+
+    fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        let old = self.snap.children(path)?;
+        let new = self.mem.child_entries(path);
+        if new.is_empty() {
+            return Ok(old);
+        }
+        let old = old.into_iter().map(|c| (c, ())).collect();
+        let new = new.into_iter().map(|(c, _)| (c, ())).collect();
+        Ok(merge_sorted(old, new)
+            .into_iter()
+            .map(|(c, ())| c)
+            .collect())
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
-    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    view: RwLock<Option<View>>,
     cache: EntryCache,
 }
 
@@ -391,11 +525,14 @@ impl PendingWrite {
 /// Implements [`ao_core::Store`]; HyperBEAM's cache layout comes from [`ao_core::cache`] on
 /// top. Cheap to share behind an `Arc`; every method takes `&self`.
 ///
-/// * Writes ([`ao_core::Store::apply`]) go to one writer thread, which commits the batches of
-///   every caller waiting at that moment in one redb transaction (one fsync), then answers them
-///   all. With [`Durability::Immediate`], `Ok` means the batch is on disk.
-/// * Reads use the snapshot published by the last commit (no transaction per read) behind a
-///   bounded cache of decoded entries and group listings.
+/// * Writes ([`ao_core::Store::apply`]) go to one writer thread, which takes the batches of
+///   every caller waiting at that moment as one group. With [`Durability::Immediate`] (and the
+///   write-ahead log) the group is one log record and one `fdatasync`, then it is applied to
+///   the memtable and every caller is answered: `Ok` means the batch is on disk. Checkpoints
+///   write the memtable into redb in one transaction. Without the log, the group is one redb
+///   transaction.
+/// * Reads use the memtable over the snapshot published by the last checkpoint or commit (no
+///   transaction per read), behind a bounded cache of decoded entries and group listings.
 pub struct RedbStore {
     path: PathBuf,
     shared: Arc<Shared>,
@@ -557,7 +694,7 @@ impl RedbStore {
         Ok(Self {
             path,
             shared: Arc::new(Shared {
-                snapshot: RwLock::new(Some(Arc::new(snapshot))),
+                view: RwLock::new(Some(View::new(snapshot))),
                 cache: EntryCache::new(config.cache_bytes),
             }),
             handle: Mutex::new(Some(Handle::ReadOnly(db))),
@@ -602,7 +739,7 @@ impl RedbStore {
             }
         };
         let shared = Arc::new(Shared {
-            snapshot: RwLock::new(Some(Arc::new(snapshot))),
+            view: RwLock::new(Some(View::new(snapshot))),
             cache: EntryCache::new(config.cache_bytes),
         });
         shared.cache.set_generation(1);
@@ -617,6 +754,7 @@ impl RedbStore {
             wal,
             seq,
             logged: 0,
+            mem_bytes: 0,
             poisoned: None,
         };
         let thread = std::thread::Builder::new()
@@ -657,9 +795,14 @@ impl RedbStore {
         )
     }
 
+    /// The last checkpointed snapshot of redb (without the memtable).
     pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>, ReadError> {
+        Ok(self.view()?.snap)
+    }
+
+    fn view(&self) -> Result<View, ReadError> {
         self.shared
-            .snapshot
+            .view
             .read()
             .map_err(|_| ReadError::Closed)?
             .clone()
@@ -684,13 +827,31 @@ impl RedbStore {
     /// with [`PendingWrite::wait`]. A batch is acknowledged (durable, with
     /// [`Durability::Immediate`]) only when its `wait` returns `Ok`.
     pub fn submit(&self, ops: Vec<Op>) -> Result<PendingWrite, WriteError> {
+        self.submit_as(ops, false)
+    }
+
+    /// Applies a batch of derived data (see [`ao_core::Store::apply_deferred`]), with this
+    /// crate's error: atomic, visible to reads and ordered after every batch submitted before
+    /// it when this returns, but not waiting for an fsync. With [`Durability::Immediate`] its
+    /// log record is written but not `fdatasync`ed; the next durable group's `fdatasync` (or a
+    /// checkpoint) makes it durable, so a crash loses at most the deferred batches at the end
+    /// of the log, never a batch acknowledged as durable.
+    pub fn apply_deferred_batch(&self, ops: Vec<Op>) -> Result<(), WriteError> {
+        self.submit_as(ops, true)?.wait()
+    }
+
+    fn submit_as(&self, ops: Vec<Op>, deferred: bool) -> Result<PendingWrite, WriteError> {
         validate(&ops)?;
         let (reply, answer) = mpsc::sync_channel(1);
         if ops.is_empty() {
             let _ = reply.send(Ok(()));
         } else {
             self.sender()?
-                .send(Request::Apply { ops, reply })
+                .send(Request::Apply {
+                    ops,
+                    reply,
+                    deferred,
+                })
                 .map_err(|_| WriteError::Closed)?;
         }
         Ok(PendingWrite { answer })
@@ -739,7 +900,7 @@ impl RedbStore {
     }
 
     fn drop_snapshot(&self) {
-        if let Ok(mut s) = self.shared.snapshot.write() {
+        if let Ok(mut s) = self.shared.view.write() {
             s.take();
         }
     }
@@ -747,33 +908,33 @@ impl RedbStore {
     /// The raw entry at exactly `path` (see [`ao_core::Store::get_raw`]), with this crate's
     /// error.
     pub fn entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        // The generation is read first: see entry_cache's coherence argument.
+        let generation = self.shared.cache.generation();
         if let Some(Cached::Entry(e)) = self.shared.cache.get(Space::Entry, path) {
             return Ok(e);
         }
-        let snap = self.snapshot()?;
-        let e = guard_read(path, || snap.get_entry(path))?;
-        self.shared.cache.insert(
-            Space::Entry,
-            path,
-            Cached::Entry(e.clone()),
-            snap.generation,
-        );
+        let view = self.view()?;
+        let e = guard_read(path, || view.get_entry(path))?;
+        self.shared
+            .cache
+            .insert(Space::Entry, path, Cached::Entry(e.clone()), generation);
         Ok(e)
     }
 
     /// The children of exactly `path` (see [`ao_core::Store::children`]), with this crate's
     /// error.
     pub fn child_names(&self, path: &str) -> Result<Vec<String>, ReadError> {
+        let generation = self.shared.cache.generation();
         if let Some(Cached::Children(c)) = self.shared.cache.get(Space::Children, path) {
             return Ok(c.to_vec());
         }
-        let snap = self.snapshot()?;
-        let c = guard_read(path, || snap.children(path))?;
+        let view = self.view()?;
+        let c = guard_read(path, || view.children(path))?;
         self.shared.cache.insert(
             Space::Children,
             path,
             Cached::Children(c.clone().into()),
-            snap.generation,
+            generation,
         );
         Ok(c)
     }
@@ -890,6 +1051,10 @@ impl ao_core::Store for RedbStore {
         Ok(self.apply_batch(ops)?)
     }
 
+    fn apply_deferred(&self, ops: Vec<Op>) -> ao_core::Result<()> {
+        Ok(self.apply_deferred_batch(ops)?)
+    }
+
     fn get_raw(&self, path: &str) -> ao_core::Result<Option<Entry>> {
         Ok(self.entry(path)?)
     }
@@ -926,8 +1091,8 @@ impl ao_core::Store for RedbStore {
     }
 
     fn child_entries(&self, path: &str) -> ao_core::Result<Vec<(String, Entry)>> {
-        let snap = self.snapshot()?;
-        Ok(guard_read(path, || snap.child_entries(path))?)
+        let view = self.view()?;
+        Ok(guard_read(path, || view.child_entries(path))?)
     }
 }
 
@@ -940,12 +1105,15 @@ struct Writer {
     generation: u64,
     /// Set while commits that are not yet durable in redb exist.
     pending_since: Option<Instant>,
-    /// The write-ahead log (with [`Durability::Immediate`]).
+    /// The write-ahead log (with [`Durability::Immediate`]). With a log, acknowledged groups
+    /// go to the memtable and reach redb at checkpoints.
     wal: Option<Wal>,
-    /// Sequence number of the last log record written (and held by the last commit).
+    /// Sequence number of the last log record written (and held by redb or the memtable).
     seq: u64,
     /// Log records written since opening (for the `crash_after_log_records` test hook).
     logged: u64,
+    /// Bytes the memtable holds (approximately).
+    mem_bytes: u64,
     /// Set when a commit failed after its log record was written: the database no longer
     /// matches the log, so the writer refuses everything until the store is reopened (which
     /// replays the log).
@@ -956,19 +1124,26 @@ impl Writer {
     fn run(mut self) -> Result<(), WriteError> {
         let mut failed: Option<WriteError> = None;
         loop {
-            let first = match (self.config.durability, self.pending_since) {
-                (Durability::Eventual, Some(since)) => {
-                    let deadline = since + self.config.sync_interval();
-                    match self
-                        .rx
-                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    {
-                        Ok(r) => Some(r),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
+            let deadline = match (self.config.durability, self.pending_since) {
+                _ if self.wal.is_some()
+                    && self.mem_bytes > 0
+                    && self.config.checkpoint_idle_ms > 0 =>
+                {
+                    Some(Instant::now() + Duration::from_millis(self.config.checkpoint_idle_ms))
                 }
-                _ => match self.rx.recv() {
+                (Durability::Eventual, Some(since)) => Some(since + self.config.sync_interval()),
+                _ => None,
+            };
+            let first = match deadline {
+                Some(deadline) => match self
+                    .rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    Ok(r) => Some(r),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.rx.recv() {
                     Ok(r) => Some(r),
                     Err(_) => break,
                 },
@@ -988,21 +1163,41 @@ impl Writer {
                     }
                 }
             }
-            let flush =
-                batch.is_empty() || batch.iter().any(|r| matches!(r, Request::Flush { .. }));
-            let durable = match self.config.durability {
-                // Without a log every commit is an fsynced redb commit; with one, the log is
-                // fsynced and redb only at checkpoints.
-                Durability::Immediate => self.wal.is_none() || flush,
-                Durability::Eventual => {
-                    flush
-                        || self
-                            .pending_since
-                            .is_some_and(|s| s.elapsed() >= self.config.sync_interval())
+            let result = if self.wal.is_some() {
+                if batch.is_empty() {
+                    // Idle: checkpoint (durably, which lets the log start over).
+                    self.checkpoint(true)
+                } else {
+                    self.commit_logged(&mut batch)
                 }
-                Durability::None => flush,
+            } else {
+                let flush =
+                    batch.is_empty() || batch.iter().any(|r| matches!(r, Request::Flush { .. }));
+                let durable = match self.config.durability {
+                    // Without a log every commit is an fsynced redb commit, except a group of
+                    // deferred batches only.
+                    Durability::Immediate => {
+                        flush
+                            || batch.iter().any(|r| {
+                                matches!(
+                                    r,
+                                    Request::Apply {
+                                        deferred: false,
+                                        ..
+                                    }
+                                )
+                            })
+                    }
+                    Durability::Eventual => {
+                        flush
+                            || self
+                                .pending_since
+                                .is_some_and(|s| s.elapsed() >= self.config.sync_interval())
+                    }
+                    Durability::None => flush,
+                };
+                self.commit(&mut batch, durable)
             };
-            let result = self.commit(&mut batch, durable);
             if let Err(e) = &result {
                 failed.get_or_insert_with(|| e.clone());
             }
@@ -1012,22 +1207,35 @@ impl Writer {
                 };
                 let _ = reply.send(result.clone());
             }
-            if self.wal.as_ref().is_some_and(Wal::full) {
-                // Checkpoint: make redb durable, then reuse the log from its start.
-                if let Err(e) = self.commit(&mut [], true) {
+            if let Some(wal) = &self.wal {
+                let due = if wal.full() {
+                    // The log is reused only once redb holds all of it durably.
+                    Some(true)
+                } else if self.mem_bytes >= self.config.memtable_bytes {
+                    Some(false)
+                } else {
+                    None
+                };
+                if let Some(durable) = due
+                    && let Err(e) = self.checkpoint(durable)
+                {
                     failed.get_or_insert_with(|| e.clone());
                 }
             }
         }
         // Shutdown: make everything durable, empty the log, then close.
-        let mut result = self.commit(&mut Vec::new(), true);
+        let mut result = if self.wal.is_some() {
+            self.checkpoint(true)
+        } else {
+            self.commit(&mut Vec::new(), true)
+        };
         if let (Ok(()), Some(wal)) = (&result, self.wal.as_mut()) {
             result = wal.truncate().map_err(|e| WriteError::Log {
                 path: wal.path().to_path_buf(),
                 source: Arc::new(e),
             });
         }
-        if let Ok(mut s) = self.shared.snapshot.write() {
+        if let Ok(mut s) = self.shared.view.write() {
             s.take();
         }
         let closed = self.db.close().map_err(WriteError::storage);
@@ -1041,26 +1249,123 @@ impl Writer {
         }
     }
 
-    /// Commits the ops of every request in one transaction, publishes the new snapshot and
-    /// invalidates the cache. Requests' ops are taken.
-    fn commit(&mut self, batch: &mut [Request], durable: bool) -> Result<(), WriteError> {
+    fn view(&self) -> Result<View, WriteError> {
+        self.shared
+            .view
+            .read()
+            .ok()
+            .and_then(|v| v.clone())
+            .ok_or(WriteError::Closed)
+    }
+
+    /// Publishes `view` to readers.
+    fn publish(&self, view: Option<View>) {
+        if let Ok(mut s) = self.shared.view.write() {
+            *s = view;
+        }
+    }
+
+    /// With a log: appends the group's ops as one record (`fdatasync`ed unless every batch of
+    /// the group is deferred), applies them to the memtable, and checkpoints on a flush.
+    fn commit_logged(&mut self, batch: &mut [Request]) -> Result<(), WriteError> {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        // A non-durable commit with a log: log the ops first (encoded before they are consumed).
-        let record = match &self.wal {
-            Some(_) if !durable => Some(WalBatch {
-                ops: batch
-                    .iter()
-                    .filter_map(|r| match r {
-                        Request::Apply { ops, .. } => Some(ops.iter().map(WalOp::from_op)),
-                        Request::Flush { .. } => None,
-                    })
-                    .flatten()
-                    .collect(),
-            }),
-            _ => None,
+        let flush = batch.iter().any(|r| matches!(r, Request::Flush { .. }));
+        let sync = batch.iter().any(|r| {
+            matches!(
+                r,
+                Request::Apply {
+                    deferred: false,
+                    ..
+                }
+            )
+        });
+        let ops: Vec<Op> = batch
+            .iter_mut()
+            .filter_map(|r| match r {
+                Request::Apply { ops, .. } => Some(std::mem::take(ops)),
+                Request::Flush { .. } => None,
+            })
+            .flatten()
+            .collect();
+        if !ops.is_empty() {
+            let record = WalBatch {
+                ops: ops.iter().map(WalOp::from_op).collect(),
+            };
+            let seq = self.seq + 1;
+            let bytes = wal::encode_record(seq, &prost::Message::encode_to_vec(&record));
+            if let Some(wal) = self.wal.as_mut() {
+                wal.append(&bytes, sync).map_err(|e| WriteError::Log {
+                    path: wal.path().to_path_buf(),
+                    source: Arc::new(e),
+                })?;
+            }
+            self.seq = seq;
+            self.logged += 1;
+            if self.config.crash_after_log_records == Some(self.logged) {
+                // Test hook: die between the log and the database, as a crash would.
+                std::process::abort();
+            }
+            if let Err(e) = self.apply_to_memtable(ops) {
+                // The log holds a group readers cannot see: stop until a reopen replays it.
+                self.poisoned = Some(e.clone());
+                return Err(e);
+            }
+        }
+        if flush {
+            self.checkpoint(true)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a group's ops to the memtable atomically: the resulting entries are computed
+    /// first, then inserted under the memtable's lock, and the cache is invalidated before the
+    /// lock is released (so no reader sees part of the group).
+    fn apply_to_memtable(&mut self, ops: Vec<Op>) -> Result<(), WriteError> {
+        let view = self.view()?;
+        let changes = {
+            let base = view.mem.read();
+            let mut w = MemWriter::new(&base, &view.snap, &self.shared.cache);
+            for op in ops {
+                w.apply(op)?;
+            }
+            w.into_changes()
         };
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut map = view.mem.write();
+        for (path, entry) in &changes {
+            self.mem_bytes += memtable::weight(path, entry);
+            map.insert(path.clone(), entry.clone());
+        }
+        // The generation first: a reader that read the memtable before this group and inserts
+        // after an invalidation below is then refused (see entry_cache).
+        self.generation += 1;
+        self.shared.cache.set_generation(self.generation);
+        for path in changes.keys() {
+            self.shared.cache.invalidate(path);
+        }
+        drop(map);
+        Ok(())
+    }
+
+    /// Writes the memtable into redb in one transaction (durable or not), then publishes the
+    /// new snapshot with an empty memtable. A durable checkpoint lets the log start over.
+    fn checkpoint(&mut self, durable: bool) -> Result<(), WriteError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let view = self.view()?;
+        let map = view.mem.read();
+        if map.is_empty() && !(durable && self.pending_since.is_some()) {
+            drop(map);
+            if durable && let Some(wal) = &mut self.wal {
+                wal.reset();
+            }
+            return Ok(());
+        }
         let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
         txn.set_durability(if durable {
             redb::Durability::Immediate
@@ -1068,71 +1373,21 @@ impl Writer {
             redb::Durability::None
         })
         .map_err(WriteError::storage)?;
-        let touched = {
-            let mut w = TxnWriter {
-                entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
-                blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
-                refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
-                groups: HashSet::new(),
-                touched: Vec::new(),
-                threshold: self.config.blob_threshold,
-            };
-            for r in batch.iter_mut() {
-                if let Request::Apply { ops, .. } = r {
-                    for op in std::mem::take(ops) {
-                        if let Err(e) = w.apply(op) {
-                            drop(w);
-                            let _ = txn.abort();
-                            return Err(e);
-                        }
-                    }
-                }
-            }
-            w.touched
-        };
-        if touched.is_empty() && !(durable && self.pending_since.is_some()) {
-            // Nothing changed and nothing waits for an fsync: no commit needed.
+        let written = (|| {
+            TxnWriter::open(&txn, self.config.blob_threshold)?.write_entries(&map)?;
+            let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
+            meta.insert(META_WAL_APPLIED, &format::encode_seq(self.seq)[..])
+                .map_err(WriteError::storage)?;
+            Ok::<(), WriteError>(())
+        })();
+        drop(map);
+        if let Err(e) = written {
             let _ = txn.abort();
-            return Ok(());
+            return Err(e);
         }
-        let logged = match (record, self.wal.as_mut()) {
-            (Some(record), Some(wal)) if !touched.is_empty() => {
-                let seq = self.seq + 1;
-                let stored =
-                    txn.open_table(META)
-                        .map_err(WriteError::storage)
-                        .and_then(|mut meta| {
-                            meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
-                                .map(drop)
-                                .map_err(WriteError::storage)
-                        });
-                if let Err(e) = stored {
-                    let _ = txn.abort();
-                    return Err(e);
-                }
-                let bytes = wal::encode_record(seq, &prost::Message::encode_to_vec(&record));
-                if let Err(e) = wal.append(&bytes) {
-                    let _ = txn.abort();
-                    return Err(WriteError::Log {
-                        path: wal.path().to_path_buf(),
-                        source: Arc::new(e),
-                    });
-                }
-                self.seq = seq;
-                self.logged += 1;
-                if self.config.crash_after_log_records == Some(self.logged) {
-                    // Test hook: die between the log and redb, as a crash would.
-                    std::process::abort();
-                }
-                true
-            }
-            _ => false,
-        };
         if let Err(e) = txn.commit() {
             let e = WriteError::storage(e);
-            if logged {
-                self.poisoned = Some(e.clone());
-            }
+            self.poisoned = Some(e.clone());
             return Err(e);
         }
         if durable {
@@ -1140,6 +1395,74 @@ impl Writer {
             if let Some(wal) = &mut self.wal {
                 wal.reset();
             }
+        } else {
+            self.pending_since.get_or_insert_with(Instant::now);
+        }
+        self.mem_bytes = 0;
+        // The entries are the same before and after: the cache stays valid.
+        match self
+            .db
+            .begin_read()
+            .map_err(ReadError::from_redb)
+            .and_then(|txn| Snapshot::new(txn, self.generation))
+        {
+            Ok(snap) => {
+                self.publish(Some(View::new(snap)));
+                Ok(())
+            }
+            Err(e) => {
+                // Committed but unreadable: stop serving reads.
+                self.publish(None);
+                let e = WriteError::from(e);
+                self.poisoned = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Without a log: commits the ops of every request in one transaction, publishes the new
+    /// snapshot and invalidates the cache. Requests' ops are taken.
+    fn commit(&mut self, batch: &mut [Request], durable: bool) -> Result<(), WriteError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
+        txn.set_durability(if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        })
+        .map_err(WriteError::storage)?;
+        // The entries the group produces over the published snapshot (which is what the
+        // database holds: this thread publishes every commit), then one transaction.
+        let changes = {
+            let view = self.view()?;
+            let empty = BTreeMap::new();
+            let mut w = MemWriter::new(&empty, &view.snap, &self.shared.cache);
+            for r in batch.iter_mut() {
+                if let Request::Apply { ops, .. } = r {
+                    for op in std::mem::take(ops) {
+                        w.apply(op)?;
+                    }
+                }
+            }
+            w.into_changes()
+        };
+        if let Err(e) = TxnWriter::open(&txn, self.config.blob_threshold)
+            .and_then(|mut w| w.write_entries(&changes))
+        {
+            let _ = txn.abort();
+            return Err(e);
+        }
+        let touched: Vec<String> = changes.into_keys().collect();
+        if touched.is_empty() && !(durable && self.pending_since.is_some()) {
+            // Nothing changed and nothing waits for an fsync: no commit needed.
+            let _ = txn.abort();
+            return Ok(());
+        }
+        txn.commit().map_err(WriteError::storage)?;
+        if durable {
+            self.pending_since = None;
         } else {
             self.pending_since.get_or_insert_with(Instant::now);
         }
@@ -1157,20 +1480,128 @@ impl Writer {
             Ok(s) => s,
             Err(e) => {
                 // Committed but unreadable: stop serving stale reads.
-                if let Ok(mut s) = self.shared.snapshot.write() {
-                    s.take();
-                }
+                self.publish(None);
                 return Err(e.into());
             }
         };
-        if let Ok(mut s) = self.shared.snapshot.write() {
-            *s = Some(Arc::new(snap));
-        }
+        self.publish(Some(View::new(snap)));
         self.shared.cache.set_generation(self.generation);
         for path in &touched {
             self.shared.cache.invalidate(path);
         }
         Ok(())
+    }
+}
+
+/// Computes the entries a group's ops produce over the memtable and the snapshot, with the
+/// semantics of [`ao_core::store::apply_to_map`]; entries equal to what is already there are
+/// left out.
+struct MemWriter<'a> {
+    base: &'a BTreeMap<String, Entry>,
+    snap: &'a Snapshot,
+    cache: &'a EntryCache,
+    /// Paths the snapshot was found not to hold.
+    absent: std::cell::RefCell<HashSet<String>>,
+    /// The group's changes so far.
+    pending: BTreeMap<String, Entry>,
+}
+
+impl<'a> MemWriter<'a> {
+    fn new(base: &'a BTreeMap<String, Entry>, snap: &'a Snapshot, cache: &'a EntryCache) -> Self {
+        Self {
+            base,
+            snap,
+            cache,
+            absent: Default::default(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    fn current(&self, path: &str) -> Result<Option<Entry>, WriteError> {
+        if let Some(e) = self.pending.get(path).or_else(|| self.base.get(path)) {
+            return Ok(Some(e.clone()));
+        }
+        if let Some(Cached::Entry(e)) = self.cache.get(Space::Entry, path) {
+            return Ok(e);
+        }
+        // Below a path the snapshot does not hold, it holds nothing (a key implies its
+        // ancestors, and packed records only hold paths below their own key).
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            if self.absent.borrow().contains(&path[..end + i]) {
+                return Ok(None);
+            }
+            end += i + 1;
+        }
+        let e = guard_read(path, || self.snap.get_entry(path))?;
+        match &e {
+            // Only what exists is cached (shared binaries such as `data/…` are looked up again
+            // and again); absent paths are about to be written.
+            Some(_) => self.cache.insert(
+                Space::Entry,
+                path,
+                Cached::Entry(e.clone()),
+                self.cache.generation(),
+            ),
+            None => {
+                self.absent.borrow_mut().insert(path.to_owned());
+            }
+        }
+        Ok(e)
+    }
+
+    fn set(&mut self, path: &str, entry: Entry) -> Result<(), WriteError> {
+        if self.current(path)?.as_ref() == Some(&entry) {
+            return Ok(());
+        }
+        self.pending.insert(path.to_owned(), entry);
+        Ok(())
+    }
+
+    fn ensure_parents(&mut self, path: &str) -> Result<(), WriteError> {
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            let parent = &path[..end + i];
+            match self.current(parent)? {
+                Some(Entry::Group | Entry::Link(_)) => {}
+                _ => self.set(parent, Entry::Group)?,
+            }
+            end += i + 1;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), WriteError> {
+        match op {
+            Op::Write { path, value } => {
+                let path = join(&[&path]);
+                if path.is_empty() {
+                    return Err(WriteError::Invalid("write to an empty path".into()));
+                }
+                self.ensure_parents(&path)?;
+                self.set(&path, Entry::Binary(value))
+            }
+            Op::MakeGroup { path } => {
+                let path = join(&[&path]);
+                if path.is_empty() {
+                    return Ok(());
+                }
+                self.ensure_parents(&path)?;
+                self.set(&path, Entry::Group)
+            }
+            Op::MakeLink { existing, new } => {
+                let (existing, new) = (join(&[&existing]), join(&[&new]));
+                if existing == new || new.is_empty() {
+                    return Ok(());
+                }
+                self.ensure_parents(&new)?;
+                self.set(&new, Entry::Link(existing))
+            }
+        }
+    }
+
+    fn into_changes(self) -> BTreeMap<String, Entry> {
+        self.pending
     }
 }
 
@@ -1191,55 +1622,130 @@ impl ReadError {
 
 type WTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
-/// Applies ops inside one write transaction, with the semantics of
-/// [`ao_core::store::apply_to_map`].
+/// The largest packed record: a new top-level group whose subtree encodes larger is stored one
+/// key per entry.
+pub(crate) const PACK_LIMIT: usize = 16 << 10;
+
+/// Writes the entries a [`MemWriter`] computed into one write transaction. A new top-level
+/// group is stored with its whole subtree as one packed record (a message written by
+/// `ao_core::cache` becomes one key); a packed record is unpacked into one key per entry
+/// before anything is written at or under its key. Blob reference counts are kept right.
 struct TxnWriter<'t> {
     entries: WTable<'t>,
     blobs: WTable<'t>,
     refs: WTable<'t>,
-    /// Paths known to hold a group in this transaction.
-    groups: HashSet<String>,
-    /// Paths written, for cache invalidation.
-    touched: Vec<String>,
     threshold: u64,
 }
 
-impl TxnWriter<'_> {
-    fn apply(&mut self, op: Op) -> Result<(), WriteError> {
-        match op {
-            Op::Write { path, value } => {
-                let path = join(&[&path]);
-                if path.is_empty() {
-                    return Err(WriteError::Invalid("write to an empty path".into()));
-                }
-                self.ensure_parents(&path)?;
-                if value.len() as u64 >= self.threshold.max(1) {
-                    let hash = *blake3::hash(&value).as_bytes();
-                    self.put(&path, Record::blob(hash, value.len() as u64), Some(&value))
-                } else {
-                    self.put(&path, Record::inline(value), None)
-                }
+impl<'t> TxnWriter<'t> {
+    fn open(txn: &'t redb::WriteTransaction, threshold: u64) -> Result<Self, WriteError> {
+        Ok(Self {
+            entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
+            blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
+            refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
+            threshold,
+        })
+    }
+
+    /// Stores `changes` (path → the entry it now holds; the ancestors a write creates are
+    /// entries of their own).
+    fn write_entries(&mut self, changes: &BTreeMap<String, Entry>) -> Result<(), WriteError> {
+        // Top-level keys packed by this call, and those known to hold no packed record.
+        let mut packed: HashSet<&str> = HashSet::new();
+        let mut plain: HashSet<&str> = HashSet::new();
+        for (path, entry) in changes {
+            let top = path.split('/').next().unwrap_or(path);
+            if packed.contains(top) {
+                continue;
             }
-            Op::MakeGroup { path } => {
-                let path = join(&[&path]);
-                if path.is_empty() {
-                    return Ok(());
+            if !plain.contains(top) {
+                match self.record(top)? {
+                    // A new group: nothing exists below it yet (keys are never removed, and
+                    // a key below another implies that one), so its subtree is in `changes`.
+                    None if path == top && *entry == Entry::Group && self.pack(top, changes)? => {
+                        packed.insert(top);
+                        continue;
+                    }
+                    Some(rec) if rec.as_packed().is_some() => self.unpack(top, &rec)?,
+                    _ => {}
                 }
-                self.ensure_parents(&path)?;
-                if !self.is_group(&path)? {
-                    self.put(&path, Record::group(), None)?;
-                }
-                Ok(())
+                plain.insert(top);
             }
-            Op::MakeLink { existing, new } => {
-                let (existing, new) = (join(&[&existing]), join(&[&new]));
-                if existing == new || new.is_empty() {
-                    return Ok(());
-                }
-                self.ensure_parents(&new)?;
-                self.put(&new, Record::link(existing), None)
-            }
+            self.put_entry(path, entry)?;
         }
+        Ok(())
+    }
+
+    /// The record and, for a blob, the bytes to store under its hash.
+    fn record_for<'e>(&self, entry: &'e Entry) -> (Record, Option<&'e Bytes>) {
+        match entry {
+            Entry::Binary(value) if value.len() as u64 >= self.threshold.max(1) => {
+                let hash = *blake3::hash(value).as_bytes();
+                (Record::blob(hash, value.len() as u64), Some(value))
+            }
+            Entry::Binary(value) => (Record::inline(value.clone()), None),
+            Entry::Link(target) => (Record::link(target.clone()), None),
+            Entry::Group => (Record::group(), None),
+        }
+    }
+
+    /// Stores the new top-level group `top` and its subtree from `changes` as one packed
+    /// record, unless it would exceed [`PACK_LIMIT`] (then `false`, nothing written).
+    fn pack(&mut self, top: &str, changes: &BTreeMap<String, Entry>) -> Result<bool, WriteError> {
+        use std::ops::Bound;
+        let (prefix, end) = (format!("{top}/"), format!("{top}0"));
+        let mut subtree = Vec::new();
+        let mut blobs = Vec::new();
+        let mut size = 0;
+        for (path, entry) in changes.range::<str, _>((
+            Bound::Included(prefix.as_str()),
+            Bound::Excluded(end.as_str()),
+        )) {
+            let rel = &path[prefix.len()..];
+            let (rec, blob) = self.record_for(entry);
+            size += rel.len() + prost::Message::encoded_len(&rec);
+            if size > PACK_LIMIT {
+                return Ok(false);
+            }
+            if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
+                blobs.push((hash, bytes));
+            }
+            subtree.push((rel.to_owned(), rec));
+        }
+        let encoded = Record::packed(subtree).encode();
+        if encoded.len() > PACK_LIMIT {
+            return Ok(false);
+        }
+        for (hash, bytes) in blobs {
+            self.incref(&hash, bytes)?;
+        }
+        self.entries
+            .insert(top.as_bytes(), encoded.as_slice())
+            .map_err(WriteError::storage)?;
+        Ok(true)
+    }
+
+    /// Replaces the packed record at `top` by a group record and one key per entry (the same
+    /// records: blob reference counts do not change).
+    fn unpack(&mut self, top: &str, rec: &Record) -> Result<(), WriteError> {
+        let Some(p) = rec.as_packed() else {
+            return Ok(());
+        };
+        self.entries
+            .insert(top.as_bytes(), Record::group().encode().as_slice())
+            .map_err(WriteError::storage)?;
+        for (rel, r) in p.iter() {
+            let key = format!("{top}/{rel}");
+            self.entries
+                .insert(key.as_bytes(), r.encode().as_slice())
+                .map_err(WriteError::storage)?;
+        }
+        Ok(())
+    }
+
+    fn put_entry(&mut self, path: &str, entry: &Entry) -> Result<(), WriteError> {
+        let (rec, blob) = self.record_for(entry);
+        self.put(path, rec, blob)
     }
 
     fn record(&self, path: &str) -> Result<Option<Record>, WriteError> {
@@ -1253,75 +1759,23 @@ impl TxnWriter<'_> {
         }
     }
 
-    fn is_group(&mut self, path: &str) -> Result<bool, WriteError> {
-        if self.groups.contains(path) {
-            return Ok(true);
-        }
-        let group = self.record(path)?.is_some_and(|r| r.is_group());
-        if group {
-            self.groups.insert(path.to_owned());
-        }
-        Ok(group)
-    }
-
-    /// Makes every ancestor of `path` a group, except ancestors that are links.
-    fn ensure_parents(&mut self, path: &str) -> Result<(), WriteError> {
-        let mut end = 0;
-        while let Some(i) = path[end..].find('/') {
-            let parent = &path[..end + i];
-            if !self.groups.contains(parent) {
-                match self.record(parent)? {
-                    Some(r) if r.is_group() => {
-                        self.groups.insert(parent.to_owned());
-                    }
-                    Some(r) if r.is_link() => {}
-                    _ => self.put(parent, Record::group(), None)?,
-                }
-            }
-            end += i + 1;
-        }
-        Ok(())
-    }
-
-    /// Stores a record, keeping blob reference counts right. Storing the record already there
-    /// changes nothing. Binaries are looked up first (rewriting the same content-addressed
-    /// binary is common and a lookup is cheaper than a copy-on-write insert); links and groups
-    /// are inserted directly and the replaced record is inspected afterwards.
+    /// Stores a (non-packed) record, keeping blob reference counts right: the new record's
+    /// blob gains a reference before the replaced record's loses one.
     fn put(&mut self, path: &str, rec: Record, blob: Option<&Bytes>) -> Result<(), WriteError> {
         let encoded = rec.encode();
-        let binary = !(rec.is_group() || rec.is_link());
-        if binary {
-            let same = self
-                .entries
-                .get(path.as_bytes())
-                .map_err(WriteError::storage)?
-                .is_some_and(|g| g.value() == encoded.as_slice());
-            if same {
-                return Ok(());
-            }
-            if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
-                self.incref(&hash, bytes)?;
-            }
+        if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
+            self.incref(&hash, bytes)?;
         }
         let old = self
             .entries
             .insert(path.as_bytes(), encoded.as_slice())
             .map_err(WriteError::storage)?
             .map(|g| g.value().to_vec());
-        if rec.is_group() {
-            self.groups.insert(path.to_owned());
-        } else {
-            self.groups.remove(path);
+        if let Some(old) = &old
+            && let Some(hash) = Record::decode_at(path, old)?.blob_hash()
+        {
+            self.decref(&hash)?;
         }
-        if let Some(old) = &old {
-            if *old == encoded {
-                return Ok(());
-            }
-            if let Some(hash) = Record::decode_at(path, old)?.blob_hash() {
-                self.decref(&hash)?;
-            }
-        }
-        self.touched.push(path.to_owned());
         Ok(())
     }
 

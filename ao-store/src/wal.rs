@@ -273,8 +273,9 @@ impl Wal {
         &self.path
     }
 
-    /// Appends one record and waits until it is on disk (`fdatasync`).
-    pub(crate) fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
+    /// Appends one record and, with `sync`, waits until it is on disk (`fdatasync`). A record
+    /// appended without `sync` (a deferred batch) becomes durable with the next `fdatasync`.
+    pub(crate) fn append(&mut self, record: &[u8], sync: bool) -> std::io::Result<()> {
         let end = self.offset + record.len() as u64;
         if end > self.allocated {
             // Grow with zeros (read back as a torn record), and make the new length durable
@@ -286,7 +287,9 @@ impl Wal {
             self.allocated = target;
         }
         self.file.write_all_at(record, self.offset)?;
-        self.file.sync_data()?;
+        if sync {
+            self.file.sync_data()?;
+        }
         self.offset = end;
         Ok(())
     }

@@ -1,6 +1,9 @@
 //! Opens arbitrary bytes (or a valid store with bytes flipped) as an ao-store file and replays
 //! arbitrary operations: every failure must be an error, never a panic. On an intact store with
-//! no injected I/O failure, every operation must agree with `ao_core::MemoryStore`.
+//! no injected I/O failure, every operation must agree with `ao_core::MemoryStore`. The template
+//! store's messages are packed records (format 3), so damaged bases reach the packed-record
+//! decoder, and operations on a fresh store pack new top-level groups and unpack them when
+//! written into.
 
 #![no_main]
 

@@ -1,7 +1,8 @@
 //! Opens a store whose write-ahead log (`store.redb.wal`) holds arbitrary records: arbitrary
 //! payloads framed with valid checksums (so the fuzzer reaches the decoder and the replay),
 //! arbitrary sequence numbers, and an arbitrary tail. Every outcome must be an error or a
-//! consistent store, never a panic; a refused open leaves both files untouched.
+//! consistent store, never a panic; a refused open leaves both files untouched. The database
+//! under the log already holds a message in packed records.
 
 #![no_main]
 
@@ -42,7 +43,16 @@ fn config(path: &std::path::Path) -> StoreConfig {
 fuzz_target!(|input: Input| {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.redb");
-    RedbStore::open(config(&path)).unwrap().close().unwrap();
+    {
+        // A message written before the log: packed records (format 3) that replayed ops may
+        // write into, under or over (unpacking them).
+        let store = RedbStore::open(config(&path)).unwrap();
+        let msg = ao_core::Message::new()
+            .with("a", "b")
+            .with("nested", ao_core::Message::new().with("x", "y"));
+        ao_core::cache::write_message(&store, &msg).unwrap();
+        store.close().unwrap();
+    }
     let mut log = if input.header {
         b"ao-wal\0\x02\0\0\0\0\0\0\0\0".to_vec()
     } else {

@@ -57,8 +57,10 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// The store's options: `store-durability` (`immediate`, `eventual`, `none`) and
-/// `store-cache-bytes`.
+/// The store's options: `store-durability` (`immediate`, `eventual`, `none`),
+/// `store-cache-bytes`, `store-wal-bytes` (the write-ahead log's size between checkpoints;
+/// `0` turns it off) and `store-memtable-bytes` (acknowledged writes kept in memory before a
+/// checkpoint writes them into the database).
 fn store_config(opts: &Message, data_dir: &Path) -> Result<StoreConfig> {
     let mut c = StoreConfig::in_data_dir(data_dir);
     if let Some(d) = opts.get_str("store-durability") {
@@ -71,14 +73,29 @@ fn store_config(opts: &Message, data_dir: &Path) -> Result<StoreConfig> {
             }
         });
     }
-    if let Some(v) = opts.get("store-cache-bytes") {
-        let n = match v {
-            Value::Integer(i) => u64::try_from(*i).ok(),
-            v => v.as_str().and_then(|s| s.trim().parse().ok()),
-        };
-        c = c.with_cache_bytes(n.context("store-cache-bytes must be a number of bytes")?);
+    if let Some(n) = byte_option(opts, "store-cache-bytes")? {
+        c = c.with_cache_bytes(n);
+    }
+    if let Some(n) = byte_option(opts, "store-wal-bytes")? {
+        c.wal_bytes = n;
+    }
+    if let Some(n) = byte_option(opts, "store-memtable-bytes")? {
+        c.memtable_bytes = n;
     }
     Ok(c)
+}
+
+/// An option holding a number of bytes (an integer, or a string of digits).
+fn byte_option(opts: &Message, name: &str) -> Result<Option<u64>> {
+    let Some(v) = opts.get(name) else {
+        return Ok(None);
+    };
+    let n = match v {
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        v => v.as_str().and_then(|s| s.trim().parse().ok()),
+    };
+    n.map(Some)
+        .with_context(|| format!("{name} must be a number of bytes"))
 }
 
 /// Every device the node loads: the built-ins of `ao-devices`, the WASM devices, and the
@@ -473,6 +490,31 @@ pub(crate) mod codec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_options_reach_the_store_config() {
+        let dir = Path::new("data");
+        let opts = Message::new()
+            .with("store-durability", "eventual")
+            .with("store-cache-bytes", 1024i64)
+            .with("store-wal-bytes", "0")
+            .with("store-memtable-bytes", 4096i64);
+        let c = store_config(&opts, dir).unwrap();
+        assert_eq!(c.durability, Durability::Eventual);
+        assert_eq!(c.cache_bytes, 1024);
+        assert_eq!(c.wal_bytes, 0);
+        assert_eq!(c.memtable_bytes, 4096);
+        let defaults = store_config(&Message::new(), dir).unwrap();
+        assert_eq!(defaults, StoreConfig::in_data_dir(dir));
+        for bad in [
+            Message::new().with("store-wal-bytes", "lots"),
+            Message::new().with("store-memtable-bytes", -1i64),
+            Message::new().with("store-durability", "sometimes"),
+        ] {
+            let err = store_config(&bad, dir).unwrap_err().to_string();
+            assert!(err.starts_with("store-"), "{err}");
+        }
+    }
 
     /// Device ids are unique and well formed (the builder checks both), and every device the
     /// node loads is documented in `docs/devices.md`.

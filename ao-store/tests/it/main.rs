@@ -7,4 +7,5 @@ mod migration;
 mod model;
 mod open_errors;
 mod operator;
+mod packing;
 mod util;

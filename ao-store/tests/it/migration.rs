@@ -138,3 +138,53 @@ fn a_log_with_a_gap_is_corrupt_and_untouched() {
     assert_eq!(std::fs::read(&path).unwrap(), store_before);
     assert_eq!(std::fs::read(&wal).unwrap(), log_before);
 }
+
+/// A format-2 store (one key per path, `wal-applied` present) is read as it is read-only, and
+/// opened read-write it becomes format 3 without rewriting its records: old messages stay one
+/// key per path and answer as before, new ones are packed.
+#[test]
+fn a_format_2_store_is_read_as_is_and_migrated_read_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(dir.path());
+    write_format_1(&path);
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(&b"format-version"[..], &[2u8, 0, 0, 0][..])
+                .unwrap();
+            meta.insert(&b"wal-applied"[..], &[0u8; 8][..]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let ro = RedbStore::open_read_only(config(&path)).unwrap();
+    assert_eq!(ro.stats().unwrap().format_version, 2);
+    assert_eq!(ro.read("m/k").unwrap().unwrap(), "hi");
+    ro.close().unwrap();
+
+    let store = RedbStore::open(config(&path)).unwrap();
+    store
+        .write(
+            "m/new",
+            bytes::Bytes::from_static(b"into an unpacked group"),
+        )
+        .unwrap();
+    let id = cache::write_message(&store, &Message::new().with("a", "b")).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.format_version, 3);
+    assert_eq!(stats.packed, 1, "{stats}");
+    assert_eq!(
+        store.list("m").unwrap().unwrap(),
+        vec!["k".to_string(), "new".to_string()]
+    );
+    assert_eq!(store.read("m/k").unwrap().unwrap(), "hi");
+    assert_eq!(store.read(&format!("{id}/a")).unwrap().unwrap(), "b");
+    assert!(store.check_records().unwrap().is_ok());
+    store.close().unwrap();
+    // wal-applied kept (not reset) and the version bumped.
+    assert_eq!(meta_value(&path, b"format-version").unwrap(), [3, 0, 0, 0]);
+    let ro = RedbStore::open_read_only(config(&path)).unwrap();
+    assert_eq!(ro.read("m/new").unwrap().unwrap(), "into an unpacked group");
+    ro.close().unwrap();
+}

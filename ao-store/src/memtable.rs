@@ -1,0 +1,178 @@
+//! The memtable: acknowledged writes that the write-ahead log holds but redb does not yet.
+//!
+//! With a write-ahead log, a group commit is durable once its log record is `fdatasync`ed. The
+//! writer then applies the group's ops to the memtable (a sorted map of the resulting entries,
+//! computed with the semantics of [`ao_core::store::apply_to_map`] over what the store already
+//! holds) and answers its callers; reads consult the memtable before redb. A *checkpoint*
+//! later writes the whole memtable into redb in one transaction, which amortises redb's
+//! per-commit cost over many groups, and replaces it by an empty one.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use ao_core::store::Entry;
+
+/// Approximate bookkeeping bytes per memtable entry (the map node, the `String`, the entry).
+const OVERHEAD: u64 = 96;
+
+/// A sorted map of entries shared by the writer (which alone modifies it) and readers.
+#[derive(Debug, Default)]
+pub(crate) struct Memtable {
+    map: RwLock<BTreeMap<String, Entry>>,
+}
+
+impl Memtable {
+    /// The entry at exactly `path`, if the memtable holds one.
+    pub(crate) fn get(&self, path: &str) -> Option<Entry> {
+        let map = self.map.read().ok()?;
+        if map.is_empty() {
+            return None;
+        }
+        map.get(path).cloned()
+    }
+
+    /// The direct children of `path` the memtable holds, with their entries, in name order.
+    pub(crate) fn child_entries(&self, path: &str) -> Vec<(String, Entry)> {
+        let Ok(map) = self.map.read() else {
+            return Vec::new();
+        };
+        if map.is_empty() {
+            return Vec::new();
+        }
+        direct_children(&map, path)
+            .map(|(child, e)| (child.to_owned(), e.clone()))
+            .collect()
+    }
+
+    /// The writer's handle: the map, locked for writing.
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The map, locked for reading (the checkpoint).
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The bytes an entry at `path` is accounted for.
+pub(crate) fn weight(path: &str, entry: &Entry) -> u64 {
+    let payload = match entry {
+        Entry::Binary(b) => b.len(),
+        Entry::Link(t) => t.len(),
+        Entry::Group => 0,
+    };
+    (path.len() + payload) as u64 + OVERHEAD
+}
+
+/// The direct children of `path` in a sorted map: the keys `path/<child>`, skipping the
+/// subtree below each child with one seek (every key under `path/<child>/` sorts before
+/// `path/<child>0`).
+fn direct_children<'m>(
+    map: &'m BTreeMap<String, Entry>,
+    path: &str,
+) -> impl Iterator<Item = (&'m str, &'m Entry)> + 'm {
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    let mut start = prefix.clone();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        while !done {
+            let Some((k, e)) = map
+                .range::<str, _>((
+                    std::ops::Bound::Included(start.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .next()
+            else {
+                done = true;
+                return None;
+            };
+            let Some(rest) = k.strip_prefix(prefix.as_str()) else {
+                done = true;
+                return None;
+            };
+            match rest.find('/') {
+                None => {
+                    // The next candidate is the first key after this one.
+                    start = format!("{k}\0");
+                    if rest.is_empty() {
+                        continue;
+                    }
+                    return Some((rest, e));
+                }
+                Some(i) => {
+                    start = format!("{prefix}{}0", &rest[..i]);
+                }
+            }
+        }
+        None
+    })
+}
+
+/// Merges two lists of children sorted by name; on equal names `newer` wins.
+pub(crate) fn merge_sorted<T>(
+    older: Vec<(String, T)>,
+    newer: Vec<(String, T)>,
+) -> Vec<(String, T)> {
+    if newer.is_empty() {
+        return older;
+    }
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let mut a = older.into_iter().peekable();
+    let mut b = newer.into_iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.0.as_bytes().cmp(y.0.as_bytes()) {
+                std::cmp::Ordering::Less => out.extend(a.next()),
+                std::cmp::Ordering::Greater => out.extend(b.next()),
+                std::cmp::Ordering::Equal => {
+                    a.next();
+                    out.extend(b.next());
+                }
+            },
+            (Some(_), None) => out.extend(a.next()),
+            (None, Some(_)) => out.extend(b.next()),
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn direct_children_skip_subtrees_and_keep_name_order() {
+        let mut map = BTreeMap::new();
+        for k in ["a", "a/b", "a/b/c", "a/b/c/d", "a/b-x", "a/c", "ab", "b"] {
+            map.insert(k.to_owned(), Entry::Group);
+        }
+        let names: Vec<_> = direct_children(&map, "a").map(|(c, _)| c).collect();
+        assert_eq!(names, ["b", "b-x", "c"]);
+        let root: Vec<_> = direct_children(&map, "").map(|(c, _)| c).collect();
+        assert_eq!(root, ["a", "ab", "b"]);
+        assert_eq!(direct_children(&map, "b").count(), 0);
+    }
+
+    #[test]
+    fn merge_prefers_the_newer_entry() {
+        let bin = |s: &'static str| Entry::Binary(Bytes::from_static(s.as_bytes()));
+        let older = vec![("a".into(), bin("1")), ("c".into(), bin("3"))];
+        let newer = vec![("b".into(), bin("2")), ("c".into(), bin("new"))];
+        let merged = merge_sorted(older, newer);
+        assert_eq!(
+            merged,
+            vec![
+                ("a".into(), bin("1")),
+                ("b".into(), bin("2")),
+                ("c".into(), bin("new"))
+            ]
+        );
+    }
+}

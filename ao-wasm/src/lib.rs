@@ -109,6 +109,7 @@ mod engine;
 mod error;
 mod host;
 mod instance;
+mod memfs;
 mod snapshot;
 mod time;
 

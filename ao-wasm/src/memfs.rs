@@ -222,11 +222,11 @@ impl MemFs {
         let mut cur = ROOT;
         for (i, name) in comps.iter().enumerate() {
             cur = self.child(cur, name)?;
-            if i + 1 < comps.len() || follow {
-                if let Kind::Link(target) = &self.node(cur).kind {
-                    let at = normalize(&comps[..i], target);
-                    cur = self.lookup(&at, true, depth + 1)?;
-                }
+            if (i + 1 < comps.len() || follow)
+                && let Kind::Link(target) = &self.node(cur).kind
+            {
+                let at = normalize(&comps[..i], target);
+                cur = self.lookup(&at, true, depth + 1)?;
             }
         }
         Ok(cur)
@@ -247,10 +247,10 @@ impl MemFs {
         let mut out = Vec::new();
         while id != ROOT {
             let parent = self.node(id).parent;
-            if let Kind::Dir(entries) = &self.node(parent).kind {
-                if let Some((name, _)) = entries.iter().find(|(_, c)| **c == id) {
-                    out.push(name.clone());
-                }
+            if let Kind::Dir(entries) = &self.node(parent).kind
+                && let Some((name, _)) = entries.iter().find(|(_, c)| **c == id)
+            {
+                out.push(name.clone());
             }
             id = parent;
         }
@@ -520,10 +520,8 @@ impl MemFs {
         if self.node(node).mount || target.is_some_and(|t| self.node(t).mount) {
             return Err(EBUSY);
         }
-        if let Some(t) = target {
-            if matches!(&self.node(t).kind, Kind::Dir(e) if !e.is_empty()) {
-                return Err(ENOTEMPTY);
-            }
+        if target.is_some_and(|t| matches!(&self.node(t).kind, Kind::Dir(e) if !e.is_empty())) {
+            return Err(ENOTEMPTY);
         }
         self.detach(old_dir, node);
         if let Some(t) = target {

@@ -20,6 +20,7 @@ use wasmtime::{
 };
 
 use crate::engine::ModuleKind;
+use crate::memfs::{Dev, Io, MemFs};
 use crate::{Limits, Result, WasmError, WasmValue};
 
 /// Imports the embedder serves (e.g. `my_lib.mul` of `pow_calculator.wasm`).
@@ -71,6 +72,8 @@ pub(crate) struct HostState {
     pub(crate) temp_ret0: i32,
     /// Whether the emscripten-2 glue's `_tzset_js` has run in this instance (it runs once).
     pub(crate) tzset_done: bool,
+    /// The emscripten-2 glue's in-memory file system, made on first use (not in snapshots).
+    pub(crate) fs: Option<MemFs>,
 }
 
 impl fmt::Debug for HostState {
@@ -97,6 +100,7 @@ impl HostState {
             date_now: 10_000.0,
             temp_ret0: 0,
             tzset_done: false,
+            fs: None,
         }
     }
 }
@@ -234,8 +238,27 @@ enum Import {
     EnvironGetLegacy,
     /// emscripten 2: `system(cmd)`: 0 for `system(NULL)`, else -1 with errno ENOSYS (52).
     SystemLegacy,
+    /// emscripten 2: a call into the glue's in-memory file system ([`crate::memfs`]).
+    Fs(FsCall),
     /// Served by the embedder's [`HostImports`], else zeros.
     Other,
+}
+
+/// The file-system imports of the emscripten-2 glue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FsCall {
+    Open,
+    Fcntl,
+    Ioctl,
+    Dup3,
+    Unlinkat,
+    Rmdir,
+    Renameat,
+    Lstat,
+    Write,
+    Read,
+    Close,
+    Seek,
 }
 
 fn classify(module: &str, name: &str, kind: ModuleKind, legacy: bool) -> Import {
@@ -253,8 +276,19 @@ fn classify(module: &str, name: &str, kind: ModuleKind, legacy: bool) -> Import 
             ("wasi_snapshot_preview1", "environ_get") => return Import::EnvironGetLegacy,
             // ao-loader's gas meter has no limit unless one is configured.
             ("metering", "usegas") => return Import::Zero,
-            // Nothing to stat in the empty file system.
-            ("env", "__syscall_lstat64" | "__syscall_stat64") => return Import::Errno(44),
+            // The glue's writable in-memory file system (MEMFS).
+            ("env", "__syscall_openat") => return Import::Fs(FsCall::Open),
+            ("env", "__syscall_fcntl64") => return Import::Fs(FsCall::Fcntl),
+            ("env", "__syscall_ioctl") => return Import::Fs(FsCall::Ioctl),
+            ("env", "__syscall_dup3") => return Import::Fs(FsCall::Dup3),
+            ("env", "__syscall_unlinkat") => return Import::Fs(FsCall::Unlinkat),
+            ("env", "__syscall_rmdir") => return Import::Fs(FsCall::Rmdir),
+            ("env", "__syscall_renameat") => return Import::Fs(FsCall::Renameat),
+            ("env", "__syscall_lstat64") => return Import::Fs(FsCall::Lstat),
+            ("wasi_snapshot_preview1", "fd_write") => return Import::Fs(FsCall::Write),
+            ("wasi_snapshot_preview1", "fd_read") => return Import::Fs(FsCall::Read),
+            ("wasi_snapshot_preview1", "fd_close") => return Import::Fs(FsCall::Close),
+            ("wasi_snapshot_preview1", "fd_seek") => return Import::Fs(FsCall::Seek),
             _ => {}
         }
     }
@@ -703,6 +737,7 @@ fn dispatch(
             let fd = val_i64(&params[0]);
             set_int(results, if (0..=2).contains(&fd) { 0 } else { -8 });
         }
+        Import::Fs(call) => fs_call(call, &mut caller, params, results)?,
         Import::Other => {
             let args: Vec<WasmValue> = params.iter().map(to_public).collect();
             let state = caller.data_mut();
@@ -882,5 +917,231 @@ fn write_tm(mem: &mut Mem<'_>, tm: u64, time: i64, ptr64: bool) -> wasmtime::Res
     // tm_gmtoff (a `long`) follows tm_isdst: 0 for UTC.
     let gmtoff = if ptr64 { 40 } else { 36 };
     mem.put(tm + gmtoff, 0, if ptr64 { 8 } else { 4 })?;
+    Ok(())
+}
+
+/// A file-system import of the emscripten-2 glue. The `__syscall_*` imports answer `-errno`,
+/// the WASI `fd_*` ones `errno`.
+fn fs_call(
+    call: FsCall,
+    caller: &mut Caller<'_, HostState>,
+    params: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    let arg = |i: usize| params.get(i).map_or(0, val_i64);
+    let (mut mem, state) = memory(caller)?;
+    let HostState {
+        fs,
+        stdout,
+        stderr,
+        date_now,
+        ..
+    } = state;
+    let fs = fs.get_or_insert_with(MemFs::new);
+    let mut errno_after = None;
+    let fd = arg(0) as i32;
+    let answer: std::result::Result<i64, i32> = match call {
+        FsCall::Open => {
+            let path = mem.cstr(arg(1) as u32 as u64)?.to_vec();
+            let varargs = arg(3) as u32 as u64;
+            let mode = if varargs == 0 {
+                0
+            } else {
+                mem.u(varargs, 4)? as u32
+            };
+            fs.open(fd, &path, arg(2) as i32, mode).map(i64::from)
+        }
+        FsCall::Fcntl => {
+            let varargs = arg(2) as u32 as u64;
+            let next = |mem: &Mem<'_>| mem.u(varargs, 4).map(|v| v as u32 as i32);
+            match (fs.flags(fd), arg(1)) {
+                (Err(e), _) => Err(e),
+                (Ok(_), 0) => match next(&mem)? {
+                    a if a < 0 => Err(28),
+                    a => fs.dup(fd, a, false).map(i64::from),
+                },
+                (Ok(_), 1 | 2 | 6 | 7) => Ok(0),
+                (Ok(flags), 3) => Ok(i64::from(flags)),
+                (Ok(_), 4) => {
+                    let a = next(&mem)?;
+                    fs.add_flags(fd, a).map(|()| 0)
+                }
+                (Ok(_), 5) => {
+                    let at = next(&mem)? as u32 as u64;
+                    mem.put(at, 2, 2)?;
+                    Ok(0)
+                }
+                (Ok(_), 9) => {
+                    errno_after = Some(28);
+                    Ok(-1)
+                }
+                _ => Err(28),
+            }
+        }
+        FsCall::Ioctl => match (fs.is_tty(fd), arg(1)) {
+            (Err(e), _) => Err(e),
+            (Ok(tty), 21505..=21512 | 21523 | 21524) => {
+                if tty {
+                    Ok(0)
+                } else {
+                    Err(MemFs::ENOTTY)
+                }
+            }
+            (Ok(true), 21519) => {
+                let at = mem.u(arg(2) as u32 as u64, 4)?;
+                mem.put(at, 0, 4)?;
+                Ok(0)
+            }
+            (Ok(true), 21520) => Err(28),
+            (Ok(_), 21519 | 21520 | 21531) => Err(MemFs::ENOTTY),
+            (Ok(_), op) => return Err(HostError::Abort(format!("bad ioctl syscall {op}")).into()),
+        },
+        FsCall::Dup3 => fs.dup(fd, arg(1) as i32, true).map(i64::from),
+        FsCall::Unlinkat => {
+            let path = mem.cstr(arg(1) as u32 as u64)?.to_vec();
+            match arg(2) {
+                0 => fs.unlink(fd, &path).map(|()| 0),
+                512 => fs.rmdir(fd, &path).map(|()| 0),
+                _ => return Err(HostError::Abort("Invalid flags passed to unlinkat".into()).into()),
+            }
+        }
+        FsCall::Rmdir => {
+            let path = mem.cstr(arg(0) as u32 as u64)?.to_vec();
+            fs.rmdir(-100, &path).map(|()| 0)
+        }
+        FsCall::Renameat => {
+            let old = mem.cstr(arg(1) as u32 as u64)?.to_vec();
+            let new = mem.cstr(arg(3) as u32 as u64)?.to_vec();
+            fs.rename((fd, &old), (arg(2) as i32, &new)).map(|()| 0)
+        }
+        FsCall::Lstat => {
+            let path = mem.cstr(arg(0) as u32 as u64)?.to_vec();
+            match fs.lstat(&path) {
+                Ok(st) => {
+                    let buf = arg(1) as u32 as u64;
+                    let secs = (*date_now / 1000.0) as u32 as u64;
+                    let blocks = st.size.div_ceil(4096);
+                    let words: [(u64, u64, usize); 17] = [
+                        (0, u64::from(st.dev), 4),
+                        (4, 0, 4),
+                        (8, u64::from(st.ino), 4),
+                        (12, u64::from(st.mode), 4),
+                        (16, 1, 4),
+                        (20, 0, 4),
+                        (24, 0, 4),
+                        (28, 0, 4),
+                        (32, 0, 4),
+                        (40, st.size, 8),
+                        (48, 4096, 4),
+                        (52, blocks, 4),
+                        (56, secs, 8),
+                        (64, secs, 8),
+                        (72, secs, 8),
+                        (80, u64::from(st.ino), 8),
+                        (60, 0, 4),
+                    ];
+                    for (off, v, size) in words {
+                        mem.put(buf + off, v, size)?;
+                    }
+                    Ok(0)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        FsCall::Close => fs.close(fd).map(|()| 0),
+        FsCall::Seek => {
+            let (offset, whence, out) = if params.len() == 5 {
+                let (lo, hi) = (arg(1) as u32 as u64, arg(2) as u32 as u64);
+                ((hi << 32 | lo) as i64, arg(3), arg(4))
+            } else {
+                (arg(1), arg(2), arg(3))
+            };
+            match fs.seek(fd, offset, whence as i32) {
+                Ok(pos) => {
+                    mem.put(out as u32 as u64, pos, 8)?;
+                    Ok(0)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        FsCall::Read | FsCall::Write => {
+            let write = call == FsCall::Write;
+            let (iovs, n, retptr) = (
+                arg(1) as u32 as u64,
+                arg(2) as u32 as u64,
+                arg(3) as u32 as u64,
+            );
+            match fs.io(fd, write) {
+                Err(e) => Err(e),
+                Ok(io) => {
+                    let mut total = 0u64;
+                    let mut io = io;
+                    for i in 0..n {
+                        let (p, len) = (mem.u(iovs + 8 * i, 4)?, mem.u(iovs + 8 * i + 4, 4)?);
+                        let done = match (&mut io, write) {
+                            (Io::File(data, pos), true) => {
+                                let src = mem.read(p, len)?;
+                                let at = **pos as usize;
+                                let end = at + src.len();
+                                if data.len() < end {
+                                    data.resize(end, 0);
+                                }
+                                data[at..end].copy_from_slice(src);
+                                **pos = end as u64;
+                                len
+                            }
+                            (Io::File(data, pos), false) => {
+                                let at = (**pos as usize).min(data.len());
+                                let k = (data.len() - at).min(len as usize);
+                                mem.write(p, &data[at..at + k])?;
+                                **pos += k as u64;
+                                k as u64
+                            }
+                            (Io::Dev(Dev::Null), true) => len,
+                            (Io::Dev(Dev::Tty | Dev::Tty1), false)
+                            | (Io::Dev(Dev::Null), false) => 0,
+                            (Io::Dev(Dev::Random), false) => {
+                                mem.write(p, &vec![0; len as usize])?;
+                                len
+                            }
+                            (Io::Dev(d), true) => {
+                                let data = mem.read(p, len)?;
+                                let sink = if *d == Dev::Tty {
+                                    &mut *stdout
+                                } else {
+                                    &mut *stderr
+                                };
+                                capture(sink, data);
+                                len
+                            }
+                        };
+                        total += done;
+                        if !write && done < len {
+                            break;
+                        }
+                    }
+                    if write && total > 0 && matches!(io, Io::Dev(Dev::Tty | Dev::Tty1)) {
+                        // ao-loader's TTY stamps the node with `Date.now()` on every write.
+                        *date_now += 1.0;
+                    }
+                    mem.put(retptr, total, 4)?;
+                    Ok(0)
+                }
+            }
+        }
+    };
+    let wasi = matches!(
+        call,
+        FsCall::Write | FsCall::Read | FsCall::Close | FsCall::Seek
+    );
+    let v = match answer {
+        Ok(v) => v,
+        Err(e) if wasi => i64::from(e),
+        Err(e) => -i64::from(e),
+    };
+    if let Some(e) = errno_after {
+        set_errno(caller, e)?;
+    }
+    set_int(results, v);
     Ok(())
 }

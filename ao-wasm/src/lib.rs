@@ -17,7 +17,9 @@
 //!   families of aos binaries: HyperBEAM's standalone builds (`aos-2-pure*`, with HyperBEAM's
 //!   deterministic WASI) and ao-loader's emscripten builds (`wasm32-unknown-emscripten2` for
 //!   aos 1, `wasm32-unknown-emscripten4` and `wasm64-unknown-emscripten-draft_2024_02_15` for
-//!   aos 2, whose JS runtime is emulated natively).
+//!   aos 2, whose JS runtime is emulated natively). Under aos 1 the glue's writable in-memory
+//!   file system (MEMFS: `/tmp`, `/home/web_user`, `/dev`…) is emulated too, one per instance;
+//!   as under ao-loader, its files are not part of memory [`Snapshot`]s.
 //! * [`devices`]: `wasm-64@1.0`, `wasi@1.0` and `json-iface@1.0` as [`ao_core::Device`]s.
 //!
 //! ## Engine settings, and why
@@ -109,6 +111,7 @@ mod engine;
 mod error;
 mod host;
 mod instance;
+mod memfs;
 mod snapshot;
 mod time;
 

@@ -89,7 +89,8 @@ const EVALS: &[&str] = &[
 /// The file system as the emscripten-4 glue of ao-loader presents it to aos 2 (appended to
 /// [`EVALS`] for those builds): nothing can be opened or created, removed or renamed; `require`
 /// searches and finds nothing; the standard streams exist. (The emscripten-2 glue of aos 1 has
-/// a writable in-memory `/tmp`, and HyperBEAM's WASI answers differently again: not covered.)
+/// a writable in-memory file system: [`MEMFS_EVALS`]; HyperBEAM's WASI answers differently
+/// again: not covered.)
 const FS_EVALS: &[&str] = &[
     "local f, e, c = io.open('/tmp/x', 'w') return tostring(f), e, c",
     "local f, e, c = io.open('/data/y') return tostring(f), e, c",
@@ -102,6 +103,32 @@ const FS_EVALS: &[&str] = &[
     "return io.type(io.stdout), io.type(42), tostring(io.stderr:write('e'))",
     "return pcall(io.lines, '/etc/passwd')",
     "return io.stdout:seek('cur')",
+];
+
+/// The writable in-memory file system (MEMFS) the emscripten-2 glue of ao-loader gives aos 1
+/// (appended to [`EVALS`] for that build): files written, read back, appended to, seeked in,
+/// renamed and removed, errors for missing files and directories, state kept across evals.
+const MEMFS_EVALS: &[&str] = &[
+    // aos 1 shows only the first of several results: join them into one string.
+    "J = function(...) local t = table.pack(...) for i = 1, t.n do t[i] = tostring(t[i]) end return table.concat(t, '|') end",
+    "local f = io.open('/tmp/x', 'w') f:write('hi') f:close() return J(io.open('/tmp/x'):read('*a'))",
+    "local f = io.open('/tmp/x', 'a') f:write(' there', 1, 2.5) f:close() return J(io.open('/tmp/x'):read('a'))",
+    "local f = io.open('/tmp/x', 'r+') local p = f:seek('set', 3) f:write('T') local e = f:seek('end') f:seek('set', 0) local all = f:read('a') f:close() return J(p, e, all)",
+    "local f, e, c = io.open('/tmp/missing') return J(tostring(f), e, c)",
+    "local f, e, c = io.open('/nodir/y', 'w') return J(tostring(f), e, c)",
+    "local f, e, c = io.open('/tmp', 'w') return J(tostring(f), e, c)",
+    "local f = io.open('/tmp') local r, e, c = f:read('a') f:close() return J(io.type(f), r, e, c)",
+    "return J(os.rename('/tmp/x', '/tmp/y'), io.open('/tmp/x') == nil, io.open('/tmp/y'):read('l'))",
+    "return J(os.remove('/tmp/y'), os.remove('/tmp/y'))",
+    "return J(os.remove('/dev/shm/tmp'), os.rename('/tmp/none', '/tmp/z'), os.remove('/home'))",
+    "local n = 0 for l in io.lines('/home/web_user/../web_user/f.txt') do n = n + 1 end return J(n)",
+    "local f = io.open('/home/web_user/f.txt', 'w') for i = 1, 5 do f:write('line ', i, '\\n') end f:close() return J('ok')",
+    "local t = {} for l in io.lines('/home/web_user/f.txt') do t[#t+1] = l end return J(#t, t[5], io.open('/home/web_user/f.txt'):seek('end'))",
+    "local f = io.open('/tmp/big', 'wb') f:write(string.rep('abcdefgh', 20000)) f:close() local g = io.open('/tmp/big', 'rb') g:seek('set', 159990) return J(g:read(20), g:read(5), g:read('a') == '')",
+    "local f = io.open('/mymod.lua', 'w') f:write('return {v = 42}') f:close() local ok, m = pcall(require, 'mymod') return J(ok, type(m) == 'table' and m.v or m)",
+    "io.open('/dev/null', 'w'):write('gone') return J(io.open('/dev/null'):read('a'), io.type(io.open('/dev/tty', 'w')))",
+    "local f = io.open('/tmp/w', 'w') local r, e, c = f:read('a') return J(r, e, c, f:seek('cur', -5))",
+    "return J(io.open('/tmp/big/x'), os.rename('/tmp/big', '/tmp/big/y'), os.rename('/tmp', '/tmp/sub'))",
 ];
 
 fn js_dir() -> PathBuf {
@@ -199,6 +226,7 @@ fn emscripten2_aos1_matches_ao_loader() {
         .iter()
         .copied()
         .filter(|code| !code.starts_with("Huge ="))
+        .chain(MEMFS_EVALS.iter().copied())
         .collect();
     assert!(evals.len() >= 50);
     differential_of(

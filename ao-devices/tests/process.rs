@@ -141,22 +141,24 @@ impl Node {
         a.get_str("process").unwrap().to_owned()
     }
 
-    /// `POST /<pid>~process@1.0/push` as aoconnect sends it (the item's keys are merged into
-    /// the loaded process, as the HyperPATH rules do).
-    async fn push(&self, pid: &str, code: &str) -> (u64, Message) {
+    /// `POST /<pid>~process@1.0/push` of an Eval as aoconnect sends it (the item's keys are
+    /// merged into the loaded process, as the HyperPATH rules do).
+    async fn try_push(&self, pid: &str, code: &str) -> ao_core::Result<Value> {
         let msg = self.eval_message(pid, code);
-        let process = cache::read_message(self.store.as_ref(), pid)
+        let mut base = cache::read_message(self.store.as_ref(), pid)
             .unwrap()
             .unwrap();
-        let mut base = process;
         for (k, v) in msg.iter() {
             base.insert(k.clone(), v.clone());
         }
-        let out = self
-            .resolver
+        self.resolver
             .resolve(base, msg.with("path", "push").with("method", "POST"))
             .await
-            .unwrap();
+    }
+
+    /// [`Node::try_push`] that succeeds: the slot and the results.
+    async fn push(&self, pid: &str, code: &str) -> (u64, Message) {
+        let out = self.try_push(pid, code).await.unwrap();
         let m = out.as_message().unwrap().clone();
         let slot = m.get("slot").and_then(Value::as_integer).unwrap() as u64;
         (slot, m.get_message("results").unwrap().clone())
@@ -177,6 +179,18 @@ fn data(results: &Message) -> String {
         Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
         Some(Value::Integer(i)) => i.to_string(),
         other => format!("{other:?}"),
+    }
+}
+
+/// Waits (at most 10 s) until a dropped node has let go of `store`, so it can be reopened.
+async fn node_released(store: &Arc<dyn Store>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(store) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -670,14 +684,7 @@ async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
     );
     // Stop the node as it is (the signer never ran) and reopen the store.
     drop(n);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while Arc::strong_count(&store) > 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the node did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    node_released(&store).await;
     drop(store);
     let store = open();
     let m = node_on(store.clone(), opts());
@@ -856,14 +863,7 @@ async fn a_graceful_stop_signs_the_queued_assignments_first() {
         );
     }
     drop(n);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while Arc::strong_count(&store) > 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the node did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    node_released(&store).await;
     drop(store);
     // The next start finds nothing to re-sign, and serves the schedule at once.
     let store = open();
@@ -944,16 +944,7 @@ async fn a_node_with_scheduling_disabled_refuses_new_slots_and_still_computes() 
     let options =
         ProcessOptions::from_options(&Message::new().with("scheduling-mode", "disabled")).unwrap();
     let b = node_on(store.clone(), options);
-    let msg = b.eval_message(&pid, "return 2+2");
-    let mut base = cache::read_message(store.as_ref(), &pid).unwrap().unwrap();
-    for (k, v) in msg.iter() {
-        base.insert(k.clone(), v.clone());
-    }
-    let err = b
-        .resolver
-        .resolve(base, msg.with("path", "push").with("method", "POST"))
-        .await
-        .unwrap_err();
+    let err = b.try_push(&pid, "return 2+2").await.unwrap_err();
     assert_eq!(err.http_status(), 503, "{err}");
     assert!(err.to_string().contains("disabled") || format!("{err:?}").contains("disabled"));
     let v = b

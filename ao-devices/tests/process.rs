@@ -182,6 +182,11 @@ fn data(results: &Message) -> String {
     }
 }
 
+/// A redb store in a data directory (opened again after a node let go of it).
+fn redb_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir)).unwrap())
+}
+
 /// Waits (at most 10 s) until a dropped node has let go of `store`, so it can be reopened.
 async fn node_released(store: &Arc<dyn Store>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -651,9 +656,7 @@ async fn verified_schedule(n: &Node, pid: &str, from: u64, to: u64) -> Vec<Messa
 async fn assignments_acknowledged_before_signing_are_signed_after_a_restart() {
     use ao_devices::scheduler::server::assignment_path;
     let dir = tempfile::tempdir().unwrap();
-    let open = || -> Arc<dyn Store> {
-        Arc::new(ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir.path())).unwrap())
-    };
+    let open = || redb_store(dir.path());
     let store = open();
     let n = node_on(store.clone(), opts());
     let pid = n.spawn("unsigned-then-signed").await;
@@ -833,9 +836,7 @@ async fn a_slot_whose_write_fails_is_given_up_with_what_was_computed_from_it() {
 async fn a_graceful_stop_signs_the_queued_assignments_first() {
     use ao_devices::scheduler::server::assignment_path;
     let dir = tempfile::tempdir().unwrap();
-    let open = || -> Arc<dyn Store> {
-        Arc::new(ao_store::RedbStore::open(ao_store::StoreConfig::in_data_dir(dir.path())).unwrap())
-    };
+    let open = || redb_store(dir.path());
     let store = open();
     let n = node_on(store.clone(), opts());
     let pid = n.spawn("signed-before-stopping").await;

@@ -1121,6 +1121,18 @@ struct Writer {
 }
 
 impl Writer {
+    /// A write transaction, fsynced on commit when `durable`.
+    fn begin(&self, durable: bool) -> Result<redb::WriteTransaction, WriteError> {
+        let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
+        txn.set_durability(if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        })
+        .map_err(WriteError::storage)?;
+        Ok(txn)
+    }
+
     fn run(mut self) -> Result<(), WriteError> {
         let mut failed: Option<WriteError> = None;
         loop {
@@ -1366,13 +1378,7 @@ impl Writer {
             }
             return Ok(());
         }
-        let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
-        txn.set_durability(if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        })
-        .map_err(WriteError::storage)?;
+        let txn = self.begin(durable)?;
         let written = (|| {
             TxnWriter::open(&txn, self.config.blob_threshold)?.write_entries(&map)?;
             let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
@@ -1426,13 +1432,7 @@ impl Writer {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
-        txn.set_durability(if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        })
-        .map_err(WriteError::storage)?;
+        let txn = self.begin(durable)?;
         // The entries the group produces over the published snapshot (which is what the
         // database holds: this thread publishes every commit), then one transaction.
         let changes = {

@@ -401,6 +401,17 @@ fn no_assignment(pid: &str, slot: u64) -> Error {
     )
 }
 
+/// The slot-0 assignment of a process spawned before, as a spawn answers it.
+fn spawned_before(pid: String, assignment: Message) -> Assigned {
+    Assigned {
+        process: pid.clone(),
+        slot: 0,
+        message_id: pid,
+        signed: assignment.commitments().is_some(),
+        assignment,
+    }
+}
+
 impl Processes {
     /// A runtime over a store, signing assignments with `wallet`.
     pub fn new(
@@ -532,13 +543,7 @@ impl Processes {
     pub async fn spawn(self: &Arc<Self>, process: Message) -> Result<Assigned> {
         let pid = b64u(&id(&process, IdScope::Signed)?);
         if let Some(a) = self.shared.scheduler.signed_assignment(&pid, 0).await? {
-            return Ok(Assigned {
-                process: pid.clone(),
-                slot: 0,
-                message_id: pid,
-                signed: a.commitments().is_some(),
-                assignment: a,
-            });
+            return Ok(spawned_before(pid, a));
         }
         self.shared.scheduler.schedule(&pid, process).await
     }
@@ -548,13 +553,7 @@ impl Processes {
     pub async fn spawn_durable(self: &Arc<Self>, process: Message) -> Result<Assigned> {
         let pid = b64u(&id(&process, IdScope::Signed)?);
         if let Some(a) = self.shared.scheduler.assignment(&pid, 0)? {
-            return Ok(Assigned {
-                process: pid.clone(),
-                slot: 0,
-                message_id: pid,
-                signed: a.commitments().is_some(),
-                assignment: a,
-            });
+            return Ok(spawned_before(pid, a));
         }
         self.shared.scheduler.schedule_durable(&pid, process).await
     }

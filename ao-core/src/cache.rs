@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::structured;
 use crate::id::{IdScope, id};
-use crate::store::{Entry, Op, join};
+use crate::store::{Entry, Op, Resolved, join};
 use crate::util::b64u;
 use crate::{Error, Key, Message, Result, Store, Value};
 
@@ -127,10 +127,8 @@ pub fn read_message(store: &dyn Store, path: &str) -> Result<Option<Message>> {
     }
 }
 
-/// Reads the group at `path`, which must be resolved (no link at any prefix) and a group.
-///
-/// The children and their raw entries are one [`Store::child_entries`] call, plus the
-/// resolution of each target that is a link (as every key of a cached message is).
+/// Reads the group at `path`, which must be resolved (no link at any prefix) and a group:
+/// one [`Store::resolved_children`] call per group.
 fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
     if depth > structured::MAX_DEPTH {
         return Err(Error::Store(format!(
@@ -139,16 +137,10 @@ fn read_group(store: &dyn Store, path: &str, depth: usize) -> Result<Message> {
         )));
     }
     let mut out = Message::new();
-    for (child, entry) in store.child_entries(path)? {
-        // `path` is resolved, so only the child itself can be a link.
-        let (resolved, entry) = match entry {
-            Entry::Link(target) => store.resolve_entry(&target)?,
-            entry => (join(&[path, &child]), Some(entry)),
-        };
-        let value = match entry {
-            Some(Entry::Binary(b)) => Value::Binary(b),
-            Some(Entry::Group) => Value::Message(read_group(store, &resolved, depth + 1)?),
-            Some(Entry::Link(_)) | None => continue,
+    for (child, resolved) in store.resolved_children(path)? {
+        let value = match resolved {
+            Resolved::Binary(b) => Value::Binary(b),
+            Resolved::Group(p) => Value::Message(read_group(store, &p, depth + 1)?),
         };
         out.fields_mut()
             .insert(Key::from_utf8(child.as_bytes())?, value);

@@ -12,7 +12,9 @@
 //!   records that reference the blob. A blob is deleted when its count falls to zero.
 //! * `meta`: ASCII name → bytes. `format-version` is a 4-byte little-endian `u32`;
 //!   `wal-applied` (since version 2) the 8-byte little-endian `u64` sequence number of the last
-//!   write-ahead log record the database holds (see [`crate::wal`]).
+//!   write-ahead log record the database holds (see [`crate::wal`]); `content-overwritten`
+//!   (since version 4, present only once it happens) marks that a content-addressed path was
+//!   given other contents, so that the copies of [`Kind::Content`] records are no longer used.
 
 use ao_core::store::Entry;
 use bytes::Bytes;
@@ -22,7 +24,7 @@ use redb::TableDefinition;
 use crate::error::ReadError;
 
 /// The version of the format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format version this build opens (older stores are migrated when opened
 /// read-write, and read as they are when opened read-only).
@@ -42,6 +44,10 @@ pub(crate) const META: TableDefinition<'static, &[u8], &[u8]> = TableDefinition:
 pub(crate) const META_FORMAT_VERSION: &[u8] = b"format-version";
 /// `meta` key of the sequence number of the last write-ahead log record applied (version 2).
 pub(crate) const META_WAL_APPLIED: &[u8] = b"wal-applied";
+/// `meta` key present (value `01`) once a path the content-addressed copies rely on (`data`,
+/// `data/<hash>` or below) was given an entry other than the binary its name is the hash of
+/// (version 4).
+pub(crate) const META_CONTENT_OVERWRITTEN: &[u8] = b"content-overwritten";
 /// `meta` key naming the software that created the store (informational).
 pub(crate) const META_CREATED_BY: &[u8] = b"created-by";
 
@@ -90,7 +96,7 @@ pub(crate) fn decode_version(bytes: &[u8]) -> Option<u32> {
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Record {
     /// What the path holds.
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6")]
     pub(crate) kind: Option<Kind>,
 }
 
@@ -113,6 +119,39 @@ pub(crate) enum Kind {
     /// with `<key>/`.
     #[prost(message, tag = "5")]
     Packed(Packed),
+    /// A link to the content-addressed path of these bytes (`data/<b64u(sha256(bytes))>`,
+    /// [`ao_core::cache::data_path`]) with a copy of the binary there (format 4; only inside a
+    /// packed record). The writer stores it only after checking that the path holds exactly
+    /// these bytes and `data` is a group; a later change of either sets the `meta` record
+    /// `content-overwritten` in the same transaction, after which readers follow the link
+    /// instead of using the copy.
+    #[prost(bytes = "bytes", tag = "6")]
+    Content(Bytes),
+}
+
+/// Binaries up to this long are copied into the packed records that link to them.
+pub(crate) const CONTENT_COPY_LIMIT: usize = 1024;
+
+/// Whether giving `path` the entry `entry` breaks the promise of [`Kind::Content`] records:
+/// `data` becomes something other than a group, or `data/<name>` something other than the
+/// binary whose data path it is, or a path below `data/<name>` is written.
+pub(crate) fn overwrites_content(path: &str, entry: &Entry) -> bool {
+    let Some(rest) = path.strip_prefix("data") else {
+        return false;
+    };
+    if rest.is_empty() {
+        return *entry != Entry::Group;
+    }
+    let Some(name) = rest.strip_prefix('/') else {
+        return false;
+    };
+    if name.contains('/') {
+        return true;
+    }
+    match entry {
+        Entry::Binary(b) => ao_core::cache::data_path(b) != path,
+        _ => true,
+    }
 }
 
 /// A packed subtree: every entry below the record's key, by path relative to it.
@@ -253,6 +292,9 @@ impl Record {
                 Err(format!("blob hash of {} bytes", b.hash.len()))
             }
             Some(Kind::Packed(_)) if inside_packed => Err("a packed record inside another".into()),
+            Some(Kind::Content(_)) if !inside_packed => {
+                Err("a content link outside a packed record".into())
+            }
             Some(Kind::Packed(p)) => {
                 let mut prev: Option<&str> = None;
                 for e in &p.entries {
@@ -286,6 +328,13 @@ impl Record {
         }
     }
 
+    /// A content-addressed link with a copy of its target's bytes.
+    pub(crate) fn content(value: Bytes) -> Self {
+        Self {
+            kind: Some(Kind::Content(value)),
+        }
+    }
+
     /// The packed subtree, if this is a packed record.
     pub(crate) fn as_packed(&self) -> Option<&Packed> {
         match &self.kind {
@@ -303,6 +352,7 @@ impl Record {
         Ok(match self.kind {
             Some(Kind::Inline(b)) => Entry::Binary(b),
             Some(Kind::Link(t)) => Entry::Link(t),
+            Some(Kind::Content(b)) => Entry::Link(ao_core::cache::data_path(&b)),
             Some(Kind::Group(_) | Kind::Packed(_)) => Entry::Group,
             Some(Kind::Blob(r)) => {
                 let hash: [u8; HASH_LEN] =

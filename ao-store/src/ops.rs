@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use ao_core::Value;
+use ao_core::store::Entry;
 use redb::ReadableTable;
 
 use crate::StoreConfig;
@@ -47,6 +48,9 @@ pub struct Stats {
     pub groups: u64,
     /// Links.
     pub links: u64,
+    /// Links inside packed records that carry a copy of their content-addressed target's
+    /// bytes (format 4; each counted once more under `links`).
+    pub content_copies: u64,
     /// Distinct blobs.
     pub blobs: u64,
     /// Bytes of distinct blobs.
@@ -74,7 +78,11 @@ impl fmt::Display for Stats {
             self.inline_binaries, self.inline_bytes, self.blob_binaries
         )?;
         writeln!(f, "  groups:        {}", self.groups)?;
-        writeln!(f, "  links:         {}", self.links)?;
+        writeln!(
+            f,
+            "  links:         {} ({} with a copy of their target)",
+            self.links, self.content_copies
+        )?;
         writeln!(
             f,
             "blobs:           {} ({} bytes)",
@@ -98,6 +106,10 @@ impl Stats {
             }
             Some(Kind::Blob(_)) => self.blob_binaries += 1,
             Some(Kind::Link(_)) => self.links += 1,
+            Some(Kind::Content(_)) => {
+                self.links += 1;
+                self.content_copies += 1;
+            }
             Some(Kind::Group(_) | Kind::Packed(_)) => self.groups += 1,
             None => {}
         }
@@ -310,7 +322,26 @@ fn check_record(
     {
         report.problem(format!("link {key:?} has unnormalised target {t:?}"));
     }
+    // A copy of a content-addressed target must match it (unless copies are no longer used).
+    if let Some(Kind::Content(b)) = &rec.kind
+        && !content_overwritten(snap)?
+    {
+        let target = ao_core::cache::data_path(b);
+        if snap.get_entry("data")? != Some(Entry::Group) {
+            report.problem(format!("{key:?} copies {target:?} but \"data\" is not a group"));
+        } else if snap.get_entry(&target)? != Some(Entry::Binary(b.clone())) {
+            report.problem(format!("{key:?} holds a copy that {target:?} does not hold"));
+        }
+    }
     Ok(())
+}
+
+fn content_overwritten(snap: &Snapshot) -> Result<bool, ReadError> {
+    let meta = snap.txn.open_table(META).map_err(redb::Error::from)?;
+    let v = meta
+        .get(format::META_CONTENT_OVERWRITTEN)
+        .map_err(redb::Error::from)?;
+    Ok(v.is_some())
 }
 
 fn read_version(snap: &Snapshot) -> Result<u32, ReadError> {

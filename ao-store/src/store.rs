@@ -3,11 +3,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ao_core::store::{Entry, Op, join};
+use ao_core::store::{Entry, Op, Resolved, join};
 use bytes::Bytes;
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 
@@ -17,7 +18,8 @@ use crate::entry_cache::{Cached, EntryCache, Space};
 use crate::error::{Error, OpenError, ReadError, WriteError};
 use crate::format::{
     self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CREATED_BY,
-    META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record, key_str,
+    META_CONTENT_OVERWRITTEN, META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record,
+    key_str,
 };
 use crate::memtable::{self, Memtable, merge_sorted};
 use crate::wal::{self, Wal, WalBatch, WalOp};
@@ -92,6 +94,21 @@ impl Snapshot {
     }
 
     pub(crate) fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        // A packed record under the path's own key is a group: answered without decoding it
+        // (its entries are decoded, and checked, when they are read).
+        if let Some(guard) = self
+            .entries
+            .get(path.as_bytes())
+            .map_err(redb::Error::from)?
+        {
+            let value = guard.value();
+            if is_packed_record(value) {
+                return Ok(Some(Entry::Group));
+            }
+            return Record::decode_at(path, value)?
+                .into_entry(path, |h| self.blob(h))
+                .map(Some);
+        }
         let rec = match self.locate(path)? {
             Located::Key(rec) => rec,
             Located::Packed(packed, rel) => match packed.as_packed().and_then(|p| p.find(&rel)) {
@@ -106,25 +123,61 @@ impl Snapshot {
     /// Direct children of `path` with their entries: from a packed record, or one range scan,
     /// as [`Self::children`].
     pub(crate) fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>, ReadError> {
-        if let Some((packed, rel)) = self.packed_at(path)? {
-            let mut out = Vec::new();
-            if let Some(p) = packed.as_packed() {
-                for (name, rec) in p.children(&rel) {
-                    let full = join(&[path, name]);
-                    let entry = rec.clone().into_entry(&full, |h| self.blob(h))?;
-                    out.push((name.to_owned(), entry));
-                }
+        Ok(self
+            .child_records(path)?
+            .into_iter()
+            .map(|(name, child)| (name, child.into_entry()))
+            .collect())
+    }
+
+    /// Direct children of `path` with their entries, keeping the copies of content-addressed
+    /// link targets that packed records hold ([`Child::Copy`]).
+    pub(crate) fn child_records(&self, path: &str) -> Result<Vec<(String, Child)>, ReadError> {
+        if path.is_empty() || path.contains('/') {
+            if let Some((packed, rel)) = self.packed_at(path)? {
+                return self.packed_children(path, &packed, &rel);
             }
-            return Ok(out);
+        } else if let Some(guard) = self
+            .entries
+            .get(path.as_bytes())
+            .map_err(redb::Error::from)?
+        {
+            // A top-level path: its own record (one lookup) is packed or a plain group.
+            let rec = Record::decode_at(path, guard.value())?;
+            if rec.as_packed().is_some() {
+                return self.packed_children(path, &rec, "");
+            }
         }
         let mut out = Vec::new();
         self.scan_children(path, |child, key, value| {
             let full = key_str(key)?;
             let rec = Record::decode_at(full, value)?;
             let entry = rec.into_entry(full, |h| self.blob(h))?;
-            out.push((key_str(child)?.to_owned(), entry));
+            out.push((key_str(child)?.to_owned(), Child::Entry(entry)));
             Ok(())
         })?;
+        Ok(out)
+    }
+
+    fn packed_children(
+        &self,
+        path: &str,
+        packed: &Record,
+        rel: &str,
+    ) -> Result<Vec<(String, Child)>, ReadError> {
+        let mut out = Vec::new();
+        if let Some(p) = packed.as_packed() {
+            for (name, rec) in p.children(rel) {
+                let child = match &rec.kind {
+                    Some(format::Kind::Content(b)) => Child::Copy(b.clone()),
+                    _ => {
+                        let full = join(&[path, name]);
+                        Child::Entry(rec.clone().into_entry(&full, |h| self.blob(h))?)
+                    }
+                };
+                out.push((name.to_owned(), child));
+            }
+        }
         Ok(out)
     }
 
@@ -205,6 +258,40 @@ impl Snapshot {
     }
 }
 
+/// Whether a stored record is exactly one packed field (`2a`, its length as a varint, then
+/// that many bytes), as the writer encodes a packed record.
+fn is_packed_record(value: &[u8]) -> bool {
+    let Some((&0x2a, rest)) = value.split_first() else {
+        return false;
+    };
+    let mut len: u64 = 0;
+    for (i, &b) in rest.iter().enumerate().take(10) {
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return (rest.len() - i - 1) as u64 == len;
+        }
+    }
+    false
+}
+
+/// A child of a group as stored: its entry, or (inside a packed record) a link to a
+/// content-addressed path with a copy of the bytes there.
+#[derive(Debug, Clone)]
+pub(crate) enum Child {
+    Entry(Entry),
+    Copy(Bytes),
+}
+
+impl Child {
+    /// The entry as [`ao_core::Store::get_raw`] answers it: a copy is a link.
+    fn into_entry(self) -> Entry {
+        match self {
+            Self::Entry(e) => e,
+            Self::Copy(b) => Entry::Link(ao_core::cache::data_path(&b)),
+        }
+    }
+}
+
 /// Where a path's record is.
 enum Located {
     /// Under its own key.
@@ -267,6 +354,17 @@ fn check_meta(txn: &ReadTransaction, path: &Path) -> Result<Option<u32>, OpenErr
         read_applied(txn, path)?;
     }
     Ok(Some(version))
+}
+
+/// Whether `meta/content-overwritten` is set (format 4).
+fn read_content_overwritten(txn: &ReadTransaction, path: &Path) -> Result<bool, OpenError> {
+    let meta = txn
+        .open_table(META)
+        .map_err(|e| OpenError::from_storage(path, e))?;
+    let v = meta
+        .get(META_CONTENT_OVERWRITTEN)
+        .map_err(|e| OpenError::from_storage(path, e))?;
+    Ok(v.is_some())
 }
 
 /// The sequence number of the last log record the database holds (0 before format version 2).
@@ -485,6 +583,19 @@ impl View {
         Ok(merge_sorted(old, self.mem.child_entries(path)))
     }
 
+    fn child_records(&self, path: &str) -> Result<Vec<(String, Child)>, ReadError> {
+        let old = self.snap.child_records(path)?;
+        let new = self.mem.child_entries(path);
+        if new.is_empty() {
+            return Ok(old);
+        }
+        let new = new
+            .into_iter()
+            .map(|(c, e)| (c, Child::Entry(e)))
+            .collect();
+        Ok(merge_sorted(old, new))
+    }
+
     fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
         let old = self.snap.children(path)?;
         let new = self.mem.child_entries(path);
@@ -504,6 +615,10 @@ impl View {
 struct Shared {
     view: RwLock<Option<View>>,
     cache: EntryCache,
+    /// Set (never cleared) once a content-addressed path was given other contents
+    /// (`meta/content-overwritten`): the copies in packed records are then not used. Set
+    /// before the change is visible to readers.
+    content_overwritten: AtomicBool,
 }
 
 /// A batch submitted with [`RedbStore::submit`], not yet acknowledged.
@@ -690,12 +805,14 @@ impl RedbStore {
             });
         }
         check_log_applied(&txn, &path)?;
+        let overwritten = read_content_overwritten(&txn, &path)?;
         let snapshot = Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))?;
         Ok(Self {
             path,
             shared: Arc::new(Shared {
                 view: RwLock::new(Some(View::new(snapshot))),
                 cache: EntryCache::new(config.cache_bytes),
+                content_overwritten: AtomicBool::new(overwritten),
             }),
             handle: Mutex::new(Some(Handle::ReadOnly(db))),
             tx: RwLock::new(None),
@@ -727,10 +844,11 @@ impl RedbStore {
                 let txn = db
                     .begin_read()
                     .map_err(|e| OpenError::from_storage(&path, e))?;
+                let overwritten = read_content_overwritten(&txn, &path)?;
                 let snap = Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))?;
-                Ok((snap, seq, replayed, wal))
+                Ok((snap, seq, replayed, wal, overwritten))
             });
-        let (snapshot, seq, replayed, wal) = match ready {
+        let (snapshot, seq, replayed, wal, overwritten) = match ready {
             Ok(s) => s,
             Err(e) => {
                 // Close without committing anything; the open error is what matters.
@@ -741,6 +859,7 @@ impl RedbStore {
         let shared = Arc::new(Shared {
             view: RwLock::new(Some(View::new(snapshot))),
             cache: EntryCache::new(config.cache_bytes),
+            content_overwritten: AtomicBool::new(overwritten),
         });
         shared.cache.set_generation(1);
         let (tx, rx) = mpsc::channel();
@@ -1094,6 +1213,34 @@ impl ao_core::Store for RedbStore {
         let view = self.view()?;
         Ok(guard_read(path, || view.child_entries(path))?)
     }
+
+    /// One read of the group's record: a child stored as a copy of its content-addressed
+    /// target is answered from it (unless `content-overwritten`), other links are resolved.
+    fn resolved_children(&self, path: &str) -> ao_core::Result<Vec<(String, Resolved)>> {
+        // Read before the view: a change that sets it is visible only after it is set.
+        let trust_copies = !self.shared.content_overwritten.load(Ordering::SeqCst);
+        let view = self.view()?;
+        let children = guard_read(path, || view.child_records(path))?;
+        drop(view);
+        let mut out = Vec::with_capacity(children.len());
+        for (name, child) in children {
+            let (resolved, entry) = match child {
+                Child::Copy(b) if trust_copies => {
+                    out.push((name, Resolved::Binary(b)));
+                    continue;
+                }
+                Child::Copy(b) => self.resolve_entry(&ao_core::cache::data_path(&b))?,
+                Child::Entry(Entry::Link(target)) => self.resolve_entry(&target)?,
+                Child::Entry(entry) => (join(&[path, &name]), Some(entry)),
+            };
+            match entry {
+                Some(Entry::Binary(b)) => out.push((name, Resolved::Binary(b))),
+                Some(Entry::Group) => out.push((name, Resolved::Group(resolved))),
+                Some(Entry::Link(_)) | None => {}
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The writer thread.
@@ -1347,6 +1494,15 @@ impl Writer {
         if changes.is_empty() {
             return Ok(());
         }
+        if changes
+            .iter()
+            .any(|(path, entry)| format::overwrites_content(path, entry))
+        {
+            // Before the change is visible: readers stop using the copies first.
+            self.shared
+                .content_overwritten
+                .store(true, Ordering::SeqCst);
+        }
         let mut map = view.mem.write();
         for (path, entry) in &changes {
             self.mem_bytes += memtable::weight(path, entry);
@@ -1448,11 +1604,19 @@ impl Writer {
             }
             w.into_changes()
         };
-        if let Err(e) = TxnWriter::open(&txn, self.config.blob_threshold)
+        match TxnWriter::open(&txn, self.config.blob_threshold)
             .and_then(|mut w| w.write_entries(&changes))
         {
-            let _ = txn.abort();
-            return Err(e);
+            // Before the snapshot holding the change is published.
+            Ok(true) => self
+                .shared
+                .content_overwritten
+                .store(true, Ordering::SeqCst),
+            Ok(false) => {}
+            Err(e) => {
+                let _ = txn.abort();
+                return Err(e);
+            }
         }
         let touched: Vec<String> = changes.into_keys().collect();
         if touched.is_empty() && !(durable && self.pending_since.is_some()) {
@@ -1634,7 +1798,10 @@ struct TxnWriter<'t> {
     entries: WTable<'t>,
     blobs: WTable<'t>,
     refs: WTable<'t>,
+    meta: WTable<'t>,
     threshold: u64,
+    /// Whether `data` is a group, once looked up (see [`Self::content_copy`]).
+    data_is_group: Option<bool>,
 }
 
 impl<'t> TxnWriter<'t> {
@@ -1643,13 +1810,26 @@ impl<'t> TxnWriter<'t> {
             entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
             blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
             refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
+            meta: txn.open_table(META).map_err(WriteError::storage)?,
             threshold,
+            data_is_group: None,
         })
     }
 
     /// Stores `changes` (path → the entry it now holds; the ancestors a write creates are
     /// entries of their own).
-    fn write_entries(&mut self, changes: &BTreeMap<String, Entry>) -> Result<(), WriteError> {
+    ///
+    /// Returns whether a change gave a content-addressed path other contents
+    /// ([`format::overwrites_content`]); `meta/content-overwritten` is then set too.
+    fn write_entries(&mut self, changes: &BTreeMap<String, Entry>) -> Result<bool, WriteError> {
+        let overwritten = changes
+            .iter()
+            .any(|(path, entry)| format::overwrites_content(path, entry));
+        if overwritten {
+            self.meta
+                .insert(META_CONTENT_OVERWRITTEN, &[1u8][..])
+                .map_err(WriteError::storage)?;
+        }
         // Top-level keys packed by this call, and those known to hold no packed record.
         let mut packed: HashSet<&str> = HashSet::new();
         let mut plain: HashSet<&str> = HashSet::new();
@@ -1673,7 +1853,47 @@ impl<'t> TxnWriter<'t> {
             }
             self.put_entry(path, entry)?;
         }
-        Ok(())
+        Ok(overwritten)
+    }
+
+    /// The bytes a packed link to `target` may carry a copy of ([`format::Kind::Content`]):
+    /// those `target` holds, if it is a content-addressed path (`data` a group, `target` the
+    /// data path of the small binary it holds) once `changes` are written.
+    fn content_copy(
+        &mut self,
+        target: &str,
+        changes: &BTreeMap<String, Entry>,
+    ) -> Result<Option<Bytes>, WriteError> {
+        if !target.starts_with("data/") {
+            return Ok(None);
+        }
+        let bytes = match changes.get(target) {
+            Some(Entry::Binary(b)) => b.clone(),
+            Some(_) => return Ok(None),
+            None => match self.record(target)?.and_then(|r| r.kind) {
+                Some(format::Kind::Inline(b)) => b,
+                _ => return Ok(None),
+            },
+        };
+        if bytes.len() > format::CONTENT_COPY_LIMIT || ao_core::cache::data_path(&bytes) != target
+        {
+            return Ok(None);
+        }
+        let data_is_group = match self.data_is_group {
+            Some(g) => g,
+            None => {
+                let g = match changes.get("data") {
+                    Some(e) => *e == Entry::Group,
+                    None => matches!(
+                        self.record("data")?.and_then(|r| r.kind),
+                        Some(format::Kind::Group(_) | format::Kind::Packed(_))
+                    ),
+                };
+                self.data_is_group = Some(g);
+                g
+            }
+        };
+        Ok(data_is_group.then_some(bytes))
     }
 
     /// The record and, for a blob, the bytes to store under its hash.
@@ -1702,7 +1922,13 @@ impl<'t> TxnWriter<'t> {
             Bound::Excluded(end.as_str()),
         )) {
             let rel = &path[prefix.len()..];
-            let (rec, blob) = self.record_for(entry);
+            let (rec, blob) = match entry {
+                Entry::Link(target) => match self.content_copy(target, changes)? {
+                    Some(bytes) => (Record::content(bytes), None),
+                    None => self.record_for(entry),
+                },
+                _ => self.record_for(entry),
+            };
             size += rel.len() + prost::Message::encoded_len(&rec);
             if size > PACK_LIMIT {
                 return Ok(false);
@@ -1726,7 +1952,7 @@ impl<'t> TxnWriter<'t> {
     }
 
     /// Replaces the packed record at `top` by a group record and one key per entry (the same
-    /// records: blob reference counts do not change).
+    /// records, a content copy becoming its plain link: blob reference counts do not change).
     fn unpack(&mut self, top: &str, rec: &Record) -> Result<(), WriteError> {
         let Some(p) = rec.as_packed() else {
             return Ok(());
@@ -1736,8 +1962,15 @@ impl<'t> TxnWriter<'t> {
             .map_err(WriteError::storage)?;
         for (rel, r) in p.iter() {
             let key = format!("{top}/{rel}");
+            // A copy lives only in packed records: under its own key it is the plain link.
+            let encoded = match &r.kind {
+                Some(format::Kind::Content(b)) => {
+                    Record::link(ao_core::cache::data_path(b)).encode()
+                }
+                _ => r.encode(),
+            };
             self.entries
-                .insert(key.as_bytes(), r.encode().as_slice())
+                .insert(key.as_bytes(), encoded.as_slice())
                 .map_err(WriteError::storage)?;
         }
         Ok(())

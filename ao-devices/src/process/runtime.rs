@@ -779,6 +779,9 @@ struct Exec {
     /// The slot of the latest stored snapshot (−1: none).
     snap_slot: i64,
     results: BTreeMap<u64, Arc<SlotResult>>,
+    /// Results computed and not yet written ([`Exec::flush`]).
+    unwritten: Vec<Arc<SlotResult>>,
+    /// Other writes waiting for [`Exec::flush`] (snapshots).
     pending: Vec<Op>,
     pending_latest: Option<u64>,
 }
@@ -827,6 +830,7 @@ impl Exec {
             done,
             snap_slot,
             results: BTreeMap::new(),
+            unwritten: Vec::new(),
             pending: Vec::new(),
             pending_latest: None,
         })
@@ -918,6 +922,7 @@ impl Exec {
     fn give_up_tentative(&mut self) {
         tracing::warn!(process = %self.pid, "slots computed before their assignments were durable were given up");
         self.pending.clear();
+        self.unwritten.clear();
         self.pending_latest = None;
         let module = self.module.take();
         match Exec::new(
@@ -940,11 +945,34 @@ impl Exec {
         self.module = module;
     }
 
+    /// The writes of a slot's result record: the record, `computed/<pid>/slot/<n>` and
+    /// `computed/<pid>/<message-id>`.
+    fn result_ops(&self, r: &SlotResult, ops: &mut Vec<Op>) -> Result<()> {
+        let (uid, record) = cache::message_ops(&r.record(&self.pid))?;
+        ops.extend(record);
+        if !r.message_id.is_empty() {
+            ops.push(Op::MakeLink {
+                existing: uid.clone(),
+                new: format!("computed/{}/{}", self.pid, r.message_id),
+            });
+        }
+        ops.push(Op::MakeLink {
+            existing: uid,
+            new: computed_path(&self.pid, r.slot),
+        });
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.unwritten.is_empty() {
             return Ok(());
         }
-        let mut ops = std::mem::take(&mut self.pending);
+        let mut ops = Vec::new();
+        for r in std::mem::take(&mut self.unwritten) {
+            self.result_ops(&r, &mut ops)?;
+        }
+        // After the results they cover (a snapshot), in the same batch.
+        ops.append(&mut self.pending);
         if let Some(l) = self.pending_latest.take() {
             ops.push(Op::Write {
                 path: format!("computed/{}/latest", self.pid),
@@ -1144,21 +1172,12 @@ impl Exec {
         Ok(())
     }
 
+    /// Records a slot's result; its writes are built by [`Exec::flush`], after the pass has
+    /// answered.
     fn record(&mut self, r: Arc<SlotResult>) -> Result<()> {
-        let (uid, ops) = cache::message_ops(&r.record(&self.pid))?;
-        self.pending.extend(ops);
-        self.pending.push(Op::MakeLink {
-            existing: uid.clone(),
-            new: computed_path(&self.pid, r.slot),
-        });
-        if !r.message_id.is_empty() {
-            self.pending.push(Op::MakeLink {
-                existing: uid,
-                new: format!("computed/{}/{}", self.pid, r.message_id),
-            });
-        }
         self.done = r.slot as i64;
         self.pending_latest = Some(r.slot);
+        self.unwritten.push(r.clone());
         self.results.insert(r.slot, r);
         while self.results.len() > self.shared.options.results_kept.max(1) {
             self.results.pop_first();

@@ -79,12 +79,14 @@ pub struct Assigned {
     pub signed: bool,
 }
 
+/// Called with the slot as soon as it is assigned, before its batch is written
+/// ([`Scheduler::schedule_early`]).
+pub type OnAssigned = Box<dyn FnOnce(u64) + Send>;
+
 struct Request {
     message: Message,
     message_id: String,
-    /// Told the slot as soon as it is assigned, before the batch is written
-    /// ([`Scheduler::schedule_early`]).
-    early: Option<oneshot::Sender<u64>>,
+    early: Option<OnAssigned>,
     reply: oneshot::Sender<Result<Assigned>>,
 }
 
@@ -307,18 +309,17 @@ impl Scheduler {
         &self,
         pid: &str,
         message: Message,
-    ) -> Result<(Option<u64>, oneshot::Receiver<Result<Assigned>>)> {
-        let (early, early_rx) = oneshot::channel();
-        let rx = self.submit(pid, message, Some(early)).await?;
-        // No early slot (a process scheduled again keeps its slot 0): only the outcome.
-        Ok((early_rx.await.ok(), rx))
+        on_assigned: OnAssigned,
+    ) -> Result<oneshot::Receiver<Result<Assigned>>> {
+        // A process scheduled again keeps its slot 0: `on_assigned` is dropped uncalled.
+        self.submit(pid, message, Some(on_assigned)).await
     }
 
     async fn submit(
         &self,
         pid: &str,
         message: Message,
-        early: Option<oneshot::Sender<u64>>,
+        early: Option<OnAssigned>,
     ) -> Result<oneshot::Receiver<Result<Assigned>>> {
         if !self.enabled {
             return Err(Error::status(
@@ -563,85 +564,76 @@ impl Actor {
             .map(|d| (d.slot, d.unsigned.clone()))
             .collect();
         for (slot, early) in earlies {
-            if let Some(e) = early {
-                let _ = e.send(slot);
+            if let Some(on_assigned) = early {
+                on_assigned(slot);
             }
         }
-        let pid = self.pid.clone();
+        // Once the batch is durable, the blocking task that wrote it publishes it and answers
+        // the callers itself: a hop back to this task would delay every acknowledgement.
+        let outlets = Outlets {
+            pid: self.pid.clone(),
+            current: self.current.clone(),
+            recent: self.recent.clone(),
+            tentative: self.tentative.clone(),
+            durable: self.durable.clone(),
+            watch: self.watch.clone(),
+            signer: self.signer.clone(),
+        };
         let store = self.store.clone();
-        let sign = self.signer.is_some();
-        let built = tokio::task::spawn_blocking(move || {
-            let mut ops = Vec::new();
-            for d in &drafts {
-                ops.extend(assignment_ops(&pid, d.slot, &d.message_id, &d.unsigned)?);
+        let written = tokio::task::spawn_blocking(move || {
+            let pid = outlets.pid.as_str();
+            let built = (|| {
+                let mut ops = Vec::new();
+                for d in &drafts {
+                    ops.extend(assignment_ops(pid, d.slot, &d.message_id, &d.unsigned)?);
+                }
+                if outlets.signer.is_some()
+                    && let Some(last) = drafts.last()
+                {
+                    ops.push(counter_op(signing_path(pid, "assigned"), last.slot));
+                }
+                store.apply(ops)
+            })();
+            match built {
+                Ok(()) => {
+                    let count = drafts.len();
+                    outlets.publish(drafts, replies);
+                    Ok(count)
+                }
+                Err(e) => {
+                    outlets.give_up_tentative();
+                    let text = e.to_string();
+                    for r in replies {
+                        let _ = r.send(Err(Error::Store(format!("scheduling failed: {text}"))));
+                    }
+                    Err(e)
+                }
             }
-            if sign && let Some(last) = drafts.last() {
-                ops.push(counter_op(signing_path(&pid, "assigned"), last.slot));
-            }
-            store.apply(ops)?;
-            Ok::<_, Error>(
-                drafts
-                    .into_iter()
-                    .map(|d| Assigned {
-                        process: pid.clone(),
-                        slot: d.slot,
-                        message_id: d.message_id,
-                        assignment: d.unsigned,
-                        signed: false,
-                    })
-                    .collect::<Vec<_>>(),
-            )
         })
         .await;
-        let assigned = match built {
-            Ok(Ok(a)) => a,
+        match written {
+            Ok(Ok(count)) => {
+                self.next += count as u64;
+                self.chain = chain;
+            }
             Ok(Err(e)) => {
-                self.give_up_tentative();
                 tracing::error!(process = %self.pid, error = %e, "scheduling failed; no slot assigned");
                 let text = e.to_string();
-                for r in replies.into_iter().chain(respawns) {
+                for r in respawns {
                     let _ = r.send(Err(Error::Store(format!("scheduling failed: {text}"))));
                 }
                 return;
             }
             Err(join) => {
+                // The callers' reply channels went with the task: they are told the scheduler
+                // dropped their request.
                 self.give_up_tentative();
                 tracing::error!(process = %self.pid, error = %join, "the scheduler's write task failed");
-                for r in replies.into_iter().chain(respawns) {
+                for r in respawns {
                     let _ = r.send(Err(Error::Internal("the scheduler failed".into())));
                 }
                 return;
             }
-        };
-        self.next += assigned.len() as u64;
-        self.chain = chain;
-        self.current.store(self.next as i64 - 1, Ordering::Release);
-        match &self.signer {
-            Some(signer) => signer.push(assigned.iter().map(|a| SignJob {
-                pid: self.pid.clone(),
-                slot: a.slot,
-                unsigned: a.assignment.clone(),
-                watch: self.watch.clone(),
-            })),
-            None => {
-                let last = self.next as i64 - 1;
-                self.watch.send_modify(|s| s.through = s.through.max(last));
-            }
-        }
-        {
-            let mut recent = lock(&self.recent);
-            for a in &assigned {
-                recent.push_back((a.slot, a.assignment.clone()));
-            }
-            while recent.len() > RECENT {
-                recent.pop_front();
-            }
-        }
-        lock(&self.tentative).clear();
-        let through = self.next as i64 - 1;
-        self.durable.send_modify(|d| d.through = through);
-        for (r, a) in replies.into_iter().zip(assigned) {
-            let _ = r.send(Ok(a));
         }
         self.answer_respawns(respawns);
     }
@@ -682,6 +674,62 @@ impl Actor {
             };
             let _ = r.send(answer);
         }
+    }
+}
+
+/// What an actor publishes a durable batch through, for the task that wrote it.
+struct Outlets {
+    pid: String,
+    current: Arc<AtomicI64>,
+    recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
+    tentative: Arc<Mutex<Vec<(u64, Message)>>>,
+    durable: Arc<tokio::sync::watch::Sender<Durable>>,
+    watch: SignWatch,
+    signer: Option<Arc<SignerHandle>>,
+}
+
+impl Outlets {
+    /// Publishes a durable batch (the current slot, the recent assignments, the durable and
+    /// signed watermarks, the signer's queue) and answers its callers.
+    fn publish(&self, drafts: Vec<Draft>, replies: Vec<oneshot::Sender<Result<Assigned>>>) {
+        let Some(last) = drafts.last().map(|d| d.slot as i64) else {
+            return;
+        };
+        self.current.store(last, Ordering::Release);
+        match &self.signer {
+            Some(signer) => signer.push(drafts.iter().map(|d| SignJob {
+                pid: self.pid.clone(),
+                slot: d.slot,
+                unsigned: d.unsigned.clone(),
+                watch: self.watch.clone(),
+            })),
+            None => self.watch.send_modify(|s| s.through = s.through.max(last)),
+        }
+        {
+            let mut recent = lock(&self.recent);
+            for d in &drafts {
+                recent.push_back((d.slot, d.unsigned.clone()));
+            }
+            while recent.len() > RECENT {
+                recent.pop_front();
+            }
+        }
+        lock(&self.tentative).clear();
+        self.durable.send_modify(|d| d.through = last);
+        for (r, d) in replies.into_iter().zip(drafts) {
+            let _ = r.send(Ok(Assigned {
+                process: self.pid.clone(),
+                slot: d.slot,
+                message_id: d.message_id,
+                assignment: d.unsigned,
+                signed: false,
+            }));
+        }
+    }
+
+    fn give_up_tentative(&self) {
+        lock(&self.tentative).clear();
+        self.durable.send_modify(|d| d.failures += 1);
     }
 }
 

@@ -277,16 +277,20 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
         loop {
             match sign_batch(store, wallet, &batch) {
                 Ok(()) => {
+                    // The backlog drops before the watermarks move: whoever sees a slot
+                    // signed also sees it gone from the backlog.
+                    {
+                        let mut st = lock(&queue.state);
+                        st.signing = 0;
+                        st.failing = None;
+                        queue.progress.notify_all();
+                    }
                     for job in &batch {
                         job.watch.send_modify(|s| {
                             s.through = s.through.max(job.slot as i64);
                             s.error = None;
                         });
                     }
-                    let mut st = lock(&queue.state);
-                    st.signing = 0;
-                    st.failing = None;
-                    queue.progress.notify_all();
                     break;
                 }
                 Err(e) => {

@@ -1044,7 +1044,8 @@ impl Exec {
             });
         }
         // Derived data: a crash may lose it, and the actor recomputes it (see the module
-        // documentation), so it does not wait for the disk.
+        // documentation), so it does not wait for the disk. (Nothing is learnt from it.)
+        self.shared.scheduler.known_data().skip_known(&mut ops);
         self.shared.store.apply_deferred(ops)
     }
 

@@ -34,6 +34,7 @@ use ao_core::{Error, Message, Result, Store, Value, cache};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use super::known_data::KnownData;
 use super::signer::{SignJob, SignWatch, SignerHandle, counter_op, new_watch, signing_path};
 
 /// Most requests one actor assigns in one batch.
@@ -125,6 +126,8 @@ pub struct Scheduler {
     signer: std::result::Result<Arc<SignerHandle>, String>,
     /// Signed watermarks of the processes scheduled (or left with unsigned assignments).
     signing: Mutex<HashMap<String, SignWatch>>,
+    /// Binaries known to be durable in `store`: batches leave out their writes.
+    known: Arc<KnownData>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -165,7 +168,8 @@ impl Scheduler {
     /// signer, which first signs the assignments an earlier run left unsigned.
     pub fn new(store: Arc<dyn Store>, wallet: Arc<Wallet>, block: BlockInfo) -> Self {
         let address = wallet.address_string();
-        let (signer, signing) = match SignerHandle::start(store.clone(), wallet) {
+        let known = Arc::new(KnownData::default());
+        let (signer, signing) = match SignerHandle::start(store.clone(), wallet, known.clone()) {
             Ok((h, w)) => (Ok(Arc::new(h)), w),
             Err(e) => {
                 tracing::error!(error = %e, "the assignment signer did not start; scheduling with signatures fails");
@@ -181,7 +185,13 @@ impl Scheduler {
             servers: Mutex::new(HashMap::new()),
             signer,
             signing: Mutex::new(signing),
+            known,
         }
+    }
+
+    /// The binaries known to be durable in the store (see [`KnownData`]).
+    pub(crate) fn known_data(&self) -> &KnownData {
+        &self.known
     }
 
     /// Whether assignments are signed (the default, as HyperBEAM does). Unsigned assignments
@@ -270,6 +280,7 @@ impl Scheduler {
             recent: server.recent.clone(),
             tentative: server.tentative.clone(),
             durable: server.durable.clone(),
+            known: self.known.clone(),
         };
         tokio::spawn(actor.run(rx));
         servers.insert(pid.to_owned(), server.clone());
@@ -489,6 +500,7 @@ struct Actor {
     recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
     tentative: Arc<Mutex<Vec<(u64, Message)>>>,
     durable: Arc<tokio::sync::watch::Sender<Durable>>,
+    known: Arc<KnownData>,
 }
 
 /// One assignment to build: everything but the signature.
@@ -580,9 +592,10 @@ impl Actor {
             signer: self.signer.clone(),
         };
         let store = self.store.clone();
+        let known = self.known.clone();
         let written = tokio::task::spawn_blocking(move || {
             let pid = outlets.pid.as_str();
-            let built = (|| {
+            let built = (|| -> Result<()> {
                 let mut ops = Vec::new();
                 for d in &drafts {
                     ops.extend(assignment_ops(pid, d.slot, &d.message_id, &d.unsigned)?);
@@ -592,7 +605,11 @@ impl Actor {
                 {
                     ops.push(counter_op(signing_path(pid, "assigned"), last.slot));
                 }
-                store.apply(ops)
+                known.skip_known(&mut ops);
+                let binaries = KnownData::written(&ops);
+                store.apply(ops)?;
+                known.learn(binaries);
+                Ok(())
             })();
             match built {
                 Ok(()) => {
@@ -767,3 +784,4 @@ fn assignment_ops(pid: &str, slot: u64, message_id: &str, assignment: &Message) 
     });
     Ok(ops)
 }
+

@@ -1,8 +1,9 @@
 //! Processes as supervised actors (architecture-sketch.md "Processes as actors").
 //!
-//! * Each process that is used gets an **executor actor**: a tokio task owning the process's
-//!   live aos instance, the slot it has computed to, and recent results. Requests reach it
-//!   through a channel, so compute, dry runs and snapshots of one process are serialised by
+//! * Each process that is used gets an **executor actor**: a mailbox and the executor owning the
+//!   process's live aos instance, the slot it has computed to, and recent results. A thread of
+//!   tokio's blocking pool serves the mailbox in passes (and lingers briefly for the next
+//!   command), so compute, dry runs and snapshots of one process are serialised by
 //!   construction while different processes run in parallel. Queued compute requests are merged:
 //!   one pass computes to the highest slot asked for and answers all of them.
 //! * Evaluations run on tokio's blocking pool, never on the async workers, each under a budget:
@@ -10,7 +11,7 @@
 //!   built with `wasm-budget=wall-clock`. A runaway evaluation ends as an AO error result for
 //!   that slot and delays nobody else beyond its budget.
 //! * **Supervision**: a panic inside an actor's evaluation is caught at the actor boundary
-//!   (`JoinError::is_panic`), logged, and the actor restarts from its last good state (the
+//!   (`catch_unwind` around each pass), logged, and the actor restarts from its last good state (the
 //!   stored results, the latest snapshot, and a replay of the assignments since). A trap or an
 //!   exhausted budget poisons only that instance: the slot's result is an error, and the next
 //!   evaluation restores the state before it (snapshot + replay, skipping failed slots).

@@ -121,7 +121,10 @@ mod tests {
                 cache::read_message(&reduced, &uid).unwrap()
             );
         }
-        assert_eq!(full.children("data").unwrap(), reduced.children("data").unwrap());
+        assert_eq!(
+            full.children("data").unwrap(),
+            reduced.children("data").unwrap()
+        );
     }
 
     /// Nothing is learnt from a batch until it is said to be durable.

@@ -784,4 +784,3 @@ fn assignment_ops(pid: &str, slot: u64, message_id: &str, assignment: &Message) 
     });
     Ok(ops)
 }
-

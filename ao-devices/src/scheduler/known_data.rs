@@ -138,7 +138,7 @@ mod tests {
         known.skip_known(&mut second);
         assert_eq!(first.len(), second.len());
         known.learn(KnownData::written(&first));
-        let mut third = ops.clone();
+        let mut third = ops;
         known.skip_known(&mut third);
         assert!(third.iter().all(|o| is_data_write(o).is_none()));
     }

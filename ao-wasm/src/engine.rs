@@ -114,14 +114,14 @@ impl WasmConfig {
     }
 
     /// The defaults overridden by node options: `wasm-budget` (`fuel` or `wall-clock`, the
-    /// [`Budget`]), `process-fuel` ([`WasmConfig::fuel_per_call`]) and `process-time-ms`
-    /// ([`WasmConfig::time_per_call`], in milliseconds). A value of the wrong form is a
+    /// [`Budget`]), `process-fuel` ([`WasmConfig::fuel_per_call`]), `process-time-ms`
+    /// ([`WasmConfig::time_per_call`], in milliseconds) and `wasm-spectre-hardening` (`true` or
+    /// `false`, [`WasmConfig::spectre_hardening`]). A value of the wrong form is a
     /// [`WasmError::Config`] naming the option.
     pub fn from_options(opts: &ao_core::Message) -> Result<Self> {
         let mut c = Self::default();
         if let Some(v) = opts.get("wasm-budget") {
-            let text = v.as_str().or_else(|| v.as_atom().map(|a| a.as_str()));
-            c.budget = match text.map(str::trim) {
+            c.budget = match option_text(v) {
                 Some("fuel") => Budget::Fuel,
                 Some("wall-clock") => Budget::WallClock,
                 _ => {
@@ -137,8 +137,26 @@ impl WasmConfig {
         if let Some(n) = positive_option(opts, "process-time-ms")? {
             c.time_per_call = Duration::from_millis(n);
         }
+        if let Some(v) = opts.get("wasm-spectre-hardening") {
+            c.spectre_hardening = match option_text(v) {
+                Some("true") => true,
+                Some("false") => false,
+                _ => {
+                    return Err(WasmError::Config(
+                        "node option wasm-spectre-hardening must be `true` or `false`".into(),
+                    ));
+                }
+            };
+        }
         Ok(c)
     }
+}
+
+/// A node option given as a string or an atom, trimmed.
+fn option_text(v: &ao_core::Value) -> Option<&str> {
+    v.as_str()
+        .or_else(|| v.as_atom().map(|a| a.as_str()))
+        .map(str::trim)
 }
 
 /// A node option that must be a positive integer, if present.
@@ -553,12 +571,33 @@ mod tests {
     }
 
     #[test]
+    fn node_option_turns_spectre_hardening_off() {
+        assert!(
+            WasmConfig::from_options(&Message::new())
+                .unwrap()
+                .spectre_hardening
+        );
+        let off = Message::new().with("wasm-spectre-hardening", "false");
+        let c = WasmConfig::from_options(&off).unwrap();
+        assert!(!c.spectre_hardening);
+        assert_eq!(c.budget, Budget::Fuel, "the budget is a separate choice");
+        let on = Message::new().with("wasm-spectre-hardening", "true");
+        assert!(WasmConfig::from_options(&on).unwrap().spectre_hardening);
+        // The setting is part of the artifact compatibility hash: an engine without the
+        // hardening never deserializes an artifact compiled with it, or the reverse.
+        let hardened = WasmEngine::new(WasmConfig::default()).unwrap();
+        let plain = WasmEngine::new(WasmConfig::from_options(&off).unwrap()).unwrap();
+        assert_ne!(hardened.compatibility(), plain.compatibility());
+    }
+
+    #[test]
     fn bad_budget_options_are_named_in_the_error() {
         for (key, value) in [
             ("wasm-budget", "epochs"),
             ("process-time-ms", "0"),
             ("process-time-ms", "soon"),
             ("process-fuel", "-1"),
+            ("wasm-spectre-hardening", "off"),
         ] {
             let err = WasmConfig::from_options(&Message::new().with(key, value)).unwrap_err();
             assert!(

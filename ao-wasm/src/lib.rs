@@ -41,19 +41,31 @@
 //! * **Fuel by default, epochs on request, for the budget** ([`Budget`]): fuel counts executed
 //!   instructions, so a runaway evaluation stops at the same point on every node and the outcome
 //!   (an [`WasmError::OutOfBudget`] error) is itself deterministic. Counting costs 7–9 % of an
-//!   aos evaluation (measured: `return 1+1` p50 0.229 → 0.214 ms on aos-2-pure-xs, 0.269 →
-//!   0.246 ms on the emscripten-4 build). [`Budget::WallClock`] (node option
-//!   `wasm-budget=wall-clock`) uses epoch interruption instead (a ticker thread per engine, a
-//!   deadline per call, [`WasmError::OutOfTime`]): cheaper, but the point where a long
+//!   aos evaluation against epochs (measured: `return 1+1` p50 0.229 → 0.214 ms on
+//!   aos-2-pure-xs, 0.269 → 0.246 ms on the emscripten-4 build). [`Budget::WallClock`] (node
+//!   option `wasm-budget=wall-clock`) uses epoch interruption instead (a ticker thread per
+//!   engine, a deadline per call, [`WasmError::OutOfTime`]): cheaper, but the point where a long
 //!   evaluation is stopped depends on the machine. Each call gets a fresh budget
 //!   ([`Limits::fuel`] or [`Limits::time`]), and only the offending instance is stopped.
+//!   Neither is cheap next to no budget at all (measured with a local build that turned both
+//!   off): both instrument every function entry and loop header, and the Lua interpreter
+//!   enters a function or a loop every few instructions, so fuel adds 20–30 % to an aos
+//!   evaluation and epochs 12–20 % (aos-2-pure-xs p50: 0.147–0.153 ms without a budget and
+//!   without Spectre hardening, 0.178–0.181 with epochs, 0.195–0.196 with fuel). The budget is
+//!   the largest single cost of an evaluation.
 //! * **Memory limit through a store limiter**: each instance has a byte limit (a process's
 //!   `Memory-Limit`, or [`WasmConfig::memory_limit`]); growing past it is a typed
 //!   [`WasmError::OutOfMemory`], not a host allocation failure.
-//! * **Spectre hardening on** ([`WasmConfig::spectre_hardening`]): guests are untrusted code in
-//!   the node's process; turning it off makes memory64 modules (whose accesses are
-//!   bounds-checked explicitly) about 16 % faster (aos-2-pure-xs p50 0.229 → 0.193 ms) and
-//!   leaves wasm32 ones (guard pages, no explicit checks) unchanged.
+//! * **Spectre hardening on** ([`WasmConfig::spectre_hardening`], node option
+//!   `wasm-spectre-hardening`): guests are untrusted code in the node's process. On a memory64
+//!   module every access is bounds-checked explicitly, and the hardening turns each check's
+//!   branch into a conditional move that the access's address then depends on; turning it off
+//!   makes memory64 modules (aos-2, the wasm64 ao-loader build) 12–16 % faster (aos-2-pure-xs
+//!   p50 0.224–0.230 → 0.195–0.196 ms under fuel) and leaves wasm32 ones (guard pages, no
+//!   explicit checks) unchanged. What it closes is a speculative read of host memory by guest
+//!   code; reading such a side channel needs a timer, and guests get none here (every clock
+//!   import is deterministic, there are no threads), only the evaluation's total duration as
+//!   seen from outside. V8 (under ao-loader) has no such masking of wasm memory accesses.
 //! * **Tables initialised eagerly** (`table_lazy_init(false)`): the Lua interpreter calls
 //!   through `call_indirect` constantly, and an eager table drops the lazy-init check from each
 //!   (0.15–0.2 % fewer instructions per evaluation; the aos tables hold ~200 entries, so

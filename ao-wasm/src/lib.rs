@@ -51,7 +51,7 @@
 //!   off): both instrument every function entry and loop header, and the Lua interpreter
 //!   enters a function or a loop every few instructions, so fuel adds 20–30 % to an aos
 //!   evaluation and epochs 12–20 % (aos-2-pure-xs p50: 0.147–0.153 ms without a budget and
-//!   without Spectre hardening, 0.178–0.181 with epochs, 0.195–0.196 with fuel). The budget is
+//!   without Spectre hardening, 0.176–0.181 with epochs, 0.189–0.196 with fuel). The budget is
 //!   the largest single cost of an evaluation.
 //! * **Memory limit through a store limiter**: each instance has a byte limit (a process's
 //!   `Memory-Limit`, or [`WasmConfig::memory_limit`]); growing past it is a typed
@@ -60,8 +60,8 @@
 //!   `wasm-spectre-hardening`): guests are untrusted code in the node's process. On a memory64
 //!   module every access is bounds-checked explicitly, and the hardening turns each check's
 //!   branch into a conditional move that the access's address then depends on; turning it off
-//!   makes memory64 modules (aos-2, the wasm64 ao-loader build) 12–16 % faster (aos-2-pure-xs
-//!   p50 0.224–0.230 → 0.195–0.196 ms under fuel) and leaves wasm32 ones (guard pages, no
+//!   makes memory64 modules (aos-2, the wasm64 ao-loader build) 13–16 % faster (aos-2-pure-xs
+//!   p50 0.222–0.230 → 0.189–0.196 ms under fuel) and leaves wasm32 ones (guard pages, no
 //!   explicit checks) unchanged. What it closes is a speculative read of host memory by guest
 //!   code; reading such a side channel needs a timer, and guests get none here (every clock
 //!   import is deterministic, there are no threads), only the evaluation's total duration as

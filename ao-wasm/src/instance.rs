@@ -9,6 +9,7 @@ use wasmtime::{ExternType, Mutability, Store, Val};
 
 use crate::engine::{Budget, CompiledModule, EPOCH_TICK, ModuleKind};
 use crate::host::{self, EmRuntime, HostImports, HostState};
+use crate::meter;
 use crate::snapshot::Snapshot;
 use crate::{Result, WasmError, WasmValue};
 
@@ -16,7 +17,8 @@ use crate::{Result, WasmError, WasmValue};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Fuel one call (one evaluation) may use, when the engine counts fuel ([`Budget::Fuel`]).
+    /// Fuel one call (one evaluation) may use, when the engine counts fuel ([`Budget::Fuel`]),
+    /// or the steps it may take ([`Budget::Steps`]).
     pub fuel: u64,
     /// Time one call may run, when the engine budgets wall-clock time ([`Budget::WallClock`]);
     /// rounded up to [`EPOCH_TICK`].
@@ -101,6 +103,8 @@ pub struct Instance {
     limits: Limits,
     poisoned: Option<String>,
     last_fuel_used: u64,
+    /// Under [`Budget::Steps`]: the metered module's steps-left global.
+    steps: Option<wasmtime::Global>,
 }
 
 impl fmt::Debug for Instance {
@@ -143,7 +147,9 @@ impl Instance {
         let engine = module.engine().wasmtime();
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes, user));
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        set_budget(&mut store, module.engine().config().budget, &limits)?;
+        // Under steps, instantiation (a start function) runs on the count the module was
+        // metered with, the engine's `fuel_per_call`.
+        set_budget(&mut store, module.engine().config().budget, &limits, None)?;
         let instance =
             module
                 .pre
@@ -182,6 +188,16 @@ impl Instance {
             stack_alloc: export(&mut store, ["_emscripten_stack_alloc", "stackAlloc"]),
             legacy: host::is_legacy_emscripten(&module.module),
         };
+        let steps = match module.engine().config().budget {
+            Budget::Steps => Some(
+                instance
+                    .get_global(&mut store, meter::STEPS_EXPORT)
+                    .ok_or_else(|| {
+                        WasmError::Link("the metered module has no step counter".into())
+                    })?,
+            ),
+            _ => None,
+        };
         let state = store.data_mut();
         state.memory = memory;
         state.runtime = Some(runtime);
@@ -192,6 +208,7 @@ impl Instance {
             limits,
             poisoned: None,
             last_fuel_used: 0,
+            steps,
         };
         if module.kind() == ModuleKind::AosEmscripten {
             // The emscripten runtime's start-up, as ao-loader's glue runs it. The emscripten-2
@@ -263,14 +280,33 @@ impl Instance {
             return Err(WasmError::Poisoned(why.clone()));
         }
         let kind = self.module.engine().config().budget;
-        set_budget(&mut self.store, kind, &self.limits)?;
+        set_budget(&mut self.store, kind, &self.limits, self.steps)?;
         let out = f(&mut self.store, &self.instance);
-        if kind == Budget::Fuel {
-            let left = self.store.get_fuel().unwrap_or(0);
-            self.last_fuel_used = self.limits.fuel.saturating_sub(left);
+        let mut steps_out = false;
+        match kind {
+            Budget::Fuel => {
+                let left = self.store.get_fuel().unwrap_or(0);
+                self.last_fuel_used = self.limits.fuel.saturating_sub(left);
+            }
+            Budget::Steps => {
+                let left = match self.steps.map(|g| g.get(&mut self.store)) {
+                    Some(Val::I64(left)) => u64::try_from(left).unwrap_or(0),
+                    _ => 0,
+                };
+                self.last_fuel_used = self.limits.fuel.saturating_sub(left);
+                // The metering traps with the counter at zero, and only then.
+                steps_out = left == 0;
+            }
+            Budget::WallClock => {}
         }
         out.map_err(|e| {
-            let err = host::translate(e, &self.limits);
+            let err = if steps_out {
+                WasmError::OutOfBudget {
+                    budget: self.limits.fuel,
+                }
+            } else {
+                host::translate(e, &self.limits)
+            };
             if err.poisons() {
                 self.poisoned = Some(err.to_string());
             }
@@ -421,7 +457,10 @@ impl Instance {
             .module
             .exports()
             .filter_map(|e| match e.ty() {
-                ExternType::Global(g) if g.mutability() == Mutability::Var => {
+                // The step counter is the budget's, not the guest's state.
+                ExternType::Global(g)
+                    if g.mutability() == Mutability::Var && e.name() != meter::STEPS_EXPORT =>
+                {
                     Some(e.name().to_owned())
                 }
                 _ => None,
@@ -579,8 +618,22 @@ fn call_main_legacy(
 }
 
 /// Gives the store a fresh budget for the next call.
-fn set_budget(store: &mut Store<HostState>, kind: Budget, limits: &Limits) -> Result<()> {
+fn set_budget(
+    store: &mut Store<HostState>,
+    kind: Budget,
+    limits: &Limits,
+    steps: Option<wasmtime::Global>,
+) -> Result<()> {
     match kind {
+        Budget::Steps => match steps {
+            Some(g) => g
+                .set(
+                    &mut *store,
+                    Val::I64(i64::try_from(limits.fuel).unwrap_or(i64::MAX)),
+                )
+                .map_err(|e| WasmError::Config(format!("{e:#}"))),
+            None => Ok(()),
+        },
         Budget::Fuel => store
             .set_fuel(limits.fuel)
             .map_err(|e| WasmError::Config(format!("{e:#}"))),

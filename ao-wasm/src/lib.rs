@@ -124,6 +124,7 @@ mod error;
 mod host;
 mod instance;
 mod memfs;
+mod meter;
 mod snapshot;
 mod time;
 

@@ -18,10 +18,12 @@ use crate::{Result, WasmError};
 /// How an evaluation's budget is counted (see the crate documentation for the trade-off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Budget {
-    /// Fuel: executed wasm instructions ([`WasmConfig::fuel_per_call`], [`crate::Limits::fuel`]).
-    /// Deterministic: a runaway evaluation stops at the same instruction on every node, so
-    /// whether an evaluation fits its budget is itself a deterministic outcome. Costs 7–9 % of
-    /// an aos evaluation (the generated code counts as it goes).
+    /// Fuel: roughly, executed wasm instructions ([`WasmConfig::fuel_per_call`],
+    /// [`crate::Limits::fuel`]), counted by code added to the module before it is compiled:
+    /// 32 units per function entry or loop iteration, one per byte or element of a bulk
+    /// operation (see `meter.rs`). Deterministic: a runaway evaluation stops at the same point
+    /// on every node, so whether an evaluation fits its budget is itself a deterministic
+    /// outcome. Costs 8–12 % of an aos evaluation (wasmtime's own fuel cost 20–30 %).
     #[default]
     Fuel,
     /// Wall-clock time ([`WasmConfig::time_per_call`], [`crate::Limits::time`]), through
@@ -31,14 +33,6 @@ pub enum Budget {
     /// depends on the machine and its load: an evaluation close to its budget may complete on
     /// one node and be stopped on another.
     WallClock,
-    /// Steps ([`WasmConfig::fuel_per_call`], [`crate::Limits::fuel`], node option
-    /// `wasm-budget=steps`): a step is a function entry, a loop iteration, or 32 bytes or table
-    /// elements of a bulk operation, counted by code added to the module before it is compiled
-    /// (see `meter.rs`). Deterministic like fuel, and about a third of its cost (8–12 % of an aos
-    /// evaluation instead of 20–30 %); a step is coarser than a unit of fuel (roughly ten wasm
-    /// instructions), so the same number allows more work. Modules using the GC proposal's
-    /// arrays are refused under it.
-    Steps,
 }
 
 /// The epoch ticker's period under [`Budget::WallClock`]; time budgets are rounded up to it.
@@ -122,7 +116,7 @@ impl WasmConfig {
         self
     }
 
-    /// The defaults overridden by node options: `wasm-budget` (`fuel`, `steps` or `wall-clock`, the
+    /// The defaults overridden by node options: `wasm-budget` (`fuel` or `wall-clock`, the
     /// [`Budget`]), `process-fuel` ([`WasmConfig::fuel_per_call`]), `process-time-ms`
     /// ([`WasmConfig::time_per_call`], in milliseconds) and `wasm-spectre-hardening` (`true` or
     /// `false`, [`WasmConfig::spectre_hardening`]). A value of the wrong form is a
@@ -133,10 +127,9 @@ impl WasmConfig {
             c.budget = match option_text(v) {
                 Some("fuel") => Budget::Fuel,
                 Some("wall-clock") => Budget::WallClock,
-                Some("steps") => Budget::Steps,
                 _ => {
                     return Err(WasmError::Config(
-                        "node option wasm-budget must be `fuel`, `steps` or `wall-clock`".into(),
+                        "node option wasm-budget must be `fuel` or `wall-clock`".into(),
                     ));
                 }
             };
@@ -339,7 +332,8 @@ impl WasmEngine {
             .cranelift_nan_canonicalization(true)
             .cranelift_opt_level(OptLevel::Speed)
             .table_lazy_init(false)
-            .consume_fuel(config.budget == Budget::Fuel)
+            // Fuel is metered by the module itself (`meter.rs`), not by wasmtime.
+            .consume_fuel(false)
             .epoch_interruption(config.budget == Budget::WallClock)
             // Traps carry no wasm backtrace: the emscripten builds unwind every `longjmp` (one
             // per aos evaluation) as a trap, and collecting frames for each costs ~10 µs.
@@ -354,11 +348,9 @@ impl WasmEngine {
         }
         let mut hasher = Blake3Hasher(blake3::Hasher::new());
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
-        if config.budget == Budget::Steps {
-            // The artifact is of the metered module: a different compilation of the same bytes
-            // (and the count it starts with is part of it).
+        if config.budget == Budget::Fuel {
+            // The artifact is of the metered module: a different compilation of the same bytes.
             hasher.write(meter::VERSION.as_bytes());
-            hasher.write(&config.fuel_per_call.to_le_bytes());
         }
         let compat = hasher.0.finalize().to_hex()[..32].to_owned();
         Ok(Self {
@@ -448,8 +440,8 @@ impl WasmEngine {
 
     fn compile_module(&self, bytes: &[u8]) -> Result<Module> {
         let metered;
-        let bytes = if self.inner.config.budget == Budget::Steps {
-            metered = meter::instrument(bytes, self.inner.config.fuel_per_call)?;
+        let bytes = if self.inner.config.budget == Budget::Fuel {
+            metered = meter::instrument(bytes)?;
             &metered[..]
         } else {
             bytes

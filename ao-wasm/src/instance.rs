@@ -17,8 +17,7 @@ use crate::{Result, WasmError, WasmValue};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Fuel one call (one evaluation) may use, when the engine counts fuel ([`Budget::Fuel`]),
-    /// or the steps it may take ([`Budget::Steps`]).
+    /// Fuel one call (one evaluation) may use, when the engine counts fuel ([`Budget::Fuel`]).
     pub fuel: u64,
     /// Time one call may run, when the engine budgets wall-clock time ([`Budget::WallClock`]);
     /// rounded up to [`EPOCH_TICK`].
@@ -103,8 +102,8 @@ pub struct Instance {
     limits: Limits,
     poisoned: Option<String>,
     last_fuel_used: u64,
-    /// Under [`Budget::Steps`]: the metered module's steps-left global.
-    steps: Option<wasmtime::Global>,
+    /// Under [`Budget::Fuel`]: the metered module's fuel-left global.
+    fuel: Option<wasmtime::Global>,
 }
 
 impl fmt::Debug for Instance {
@@ -147,8 +146,8 @@ impl Instance {
         let engine = module.engine().wasmtime();
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes, user));
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        // Under steps, instantiation (a start function) runs on the count the module was
-        // metered with, the engine's `fuel_per_call`.
+        // Under fuel, instantiation (a start function) runs on the count the module was
+        // metered with.
         set_budget(&mut store, module.engine().config().budget, &limits, None)?;
         let instance =
             module
@@ -188,15 +187,15 @@ impl Instance {
             stack_alloc: export(&mut store, ["_emscripten_stack_alloc", "stackAlloc"]),
             legacy: host::is_legacy_emscripten(&module.module),
         };
-        let steps = match module.engine().config().budget {
-            Budget::Steps => Some(
+        let fuel = match module.engine().config().budget {
+            Budget::Fuel => Some(
                 instance
-                    .get_global(&mut store, meter::STEPS_EXPORT)
+                    .get_global(&mut store, meter::FUEL_EXPORT)
                     .ok_or_else(|| {
-                        WasmError::Link("the metered module has no step counter".into())
+                        WasmError::Link("the metered module has no fuel counter".into())
                     })?,
             ),
-            _ => None,
+            Budget::WallClock => None,
         };
         let state = store.data_mut();
         state.memory = memory;
@@ -208,7 +207,7 @@ impl Instance {
             limits,
             poisoned: None,
             last_fuel_used: 0,
-            steps,
+            fuel,
         };
         if module.kind() == ModuleKind::AosEmscripten {
             // The emscripten runtime's start-up, as ao-loader's glue runs it. The emscripten-2
@@ -280,27 +279,20 @@ impl Instance {
             return Err(WasmError::Poisoned(why.clone()));
         }
         let kind = self.module.engine().config().budget;
-        set_budget(&mut self.store, kind, &self.limits, self.steps)?;
+        set_budget(&mut self.store, kind, &self.limits, self.fuel)?;
         let out = f(&mut self.store, &self.instance);
-        let mut steps_out = false;
-        match kind {
-            Budget::Fuel => {
-                let left = self.store.get_fuel().unwrap_or(0);
-                self.last_fuel_used = self.limits.fuel.saturating_sub(left);
-            }
-            Budget::Steps => {
-                let left = match self.steps.map(|g| g.get(&mut self.store)) {
-                    Some(Val::I64(left)) => u64::try_from(left).unwrap_or(0),
-                    _ => 0,
-                };
-                self.last_fuel_used = self.limits.fuel.saturating_sub(left);
-                // The metering traps with the counter at zero, and only then.
-                steps_out = left == 0;
-            }
-            Budget::WallClock => {}
+        let mut out_of_fuel = false;
+        if let Some(g) = self.fuel {
+            let left = match g.get(&mut self.store) {
+                Val::I64(left) => u64::try_from(left).unwrap_or(0),
+                _ => 0,
+            };
+            self.last_fuel_used = self.limits.fuel.saturating_sub(left);
+            // The metering leaves the counter at zero when it stops an evaluation.
+            out_of_fuel = left == 0;
         }
         out.map_err(|e| {
-            let err = if steps_out {
+            let err = if out_of_fuel {
                 WasmError::OutOfBudget {
                     budget: self.limits.fuel,
                 }
@@ -459,7 +451,7 @@ impl Instance {
             .filter_map(|e| match e.ty() {
                 // The step counter is the budget's, not the guest's state.
                 ExternType::Global(g)
-                    if g.mutability() == Mutability::Var && e.name() != meter::STEPS_EXPORT =>
+                    if g.mutability() == Mutability::Var && e.name() != meter::FUEL_EXPORT =>
                 {
                     Some(e.name().to_owned())
                 }
@@ -622,10 +614,10 @@ fn set_budget(
     store: &mut Store<HostState>,
     kind: Budget,
     limits: &Limits,
-    steps: Option<wasmtime::Global>,
+    fuel: Option<wasmtime::Global>,
 ) -> Result<()> {
     match kind {
-        Budget::Steps => match steps {
+        Budget::Fuel => match fuel {
             Some(g) => g
                 .set(
                     &mut *store,
@@ -634,9 +626,6 @@ fn set_budget(
                 .map_err(|e| WasmError::Config(format!("{e:#}"))),
             None => Ok(()),
         },
-        Budget::Fuel => store
-            .set_fuel(limits.fuel)
-            .map_err(|e| WasmError::Config(format!("{e:#}"))),
         Budget::WallClock => {
             store.set_epoch_deadline(limits.epoch_ticks());
             Ok(())

@@ -23,15 +23,16 @@ pub enum Budget {
     /// 32 units per function entry or loop iteration, one per byte or element of a bulk
     /// operation (see `meter.rs`). Deterministic: a runaway evaluation stops at the same point
     /// on every node, so whether an evaluation fits its budget is itself a deterministic
-    /// outcome. Costs 8–12 % of an aos evaluation (wasmtime's own fuel cost 20–30 %).
+    /// outcome. Costs 8–12 % of an aos evaluation (wasmtime's own fuel cost 20–30 %), less
+    /// than [`Budget::WallClock`].
     #[default]
     Fuel,
     /// Wall-clock time ([`WasmConfig::time_per_call`], [`crate::Limits::time`]), through
     /// wasmtime's epoch interruption: a ticker thread advances the engine's epoch every
     /// [`EPOCH_TICK`], and an evaluation is stopped at the first loop header or function entry
-    /// after its deadline. Faster (the check is one load and compare), but where the limit falls
-    /// depends on the machine and its load: an evaluation close to its budget may complete on
-    /// one node and be stopped on another.
+    /// after its deadline. Where the limit falls depends on the machine and its load: an
+    /// evaluation close to its budget may complete on one node and be stopped on another. Costs
+    /// 12–20 % of an aos evaluation.
     WallClock,
 }
 

@@ -179,3 +179,10 @@ impl WasmValue {
         }
     }
 }
+
+/// The module as the fuel engine compiles it: `module` with fuel metering added (see
+/// [`Budget::Fuel`]). A module that is not a well-formed core module is a
+/// [`WasmError::Compile`]; for a valid module the result is valid too.
+pub fn meter_fuel(module: &[u8]) -> Result<Vec<u8>> {
+    meter::instrument(module)
+}

@@ -41,6 +41,11 @@ pub(crate) const FUEL_EXPORT: &str = "__ao_fuel_left";
 /// many wasm instructions between two of them.
 pub(crate) const STEP_COST: i64 = 32;
 
+/// wasmparser's (and so wasmtime's) limits that metering could push a valid module past.
+const MAX_LOCALS: u64 = 50_000;
+const MAX_FUNCTION_SIZE: usize = 7_654_321;
+const MAX_GLOBALS_OR_EXPORTS: u32 = 1_000_000;
+
 /// The fuel a start function runs on (instantiation comes before any call sets a budget).
 pub(crate) const START_FUEL: i64 = 20_000_000_000;
 
@@ -271,6 +276,9 @@ fn section_rank(id: u8) -> u8 {
 fn with_counter_global(contents: &[u8], initial: i64) -> Result<Vec<u8>> {
     let mut r = reader(contents, 0);
     let n = r.read_var_u32().map_err(bad)?;
+    if n >= MAX_GLOBALS_OR_EXPORTS {
+        return Err(bad("metering would exceed the limit on globals"));
+    }
     let mut b = Vec::with_capacity(contents.len() + 8);
     leb_u64(u64::from(n) + 1, &mut b);
     b.extend_from_slice(&contents[r.original_position()..]);
@@ -284,6 +292,9 @@ fn with_counter_global(contents: &[u8], initial: i64) -> Result<Vec<u8>> {
 fn with_counter_export(contents: &[u8], counter: u32) -> Result<Vec<u8>> {
     let mut r = reader(contents, 0);
     let n = r.read_var_u32().map_err(bad)?;
+    if n >= MAX_GLOBALS_OR_EXPORTS {
+        return Err(bad("metering would exceed the limit on exports"));
+    }
     let mut b = Vec::with_capacity(contents.len() + FUEL_EXPORT.len() + 8);
     leb_u64(u64::from(n) + 1, &mut b);
     b.extend_from_slice(&contents[r.original_position()..]);
@@ -456,6 +467,11 @@ fn metered_body(
             needs_scratch = true;
         }
     }
+    if needs_scratch && declared + 3 > MAX_LOCALS {
+        return Err(bad(
+            "metering would exceed the limit on a function's locals",
+        ));
+    }
     let scratch = Scratch {
         len32: u32::try_from(declared).map_err(|_| bad("too many locals"))?,
         len64: declared + 1,
@@ -492,6 +508,9 @@ fn metered_body(
         }
     }
     out.extend_from_slice(&bytes[copied..]);
+    if out.len() > MAX_FUNCTION_SIZE {
+        return Err(bad("metering would exceed the limit on a function's size"));
+    }
     Ok(out)
 }
 
@@ -511,6 +530,19 @@ mod tests {
         wasmparser::Validator::new_with_features(WasmFeatures::all())
             .validate_all(&metered)
             .unwrap();
+    }
+
+    #[test]
+    fn metered_aos_validates_and_damaged_aos_is_refused_cleanly() {
+        let path = FAC.replace("test.wasm", "aos-2-pure-xs.exnref.wasm");
+        let bytes = std::fs::read(path).unwrap();
+        let metered = instrument(&bytes).unwrap();
+        wasmparser::Validator::new_with_features(WasmFeatures::all())
+            .validate_all(&metered)
+            .unwrap();
+        for cut in (0..bytes.len()).step_by(997) {
+            let _ = instrument(&bytes[..cut]);
+        }
     }
 
     #[test]

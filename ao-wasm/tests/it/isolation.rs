@@ -1,9 +1,11 @@
 //! Failures stop one instance with a typed error, and nothing else.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ao_wasm::{
-    AosInstance, Budget, Instance, Limits, WasmConfig, WasmEngine, WasmError, WasmValue,
+    AosInstance, Budget, CompiledModule, Instance, Limits, WasmConfig, WasmEngine, WasmError,
+    WasmValue,
 };
 
 use crate::common::*;
@@ -18,23 +20,7 @@ fn runaway_eval_is_stopped_and_others_keep_running() {
     let engine = engine();
     let module = load(&engine, XS);
     let small = Limits::new(FUEL, 1 << 30);
-    let mut runaway = AosInstance::new(&module, small).unwrap();
-    let mut healthy = AosInstance::new(&module, small).unwrap();
-    runaway.handle(&eval_msg(1, "X = 1"), ENV).unwrap();
-    std::thread::scope(|s| {
-        let stuck = s.spawn(|| runaway.handle(&eval_msg(2, "while true do end"), ENV));
-        for n in 1..=5 {
-            let r = healthy
-                .handle(&eval_msg(n, &format!("return {n} * 2")), ENV)
-                .unwrap();
-            assert_eq!(output_data(&r), Ok((n * 2).to_string()));
-        }
-        let err = stuck.join().unwrap().unwrap_err();
-        assert!(
-            matches!(err, WasmError::OutOfBudget { budget: FUEL }),
-            "{err}"
-        );
-    });
+    let mut runaway = run_away_beside_a_healthy_instance(&module, small);
     assert!(runaway.instance().poisoned().is_some());
     let err = runaway.handle(&eval_msg(3, "return X"), ENV).unwrap_err();
     assert!(matches!(err, WasmError::Poisoned(_)), "{err}");
@@ -189,23 +175,7 @@ fn runaway_eval_on_an_emscripten_build_is_stopped() {
     let engine = engine();
     let module = load(&engine, "wasm/ao-loader-emscripten4-aos2.wasm");
     let small = Limits::new(FUEL, 1 << 30);
-    let mut runaway = AosInstance::new(&module, small).unwrap();
-    let mut healthy = AosInstance::new(&module, small).unwrap();
-    runaway.handle(&eval_msg(1, "X = 1"), ENV).unwrap();
-    std::thread::scope(|s| {
-        let stuck = s.spawn(|| runaway.handle(&eval_msg(2, "while true do end"), ENV));
-        for n in 1..=5 {
-            let r = healthy
-                .handle(&eval_msg(n, &format!("return {n} * 2")), ENV)
-                .unwrap();
-            assert_eq!(output_data(&r), Ok((n * 2).to_string()));
-        }
-        let err = stuck.join().unwrap().unwrap_err();
-        assert!(
-            matches!(err, WasmError::OutOfBudget { budget: FUEL }),
-            "{err}"
-        );
-    });
+    let mut runaway = run_away_beside_a_healthy_instance(&module, small);
     assert_eq!(runaway.instance().last_fuel_used(), FUEL);
     let err = runaway.handle(&eval_msg(3, "return X"), ENV).unwrap_err();
     assert!(matches!(err, WasmError::Poisoned(_)), "{err}");
@@ -289,4 +259,27 @@ fn bulk_operations_are_charged_by_length() {
     // About 760 fills of 64 KiB, not 1.5 million: well under a second.
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(inst.last_fuel_used(), budget);
+}
+
+/// Runs `while true do end` on one instance of `module` while another instance answers five
+/// evaluations; the loop must end with [`WasmError::OutOfBudget`]. Returns the stopped instance.
+fn run_away_beside_a_healthy_instance(module: &Arc<CompiledModule>, limits: Limits) -> AosInstance {
+    let mut runaway = AosInstance::new(module, limits).unwrap();
+    let mut healthy = AosInstance::new(module, limits).unwrap();
+    runaway.handle(&eval_msg(1, "X = 1"), ENV).unwrap();
+    std::thread::scope(|s| {
+        let stuck = s.spawn(|| runaway.handle(&eval_msg(2, "while true do end"), ENV));
+        for n in 1..=5 {
+            let r = healthy
+                .handle(&eval_msg(n, &format!("return {n} * 2")), ENV)
+                .unwrap();
+            assert_eq!(output_data(&r), Ok((n * 2).to_string()));
+        }
+        let err = stuck.join().unwrap().unwrap_err();
+        assert!(
+            matches!(err, WasmError::OutOfBudget { budget: FUEL }),
+            "{err}"
+        );
+    });
+    runaway
 }

@@ -1,7 +1,9 @@
 //! `return 1+1` through `handle` on each aos module: compile time, cold start (deserialize +
-//! instantiate), first eval, and p50/p99 per eval, under two engine settings:
+//! instantiate), first eval, and p50/p99 per eval, under four engine settings:
 //!
 //! * `default`: [`Budget::Fuel`] (deterministic budgets) with Spectre hardening;
+//! * `nospec`: [`Budget::Fuel`] without Spectre hardening (node option
+//!   `wasm-spectre-hardening=false`);
 //! * `wallclk`: [`Budget::WallClock`] (epoch interruption, node option
 //!   `wasm-budget=wall-clock`) with Spectre hardening;
 //! * `fast`: [`Budget::WallClock`] without Spectre hardening.
@@ -9,7 +11,9 @@
 //! Then, in the same run, `js/v8-bench.cjs` measures the same modules on V8 (directly, and
 //! through `@permaweb/ao-loader`) when node and the `js/` dependencies (`npm ci` there) are
 //! present. Run with `cargo bench -p ao-wasm --bench aos`; `AOS_BENCH_N` sets the number of
-//! evaluations (1000), `AOS_BENCH_MODULES` a comma-separated filter on file names.
+//! evaluations (1000), `AOS_BENCH_MODULES` a comma-separated filter on file names,
+//! `AOS_BENCH_CONFIGS` one on the settings above (`default,fast`), and `AOS_BENCH_NO_V8`
+//! (any value) skips the V8 side.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -86,8 +90,13 @@ fn main() {
     let filter: Vec<String> = std::env::var("AOS_BENCH_MODULES")
         .map(|v| v.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
+    let configs_filter = std::env::var("AOS_BENCH_CONFIGS").ok();
     let configs = [
         ("default", WasmConfig::default()),
+        (
+            "nospec",
+            WasmConfig::default().with_spectre_hardening(false),
+        ),
         (
             "wallclk",
             WasmConfig::default().with_budget(Budget::WallClock),
@@ -113,10 +122,18 @@ fn main() {
             continue;
         }
         for (label, config) in &configs {
+            if configs_filter
+                .as_ref()
+                .is_some_and(|f| !f.split(',').any(|c| c == *label))
+            {
+                continue;
+            }
             bench(label, config, file, n);
         }
     }
-    v8(n);
+    if std::env::var_os("AOS_BENCH_NO_V8").is_none() {
+        v8(n);
+    }
 }
 
 /// The V8 side, in the same run.

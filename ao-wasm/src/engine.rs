@@ -12,23 +12,27 @@ use bytes::Bytes;
 use wasmtime::{Config, Engine, ExternType, InstancePre, Module, OptLevel};
 
 use crate::host::{self, HostState};
+use crate::meter;
 use crate::{Result, WasmError};
 
 /// How an evaluation's budget is counted (see the crate documentation for the trade-off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Budget {
-    /// Fuel: executed wasm instructions ([`WasmConfig::fuel_per_call`], [`crate::Limits::fuel`]).
-    /// Deterministic: a runaway evaluation stops at the same instruction on every node, so
-    /// whether an evaluation fits its budget is itself a deterministic outcome. Costs 7–9 % of
-    /// an aos evaluation (the generated code counts as it goes).
+    /// Fuel: roughly, executed wasm instructions ([`WasmConfig::fuel_per_call`],
+    /// [`crate::Limits::fuel`]), counted by code added to the module before it is compiled:
+    /// 32 units per function entry or loop iteration, one per byte or element of a bulk
+    /// operation (see `meter.rs`). Deterministic: a runaway evaluation stops at the same point
+    /// on every node, so whether an evaluation fits its budget is itself a deterministic
+    /// outcome. Costs 8–12 % of an aos evaluation (wasmtime's own fuel cost 20–30 %), less
+    /// than [`Budget::WallClock`].
     #[default]
     Fuel,
     /// Wall-clock time ([`WasmConfig::time_per_call`], [`crate::Limits::time`]), through
     /// wasmtime's epoch interruption: a ticker thread advances the engine's epoch every
     /// [`EPOCH_TICK`], and an evaluation is stopped at the first loop header or function entry
-    /// after its deadline. Faster (the check is one load and compare), but where the limit falls
-    /// depends on the machine and its load: an evaluation close to its budget may complete on
-    /// one node and be stopped on another.
+    /// after its deadline. Where the limit falls depends on the machine and its load: an
+    /// evaluation close to its budget may complete on one node and be stopped on another. Costs
+    /// 12–20 % of an aos evaluation.
     WallClock,
 }
 
@@ -114,14 +118,14 @@ impl WasmConfig {
     }
 
     /// The defaults overridden by node options: `wasm-budget` (`fuel` or `wall-clock`, the
-    /// [`Budget`]), `process-fuel` ([`WasmConfig::fuel_per_call`]) and `process-time-ms`
-    /// ([`WasmConfig::time_per_call`], in milliseconds). A value of the wrong form is a
+    /// [`Budget`]), `process-fuel` ([`WasmConfig::fuel_per_call`]), `process-time-ms`
+    /// ([`WasmConfig::time_per_call`], in milliseconds) and `wasm-spectre-hardening` (`true` or
+    /// `false`, [`WasmConfig::spectre_hardening`]). A value of the wrong form is a
     /// [`WasmError::Config`] naming the option.
     pub fn from_options(opts: &ao_core::Message) -> Result<Self> {
         let mut c = Self::default();
         if let Some(v) = opts.get("wasm-budget") {
-            let text = v.as_str().or_else(|| v.as_atom().map(|a| a.as_str()));
-            c.budget = match text.map(str::trim) {
+            c.budget = match option_text(v) {
                 Some("fuel") => Budget::Fuel,
                 Some("wall-clock") => Budget::WallClock,
                 _ => {
@@ -137,8 +141,26 @@ impl WasmConfig {
         if let Some(n) = positive_option(opts, "process-time-ms")? {
             c.time_per_call = Duration::from_millis(n);
         }
+        if let Some(v) = opts.get("wasm-spectre-hardening") {
+            c.spectre_hardening = match option_text(v) {
+                Some("true") => true,
+                Some("false") => false,
+                _ => {
+                    return Err(WasmError::Config(
+                        "node option wasm-spectre-hardening must be `true` or `false`".into(),
+                    ));
+                }
+            };
+        }
         Ok(c)
     }
+}
+
+/// A node option given as a string or an atom, trimmed.
+fn option_text(v: &ao_core::Value) -> Option<&str> {
+    v.as_str()
+        .or_else(|| v.as_atom().map(|a| a.as_str()))
+        .map(str::trim)
 }
 
 /// A node option that must be a positive integer, if present.
@@ -311,7 +333,8 @@ impl WasmEngine {
             .cranelift_nan_canonicalization(true)
             .cranelift_opt_level(OptLevel::Speed)
             .table_lazy_init(false)
-            .consume_fuel(config.budget == Budget::Fuel)
+            // Fuel is metered by the module itself (`meter.rs`), not by wasmtime.
+            .consume_fuel(false)
             .epoch_interruption(config.budget == Budget::WallClock)
             // Traps carry no wasm backtrace: the emscripten builds unwind every `longjmp` (one
             // per aos evaluation) as a trap, and collecting frames for each costs ~10 µs.
@@ -326,6 +349,10 @@ impl WasmEngine {
         }
         let mut hasher = Blake3Hasher(blake3::Hasher::new());
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        if config.budget == Budget::Fuel {
+            // The artifact is of the metered module: a different compilation of the same bytes.
+            hasher.write(meter::VERSION.as_bytes());
+        }
         let compat = hasher.0.finalize().to_hex()[..32].to_owned();
         Ok(Self {
             inner: Arc::new(EngineInner {
@@ -413,6 +440,13 @@ impl WasmEngine {
     }
 
     fn compile_module(&self, bytes: &[u8]) -> Result<Module> {
+        let metered;
+        let bytes = if self.inner.config.budget == Budget::Fuel {
+            metered = meter::instrument(bytes)?;
+            &metered[..]
+        } else {
+            bytes
+        };
         let module = Module::from_binary(&self.inner.engine, bytes).map_err(|e| {
             let text = format!("{e:#}");
             if text.contains("legacy_exceptions") {
@@ -553,12 +587,33 @@ mod tests {
     }
 
     #[test]
+    fn node_option_turns_spectre_hardening_off() {
+        assert!(
+            WasmConfig::from_options(&Message::new())
+                .unwrap()
+                .spectre_hardening
+        );
+        let off = Message::new().with("wasm-spectre-hardening", "false");
+        let c = WasmConfig::from_options(&off).unwrap();
+        assert!(!c.spectre_hardening);
+        assert_eq!(c.budget, Budget::Fuel, "the budget is a separate choice");
+        let on = Message::new().with("wasm-spectre-hardening", "true");
+        assert!(WasmConfig::from_options(&on).unwrap().spectre_hardening);
+        // The setting is part of the artifact compatibility hash: an engine without the
+        // hardening never deserializes an artifact compiled with it, or the reverse.
+        let hardened = WasmEngine::new(WasmConfig::default()).unwrap();
+        let plain = WasmEngine::new(WasmConfig::from_options(&off).unwrap()).unwrap();
+        assert_ne!(hardened.compatibility(), plain.compatibility());
+    }
+
+    #[test]
     fn bad_budget_options_are_named_in_the_error() {
         for (key, value) in [
             ("wasm-budget", "epochs"),
             ("process-time-ms", "0"),
             ("process-time-ms", "soon"),
             ("process-fuel", "-1"),
+            ("wasm-spectre-hardening", "off"),
         ] {
             let err = WasmConfig::from_options(&Message::new().with(key, value)).unwrap_err();
             assert!(

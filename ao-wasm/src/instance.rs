@@ -9,6 +9,7 @@ use wasmtime::{ExternType, Mutability, Store, Val};
 
 use crate::engine::{Budget, CompiledModule, EPOCH_TICK, ModuleKind};
 use crate::host::{self, EmRuntime, HostImports, HostState};
+use crate::meter;
 use crate::snapshot::Snapshot;
 use crate::{Result, WasmError, WasmValue};
 
@@ -101,6 +102,8 @@ pub struct Instance {
     limits: Limits,
     poisoned: Option<String>,
     last_fuel_used: u64,
+    /// Under [`Budget::Fuel`]: the metered module's fuel-left global.
+    fuel: Option<wasmtime::Global>,
 }
 
 impl fmt::Debug for Instance {
@@ -143,7 +146,9 @@ impl Instance {
         let engine = module.engine().wasmtime();
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes, user));
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        set_budget(&mut store, module.engine().config().budget, &limits)?;
+        // Under fuel, instantiation (a start function) runs on the count the module was
+        // metered with.
+        set_budget(&mut store, module.engine().config().budget, &limits, None)?;
         let instance =
             module
                 .pre
@@ -182,6 +187,16 @@ impl Instance {
             stack_alloc: export(&mut store, ["_emscripten_stack_alloc", "stackAlloc"]),
             legacy: host::is_legacy_emscripten(&module.module),
         };
+        let fuel = match module.engine().config().budget {
+            Budget::Fuel => Some(
+                instance
+                    .get_global(&mut store, meter::FUEL_EXPORT)
+                    .ok_or_else(|| {
+                        WasmError::Link("the metered module has no fuel counter".into())
+                    })?,
+            ),
+            Budget::WallClock => None,
+        };
         let state = store.data_mut();
         state.memory = memory;
         state.runtime = Some(runtime);
@@ -192,6 +207,7 @@ impl Instance {
             limits,
             poisoned: None,
             last_fuel_used: 0,
+            fuel,
         };
         if module.kind() == ModuleKind::AosEmscripten {
             // The emscripten runtime's start-up, as ao-loader's glue runs it. The emscripten-2
@@ -263,14 +279,26 @@ impl Instance {
             return Err(WasmError::Poisoned(why.clone()));
         }
         let kind = self.module.engine().config().budget;
-        set_budget(&mut self.store, kind, &self.limits)?;
+        set_budget(&mut self.store, kind, &self.limits, self.fuel)?;
         let out = f(&mut self.store, &self.instance);
-        if kind == Budget::Fuel {
-            let left = self.store.get_fuel().unwrap_or(0);
+        let mut out_of_fuel = false;
+        if let Some(g) = self.fuel {
+            let left = match g.get(&mut self.store) {
+                Val::I64(left) => u64::try_from(left).unwrap_or(0),
+                _ => 0,
+            };
             self.last_fuel_used = self.limits.fuel.saturating_sub(left);
+            // The metering leaves the counter at zero when it stops an evaluation.
+            out_of_fuel = left == 0;
         }
         out.map_err(|e| {
-            let err = host::translate(e, &self.limits);
+            let err = if out_of_fuel {
+                WasmError::OutOfBudget {
+                    budget: self.limits.fuel,
+                }
+            } else {
+                host::translate(e, &self.limits)
+            };
             if err.poisons() {
                 self.poisoned = Some(err.to_string());
             }
@@ -421,7 +449,10 @@ impl Instance {
             .module
             .exports()
             .filter_map(|e| match e.ty() {
-                ExternType::Global(g) if g.mutability() == Mutability::Var => {
+                // The step counter is the budget's, not the guest's state.
+                ExternType::Global(g)
+                    if g.mutability() == Mutability::Var && e.name() != meter::FUEL_EXPORT =>
+                {
                     Some(e.name().to_owned())
                 }
                 _ => None,
@@ -579,11 +610,22 @@ fn call_main_legacy(
 }
 
 /// Gives the store a fresh budget for the next call.
-fn set_budget(store: &mut Store<HostState>, kind: Budget, limits: &Limits) -> Result<()> {
+fn set_budget(
+    store: &mut Store<HostState>,
+    kind: Budget,
+    limits: &Limits,
+    fuel: Option<wasmtime::Global>,
+) -> Result<()> {
     match kind {
-        Budget::Fuel => store
-            .set_fuel(limits.fuel)
-            .map_err(|e| WasmError::Config(format!("{e:#}"))),
+        Budget::Fuel => match fuel {
+            Some(g) => g
+                .set(
+                    &mut *store,
+                    Val::I64(i64::try_from(limits.fuel).unwrap_or(i64::MAX)),
+                )
+                .map_err(|e| WasmError::Config(format!("{e:#}"))),
+            None => Ok(()),
+        },
         Budget::WallClock => {
             store.set_epoch_deadline(limits.epoch_ticks());
             Ok(())

@@ -38,22 +38,35 @@
 //! * **Exceptions on (exnref)**: aos-2-pure uses wasm exceptions for Lua's error handling.
 //!   Modules in the *legacy* encoding (`try`/`catch`) are rejected on load with
 //!   [`WasmError::LegacyExceptions`], which names the binaryen command that translates them.
-//! * **Fuel by default, epochs on request, for the budget** ([`Budget`]): fuel counts executed
-//!   instructions, so a runaway evaluation stops at the same point on every node and the outcome
-//!   (an [`WasmError::OutOfBudget`] error) is itself deterministic. Counting costs 7–9 % of an
-//!   aos evaluation (measured: `return 1+1` p50 0.229 → 0.214 ms on aos-2-pure-xs, 0.269 →
-//!   0.246 ms on the emscripten-4 build). [`Budget::WallClock`] (node option
-//!   `wasm-budget=wall-clock`) uses epoch interruption instead (a ticker thread per engine, a
-//!   deadline per call, [`WasmError::OutOfTime`]): cheaper, but the point where a long
-//!   evaluation is stopped depends on the machine. Each call gets a fresh budget
-//!   ([`Limits::fuel`] or [`Limits::time`]), and only the offending instance is stopped.
+//! * **Fuel by default, epochs on request, for the budget** ([`Budget`]): fuel counts, roughly,
+//!   executed instructions, so a runaway evaluation stops at the same point on every node and
+//!   the outcome (an [`WasmError::OutOfBudget`] error) is itself deterministic.
+//!   [`Budget::WallClock`] (node option `wasm-budget=wall-clock`) uses epoch interruption
+//!   instead (a ticker thread per engine, a deadline per call, [`WasmError::OutOfTime`]), where
+//!   the point a long evaluation is stopped depends on the machine. Each call gets a fresh
+//!   budget ([`Limits::fuel`] or [`Limits::time`]), and only the offending instance is stopped.
+//!   The budget is the largest single cost of an evaluation, because the Lua interpreter
+//!   enters a function or a loop every few instructions and a budget must look at each of
+//!   them: against no budget at all (measured with a local build), wasmtime's own fuel added
+//!   20–30 % to an aos evaluation and its epochs 12–20 %. So fuel is not wasmtime's: the module
+//!   is rewritten before compiling to count fuel down in one global at function entries, loop
+//!   heads and bulk operations (`meter.rs`), which costs 8–12 %: `return 1+1` p50 on
+//!   aos-2-pure-xs 0.221–0.225 → 0.199–0.200 ms, emscripten-4 build 0.256–0.258 → 0.206–0.210
+//!   ms, wasm64 build 0.344–0.349 → 0.303–0.308 ms, and below epochs on all of them. wasmtime's
+//!   fuel kept the count in a value carried through every call and added to in every block.
 //! * **Memory limit through a store limiter**: each instance has a byte limit (a process's
 //!   `Memory-Limit`, or [`WasmConfig::memory_limit`]); growing past it is a typed
 //!   [`WasmError::OutOfMemory`], not a host allocation failure.
-//! * **Spectre hardening on** ([`WasmConfig::spectre_hardening`]): guests are untrusted code in
-//!   the node's process; turning it off makes memory64 modules (whose accesses are
-//!   bounds-checked explicitly) about 16 % faster (aos-2-pure-xs p50 0.229 → 0.193 ms) and
-//!   leaves wasm32 ones (guard pages, no explicit checks) unchanged.
+//! * **Spectre hardening on** ([`WasmConfig::spectre_hardening`], node option
+//!   `wasm-spectre-hardening`): guests are untrusted code in the node's process. On a memory64
+//!   module every access is bounds-checked explicitly, and the hardening turns each check's
+//!   branch into a conditional move that the access's address then depends on; turning it off
+//!   makes memory64 modules (aos-2, the wasm64 ao-loader build) 13–16 % faster (aos-2-pure-xs
+//!   p50 0.222–0.230 → 0.189–0.196 ms under fuel) and leaves wasm32 ones (guard pages, no
+//!   explicit checks) unchanged. What it closes is a speculative read of host memory by guest
+//!   code; reading such a side channel needs a timer, and guests get none here (every clock
+//!   import is deterministic, there are no threads), only the evaluation's total duration as
+//!   seen from outside. V8 (under ao-loader) has no such masking of wasm memory accesses.
 //! * **Tables initialised eagerly** (`table_lazy_init(false)`): the Lua interpreter calls
 //!   through `call_indirect` constantly, and an eager table drops the lazy-init check from each
 //!   (0.15–0.2 % fewer instructions per evaluation; the aos tables hold ~200 entries, so
@@ -72,6 +85,13 @@
 //!   compiles on two cores), and a bounded guest stack ([`WasmConfig::max_wasm_stack`]) so deep
 //!   recursion is a trap, not a crash. `speed_and_size` compiles the same code; `none` is 5–8 %
 //!   slower to run and 20–25 % faster to compile.
+//!
+//! ## Dependencies
+//!
+//! `wasmtime` (48, AOT through Cranelift) runs the modules; `wasmparser`, at the exact version
+//! wasmtime itself uses, reads a module's functions for fuel metering (`meter.rs` writes the
+//! metered module by copying the original bytes around the code it adds, so no encoder is
+//! needed); `blake3` names artifacts; `serde_json` builds and reads the aos JSON.
 //!
 //! ## AOT safety
 //!
@@ -112,6 +132,7 @@ mod error;
 mod host;
 mod instance;
 mod memfs;
+mod meter;
 mod snapshot;
 mod time;
 
@@ -157,4 +178,11 @@ impl WasmValue {
             Self::F64(x) => *x,
         }
     }
+}
+
+/// The module as the fuel engine compiles it: `module` with fuel metering added (see
+/// [`Budget::Fuel`]). A module that is not a well-formed core module is a
+/// [`WasmError::Compile`]; for a valid module the result is valid too.
+pub fn meter_fuel(module: &[u8]) -> Result<Vec<u8>> {
+    meter::instrument(module)
 }

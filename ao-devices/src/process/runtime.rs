@@ -1,8 +1,9 @@
 //! Processes as supervised actors (architecture-sketch.md "Processes as actors").
 //!
-//! * Each process that is used gets an **executor actor**: a tokio task owning the process's
-//!   live aos instance, the slot it has computed to, and recent results. Requests reach it
-//!   through a channel, so compute, dry runs and snapshots of one process are serialised by
+//! * Each process that is used gets an **executor actor**: a mailbox and the executor owning the
+//!   process's live aos instance, the slot it has computed to, and recent results. A thread of
+//!   tokio's blocking pool serves the mailbox in passes (and lingers briefly for the next
+//!   command), so compute, dry runs and snapshots of one process are serialised by
 //!   construction while different processes run in parallel. Queued compute requests are merged:
 //!   one pass computes to the highest slot asked for and answers all of them.
 //! * Evaluations run on tokio's blocking pool, never on the async workers, each under a budget:
@@ -10,7 +11,7 @@
 //!   built with `wasm-budget=wall-clock`. A runaway evaluation ends as an AO error result for
 //!   that slot and delays nobody else beyond its budget.
 //! * **Supervision**: a panic inside an actor's evaluation is caught at the actor boundary
-//!   (`JoinError::is_panic`), logged, and the actor restarts from its last good state (the
+//!   (`catch_unwind` around each pass), logged, and the actor restarts from its last good state (the
 //!   stored results, the latest snapshot, and a replay of the assignments since). A trap or an
 //!   exhausted budget poisons only that instance: the slot's result is an error, and the next
 //!   evaluation restores the state before it (snapshot + replay, skipping failed slots).
@@ -44,7 +45,7 @@ use ao_core::wallet::Wallet;
 use ao_core::{Error, Message, Result, Store, Value, cache};
 use ao_wasm::{AosInstance, CompiledModule, Instance, Limits, Snapshot, WasmConfig, WasmEngine};
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::genesis::{self, Evaluation, ProcessEnv};
 use super::snapshot;
@@ -329,7 +330,7 @@ enum Cmd {
 
 #[derive(Clone)]
 struct Handle {
-    tx: mpsc::Sender<Cmd>,
+    mailbox: Arc<Mailbox>,
     process: Message,
     stats: Arc<ProcessStats>,
 }
@@ -500,11 +501,13 @@ impl Processes {
         if let Some(h) = procs.get(pid) {
             return Ok(h.clone());
         }
-        let (tx, rx) = mpsc::channel(1024);
         let stats = Arc::new(ProcessStats::default());
         let exec = Exec::new(pid, process.clone(), self.shared.clone(), stats.clone())?;
-        tokio::spawn(run_actor(exec, rx));
-        let h = Handle { tx, process, stats };
+        let h = Handle {
+            mailbox: Mailbox::new(exec),
+            process,
+            stats,
+        };
         procs.insert(pid.to_owned(), h.clone());
         Ok(h)
     }
@@ -527,8 +530,8 @@ impl Processes {
             .last_used
             .store(self.shared.now_ms(), Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
-        h.tx.send(make(reply))
-            .await
+        h.mailbox
+            .send(make(reply))
             .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))?;
         rx.await.map_err(|_| {
             Error::status(
@@ -575,25 +578,29 @@ impl Processes {
         self.shared.scheduler.schedule_durable(pid, message).await
     }
 
-    /// Asks the actor of `pid` to compute up to `slot` (see [`Scheduler::schedule_early`]) and
-    /// returns the reply to await, without waiting for it.
-    pub(crate) async fn start_compute(
+    /// A hook for [`Scheduler::schedule_early`] that asks the actor of `pid` to compute up to
+    /// the slot assigned, and the reply to await ([`Processes::computed`]). The reply fails if
+    /// no slot is assigned or the actor stopped.
+    pub(crate) fn compute_on_assign(
         self: &Arc<Self>,
         pid: &str,
-        slot: u64,
-    ) -> Result<oneshot::Receiver<Result<Arc<SlotResult>>>> {
+    ) -> Result<(
+        oneshot::Receiver<Result<Arc<SlotResult>>>,
+        crate::scheduler::server::OnAssigned,
+    )> {
         let h = self.handle(pid)?;
         h.stats
             .last_used
             .store(self.shared.now_ms(), Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
-        h.tx.send(Cmd::Compute { to: slot, reply })
-            .await
-            .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))?;
-        Ok(rx)
+        let on_assigned = Box::new(move |slot: u64| {
+            // A stopped actor drops the reply: the caller is told it failed.
+            let _ = h.mailbox.send(Cmd::Compute { to: slot, reply });
+        });
+        Ok((rx, on_assigned))
     }
 
-    /// Awaits a reply of [`Processes::start_compute`].
+    /// Awaits a reply of [`Processes::compute_on_assign`].
     pub(crate) async fn computed(
         pid: &str,
         rx: oneshot::Receiver<Result<Arc<SlotResult>>>,
@@ -641,8 +648,8 @@ impl Processes {
     /// Asks a process to snapshot and drop its instance.
     pub async fn evict(self: &Arc<Self>, pid: &str) -> Result<()> {
         let h = self.handle(pid)?;
-        h.tx.send(Cmd::Evict)
-            .await
+        h.mailbox
+            .send(Cmd::Evict)
             .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))
     }
 
@@ -650,8 +657,8 @@ impl Processes {
     /// inside its next evaluation pass.
     pub async fn inject_panic(self: &Arc<Self>, pid: &str) -> Result<()> {
         let h = self.handle(pid)?;
-        h.tx.send(Cmd::Crash)
-            .await
+        h.mailbox
+            .send(Cmd::Crash)
             .map_err(|_| Error::Internal(format!("the actor of {pid} stopped")))
     }
 }
@@ -706,7 +713,7 @@ async fn supervise(rt: Weak<Processes>) {
             if !(idle || over) || h.stats.busy.load(Ordering::Relaxed) {
                 continue;
             }
-            if h.tx.try_send(Cmd::Evict).is_ok() {
+            if h.mailbox.send(Cmd::Evict).is_ok() {
                 tracing::debug!(
                     process = pid,
                     bytes,
@@ -722,45 +729,103 @@ async fn supervise(rt: Weak<Processes>) {
     }
 }
 
-async fn run_actor(mut exec: Exec, mut rx: mpsc::Receiver<Cmd>) {
-    while let Some(first) = rx.recv().await {
-        let mut cmds = vec![first];
-        while cmds.len() < 256 {
-            match rx.try_recv() {
-                Ok(c) => cmds.push(c),
-                Err(_) => break,
+/// How long an executor's thread waits for more commands after a pass before it leaves: the
+/// next command of a busy process then wakes that thread directly.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// Most commands one pass serves.
+const MAX_PASS: usize = 256;
+
+/// The mailbox of a process's executor actor. A command wakes the thread serving the mailbox,
+/// or, when none does, starts one on tokio's blocking pool; the thread serves queued commands in
+/// passes and leaves after [`LINGER`] without any, putting the executor back.
+struct Mailbox {
+    state: Mutex<MailboxState>,
+    wake: std::sync::Condvar,
+}
+
+struct MailboxState {
+    cmds: std::collections::VecDeque<Cmd>,
+    /// The executor, while no thread serves the mailbox.
+    exec: Option<Exec>,
+    /// Set when the actor could not be restarted after a panic.
+    stopped: bool,
+}
+
+impl Mailbox {
+    fn new(exec: Exec) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(MailboxState {
+                cmds: std::collections::VecDeque::new(),
+                exec: Some(exec),
+                stopped: false,
+            }),
+            wake: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Queues a command (handing it back if the actor stopped). Call within the runtime.
+    fn send(self: &Arc<Self>, cmd: Cmd) -> std::result::Result<(), Cmd> {
+        let mut st = lock(&self.state);
+        if st.stopped {
+            return Err(cmd);
+        }
+        st.cmds.push_back(cmd);
+        match st.exec.take() {
+            Some(exec) => {
+                drop(st);
+                let mailbox = self.clone();
+                tokio::task::spawn_blocking(move || mailbox.run(exec));
+            }
+            None => self.wake.notify_one(),
+        }
+        Ok(())
+    }
+
+    /// Serves the mailbox until it stays empty for [`LINGER`]. A panic in a pass is caught
+    /// here: it is logged and the executor rebuilt from its last good state.
+    fn run(&self, mut exec: Exec) {
+        loop {
+            let cmds: Vec<Cmd> = {
+                let mut st = lock(&self.state);
+                if st.cmds.is_empty() {
+                    st = self
+                        .wake
+                        .wait_timeout_while(st, LINGER, |s| s.cmds.is_empty())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                if st.cmds.is_empty() {
+                    st.exec = Some(exec);
+                    return;
+                }
+                let n = st.cmds.len().min(MAX_PASS);
+                st.cmds.drain(..n).collect()
+            };
+            let stats = exec.stats.clone();
+            stats.busy.store(true, Ordering::Relaxed);
+            let served =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec.serve(cmds)));
+            stats.busy.store(false, Ordering::Relaxed);
+            if served.is_ok() {
+                continue;
+            }
+            let pid = exec.pid.clone();
+            tracing::error!(process = %pid, "process actor panicked; restarting it from its last good state");
+            stats.restarts.fetch_add(1, Ordering::Relaxed);
+            stats.live_bytes.store(0, Ordering::Relaxed);
+            match Exec::new(&pid, exec.process.clone(), exec.shared.clone(), stats) {
+                Ok(e) => exec = e,
+                Err(e) => {
+                    tracing::error!(process = %pid, error = %e, "cannot restart process actor");
+                    let mut st = lock(&self.state);
+                    st.stopped = true;
+                    // Their callers are told the actor failed.
+                    st.cmds.clear();
+                    return;
+                }
             }
         }
-        let stats = exec.stats.clone();
-        stats.busy.store(true, Ordering::Relaxed);
-        let pid = exec.pid.clone();
-        let process = exec.process.clone();
-        let shared = exec.shared.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            exec.serve(cmds);
-            exec
-        })
-        .await;
-        exec = match joined {
-            Ok(e) => e,
-            Err(join) => {
-                if join.is_panic() {
-                    tracing::error!(process = %pid, "process actor panicked; restarting it from its last good state");
-                } else {
-                    tracing::error!(process = %pid, error = %join, "process actor task failed; restarting it");
-                }
-                stats.restarts.fetch_add(1, Ordering::Relaxed);
-                stats.live_bytes.store(0, Ordering::Relaxed);
-                match Exec::new(&pid, process, shared, stats.clone()) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::error!(process = %pid, error = %e, "cannot restart process actor");
-                        return;
-                    }
-                }
-            }
-        };
-        stats.busy.store(false, Ordering::Relaxed);
     }
 }
 
@@ -779,6 +844,9 @@ struct Exec {
     /// The slot of the latest stored snapshot (−1: none).
     snap_slot: i64,
     results: BTreeMap<u64, Arc<SlotResult>>,
+    /// Results computed and not yet written ([`Exec::flush`]).
+    unwritten: Vec<Arc<SlotResult>>,
+    /// Other writes waiting for [`Exec::flush`] (snapshots).
     pending: Vec<Op>,
     pending_latest: Option<u64>,
 }
@@ -827,6 +895,7 @@ impl Exec {
             done,
             snap_slot,
             results: BTreeMap::new(),
+            unwritten: Vec::new(),
             pending: Vec::new(),
             pending_latest: None,
         })
@@ -918,6 +987,7 @@ impl Exec {
     fn give_up_tentative(&mut self) {
         tracing::warn!(process = %self.pid, "slots computed before their assignments were durable were given up");
         self.pending.clear();
+        self.unwritten.clear();
         self.pending_latest = None;
         let module = self.module.take();
         match Exec::new(
@@ -940,11 +1010,34 @@ impl Exec {
         self.module = module;
     }
 
+    /// The writes of a slot's result record: the record, `computed/<pid>/slot/<n>` and
+    /// `computed/<pid>/<message-id>`.
+    fn result_ops(&self, r: &SlotResult, ops: &mut Vec<Op>) -> Result<()> {
+        let (uid, record) = cache::message_ops(&r.record(&self.pid))?;
+        ops.extend(record);
+        if !r.message_id.is_empty() {
+            ops.push(Op::MakeLink {
+                existing: uid.clone(),
+                new: format!("computed/{}/{}", self.pid, r.message_id),
+            });
+        }
+        ops.push(Op::MakeLink {
+            existing: uid,
+            new: computed_path(&self.pid, r.slot),
+        });
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.unwritten.is_empty() {
             return Ok(());
         }
-        let mut ops = std::mem::take(&mut self.pending);
+        let mut ops = Vec::new();
+        for r in std::mem::take(&mut self.unwritten) {
+            self.result_ops(&r, &mut ops)?;
+        }
+        // After the results they cover (a snapshot), in the same batch.
+        ops.append(&mut self.pending);
         if let Some(l) = self.pending_latest.take() {
             ops.push(Op::Write {
                 path: format!("computed/{}/latest", self.pid),
@@ -952,7 +1045,8 @@ impl Exec {
             });
         }
         // Derived data: a crash may lose it, and the actor recomputes it (see the module
-        // documentation), so it does not wait for the disk.
+        // documentation), so it does not wait for the disk. (Nothing is learnt from it.)
+        self.shared.scheduler.known_data().skip_known(&mut ops);
         self.shared.store.apply_deferred(ops)
     }
 
@@ -1144,21 +1238,12 @@ impl Exec {
         Ok(())
     }
 
+    /// Records a slot's result; its writes are built by [`Exec::flush`], after the pass has
+    /// answered.
     fn record(&mut self, r: Arc<SlotResult>) -> Result<()> {
-        let (uid, ops) = cache::message_ops(&r.record(&self.pid))?;
-        self.pending.extend(ops);
-        self.pending.push(Op::MakeLink {
-            existing: uid.clone(),
-            new: computed_path(&self.pid, r.slot),
-        });
-        if !r.message_id.is_empty() {
-            self.pending.push(Op::MakeLink {
-                existing: uid,
-                new: format!("computed/{}/{}", self.pid, r.message_id),
-            });
-        }
         self.done = r.slot as i64;
         self.pending_latest = Some(r.slot);
+        self.unwritten.push(r.clone());
         self.results.insert(r.slot, r);
         while self.results.len() > self.shared.options.results_kept.max(1) {
             self.results.pop_first();

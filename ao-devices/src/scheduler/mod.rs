@@ -13,6 +13,7 @@
 //! For a process whose scheduler is on another node, `schedule` and `slot` are redirected or
 //! proxied there ([`remote`]). Slot assignment itself lives in [`server`].
 
+pub(crate) mod known_data;
 pub mod location;
 pub mod remote;
 pub mod server;

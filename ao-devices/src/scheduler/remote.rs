@@ -254,15 +254,16 @@ async fn schedule_and_compute(
 ) -> Result<(Assigned, bool, Option<Computing>)> {
     rt.process(pid)?
         .ok_or_else(|| Error::MessageNotFound(format!("process {pid}")))?;
-    let (slot, outcome) = rt.scheduler().schedule_early(pid, message).await?;
-    let computing = match slot {
-        Some(slot) => rt.start_compute(pid, slot).await.ok(),
-        None => None,
-    };
+    // The scheduler asks the executor for the slot as soon as it is assigned.
+    let (computing, on_assigned) = rt.compute_on_assign(pid)?;
+    let outcome = rt
+        .scheduler()
+        .schedule_early(pid, message, on_assigned)
+        .await?;
     let assigned = outcome
         .await
         .map_err(|_| Error::Internal(format!("the scheduler of {pid} dropped a request")))??;
-    Ok((assigned, true, computing))
+    Ok((assigned, true, Some(computing)))
 }
 
 type InFlight = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;

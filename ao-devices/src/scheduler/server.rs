@@ -34,6 +34,7 @@ use ao_core::{Error, Message, Result, Store, Value, cache};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use super::known_data::KnownData;
 use super::signer::{SignJob, SignWatch, SignerHandle, counter_op, new_watch, signing_path};
 
 /// Most requests one actor assigns in one batch.
@@ -79,12 +80,14 @@ pub struct Assigned {
     pub signed: bool,
 }
 
+/// Called with the slot as soon as it is assigned, before its batch is written
+/// ([`Scheduler::schedule_early`]).
+pub type OnAssigned = Box<dyn FnOnce(u64) + Send>;
+
 struct Request {
     message: Message,
     message_id: String,
-    /// Told the slot as soon as it is assigned, before the batch is written
-    /// ([`Scheduler::schedule_early`]).
-    early: Option<oneshot::Sender<u64>>,
+    early: Option<OnAssigned>,
     reply: oneshot::Sender<Result<Assigned>>,
 }
 
@@ -123,6 +126,8 @@ pub struct Scheduler {
     signer: std::result::Result<Arc<SignerHandle>, String>,
     /// Signed watermarks of the processes scheduled (or left with unsigned assignments).
     signing: Mutex<HashMap<String, SignWatch>>,
+    /// Binaries known to be durable in `store`: batches leave out their writes.
+    known: Arc<KnownData>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -163,7 +168,8 @@ impl Scheduler {
     /// signer, which first signs the assignments an earlier run left unsigned.
     pub fn new(store: Arc<dyn Store>, wallet: Arc<Wallet>, block: BlockInfo) -> Self {
         let address = wallet.address_string();
-        let (signer, signing) = match SignerHandle::start(store.clone(), wallet) {
+        let known = Arc::new(KnownData::default());
+        let (signer, signing) = match SignerHandle::start(store.clone(), wallet, known.clone()) {
             Ok((h, w)) => (Ok(Arc::new(h)), w),
             Err(e) => {
                 tracing::error!(error = %e, "the assignment signer did not start; scheduling with signatures fails");
@@ -179,7 +185,13 @@ impl Scheduler {
             servers: Mutex::new(HashMap::new()),
             signer,
             signing: Mutex::new(signing),
+            known,
         }
+    }
+
+    /// The binaries known to be durable in the store (see [`KnownData`]).
+    pub(crate) fn known_data(&self) -> &KnownData {
+        &self.known
     }
 
     /// Whether assignments are signed (the default, as HyperBEAM does). Unsigned assignments
@@ -268,6 +280,7 @@ impl Scheduler {
             recent: server.recent.clone(),
             tentative: server.tentative.clone(),
             durable: server.durable.clone(),
+            known: self.known.clone(),
         };
         tokio::spawn(actor.run(rx));
         servers.insert(pid.to_owned(), server.clone());
@@ -307,18 +320,17 @@ impl Scheduler {
         &self,
         pid: &str,
         message: Message,
-    ) -> Result<(Option<u64>, oneshot::Receiver<Result<Assigned>>)> {
-        let (early, early_rx) = oneshot::channel();
-        let rx = self.submit(pid, message, Some(early)).await?;
-        // No early slot (a process scheduled again keeps its slot 0): only the outcome.
-        Ok((early_rx.await.ok(), rx))
+        on_assigned: OnAssigned,
+    ) -> Result<oneshot::Receiver<Result<Assigned>>> {
+        // A process scheduled again keeps its slot 0: `on_assigned` is dropped uncalled.
+        self.submit(pid, message, Some(on_assigned)).await
     }
 
     async fn submit(
         &self,
         pid: &str,
         message: Message,
-        early: Option<oneshot::Sender<u64>>,
+        early: Option<OnAssigned>,
     ) -> Result<oneshot::Receiver<Result<Assigned>>> {
         if !self.enabled {
             return Err(Error::status(
@@ -488,6 +500,7 @@ struct Actor {
     recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
     tentative: Arc<Mutex<Vec<(u64, Message)>>>,
     durable: Arc<tokio::sync::watch::Sender<Durable>>,
+    known: Arc<KnownData>,
 }
 
 /// One assignment to build: everything but the signature.
@@ -563,85 +576,81 @@ impl Actor {
             .map(|d| (d.slot, d.unsigned.clone()))
             .collect();
         for (slot, early) in earlies {
-            if let Some(e) = early {
-                let _ = e.send(slot);
+            if let Some(on_assigned) = early {
+                on_assigned(slot);
             }
         }
-        let pid = self.pid.clone();
+        // Once the batch is durable, the blocking task that wrote it publishes it and answers
+        // the callers itself: a hop back to this task would delay every acknowledgement.
+        let outlets = Outlets {
+            pid: self.pid.clone(),
+            current: self.current.clone(),
+            recent: self.recent.clone(),
+            tentative: self.tentative.clone(),
+            durable: self.durable.clone(),
+            watch: self.watch.clone(),
+            signer: self.signer.clone(),
+        };
         let store = self.store.clone();
-        let sign = self.signer.is_some();
-        let built = tokio::task::spawn_blocking(move || {
-            let mut ops = Vec::new();
-            for d in &drafts {
-                ops.extend(assignment_ops(&pid, d.slot, &d.message_id, &d.unsigned)?);
+        let known = self.known.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let pid = outlets.pid.as_str();
+            let built = (|| -> Result<()> {
+                let mut ops = Vec::new();
+                for d in &drafts {
+                    ops.extend(assignment_ops(pid, d.slot, &d.message_id, &d.unsigned)?);
+                }
+                if outlets.signer.is_some()
+                    && let Some(last) = drafts.last()
+                {
+                    ops.push(counter_op(signing_path(pid, "assigned"), last.slot));
+                }
+                known.skip_known(&mut ops);
+                let binaries = KnownData::written(&ops);
+                store.apply(ops)?;
+                known.learn(binaries);
+                Ok(())
+            })();
+            match built {
+                Ok(()) => {
+                    let count = drafts.len();
+                    outlets.publish(drafts, replies);
+                    Ok(count)
+                }
+                Err(e) => {
+                    outlets.give_up_tentative();
+                    let text = e.to_string();
+                    for r in replies {
+                        let _ = r.send(Err(Error::Store(format!("scheduling failed: {text}"))));
+                    }
+                    Err(e)
+                }
             }
-            if sign && let Some(last) = drafts.last() {
-                ops.push(counter_op(signing_path(&pid, "assigned"), last.slot));
-            }
-            store.apply(ops)?;
-            Ok::<_, Error>(
-                drafts
-                    .into_iter()
-                    .map(|d| Assigned {
-                        process: pid.clone(),
-                        slot: d.slot,
-                        message_id: d.message_id,
-                        assignment: d.unsigned,
-                        signed: false,
-                    })
-                    .collect::<Vec<_>>(),
-            )
         })
         .await;
-        let assigned = match built {
-            Ok(Ok(a)) => a,
+        match written {
+            Ok(Ok(count)) => {
+                self.next += count as u64;
+                self.chain = chain;
+            }
             Ok(Err(e)) => {
-                self.give_up_tentative();
                 tracing::error!(process = %self.pid, error = %e, "scheduling failed; no slot assigned");
                 let text = e.to_string();
-                for r in replies.into_iter().chain(respawns) {
+                for r in respawns {
                     let _ = r.send(Err(Error::Store(format!("scheduling failed: {text}"))));
                 }
                 return;
             }
             Err(join) => {
+                // The callers' reply channels went with the task: they are told the scheduler
+                // dropped their request.
                 self.give_up_tentative();
                 tracing::error!(process = %self.pid, error = %join, "the scheduler's write task failed");
-                for r in replies.into_iter().chain(respawns) {
+                for r in respawns {
                     let _ = r.send(Err(Error::Internal("the scheduler failed".into())));
                 }
                 return;
             }
-        };
-        self.next += assigned.len() as u64;
-        self.chain = chain;
-        self.current.store(self.next as i64 - 1, Ordering::Release);
-        match &self.signer {
-            Some(signer) => signer.push(assigned.iter().map(|a| SignJob {
-                pid: self.pid.clone(),
-                slot: a.slot,
-                unsigned: a.assignment.clone(),
-                watch: self.watch.clone(),
-            })),
-            None => {
-                let last = self.next as i64 - 1;
-                self.watch.send_modify(|s| s.through = s.through.max(last));
-            }
-        }
-        {
-            let mut recent = lock(&self.recent);
-            for a in &assigned {
-                recent.push_back((a.slot, a.assignment.clone()));
-            }
-            while recent.len() > RECENT {
-                recent.pop_front();
-            }
-        }
-        lock(&self.tentative).clear();
-        let through = self.next as i64 - 1;
-        self.durable.send_modify(|d| d.through = through);
-        for (r, a) in replies.into_iter().zip(assigned) {
-            let _ = r.send(Ok(a));
         }
         self.answer_respawns(respawns);
     }
@@ -682,6 +691,62 @@ impl Actor {
             };
             let _ = r.send(answer);
         }
+    }
+}
+
+/// What an actor publishes a durable batch through, for the task that wrote it.
+struct Outlets {
+    pid: String,
+    current: Arc<AtomicI64>,
+    recent: Arc<Mutex<VecDeque<(u64, Message)>>>,
+    tentative: Arc<Mutex<Vec<(u64, Message)>>>,
+    durable: Arc<tokio::sync::watch::Sender<Durable>>,
+    watch: SignWatch,
+    signer: Option<Arc<SignerHandle>>,
+}
+
+impl Outlets {
+    /// Publishes a durable batch (the current slot, the recent assignments, the durable and
+    /// signed watermarks, the signer's queue) and answers its callers.
+    fn publish(&self, drafts: Vec<Draft>, replies: Vec<oneshot::Sender<Result<Assigned>>>) {
+        let Some(last) = drafts.last().map(|d| d.slot as i64) else {
+            return;
+        };
+        self.current.store(last, Ordering::Release);
+        match &self.signer {
+            Some(signer) => signer.push(drafts.iter().map(|d| SignJob {
+                pid: self.pid.clone(),
+                slot: d.slot,
+                unsigned: d.unsigned.clone(),
+                watch: self.watch.clone(),
+            })),
+            None => self.watch.send_modify(|s| s.through = s.through.max(last)),
+        }
+        {
+            let mut recent = lock(&self.recent);
+            for d in &drafts {
+                recent.push_back((d.slot, d.unsigned.clone()));
+            }
+            while recent.len() > RECENT {
+                recent.pop_front();
+            }
+        }
+        lock(&self.tentative).clear();
+        self.durable.send_modify(|d| d.through = last);
+        for (r, d) in replies.into_iter().zip(drafts) {
+            let _ = r.send(Ok(Assigned {
+                process: self.pid.clone(),
+                slot: d.slot,
+                message_id: d.message_id,
+                assignment: d.unsigned,
+                signed: false,
+            }));
+        }
+    }
+
+    fn give_up_tentative(&self) {
+        lock(&self.tentative).clear();
+        self.durable.send_modify(|d| d.failures += 1);
     }
 }
 

@@ -28,6 +28,7 @@ use ao_core::wallet::Wallet;
 use ao_core::{Error, Message, Result, Store, cache};
 use tokio::sync::watch;
 
+use super::known_data::KnownData;
 use super::server::assignment_path;
 
 /// Most assignments signed and written in one batch.
@@ -125,6 +126,7 @@ impl SignerHandle {
     pub(crate) fn start(
         store: Arc<dyn Store>,
         wallet: Arc<Wallet>,
+        known: Arc<KnownData>,
     ) -> Result<(Self, HashMap<String, SignWatch>)> {
         let queue = Arc::new(Queue::default());
         let mut watches = HashMap::new();
@@ -139,7 +141,7 @@ impl SignerHandle {
         let q = queue.clone();
         let thread = std::thread::Builder::new()
             .name("assignment-signer".into())
-            .spawn(move || run(&q, store.as_ref(), &wallet))
+            .spawn(move || run(&q, store.as_ref(), &wallet, &known))
             .map_err(|e| Error::Internal(format!("cannot start the assignment signer: {e}")))?;
         Ok((
             Self {
@@ -254,7 +256,7 @@ fn pending_of(store: &dyn Store, pid: &str) -> Result<Option<(SignWatch, Vec<Sig
     Ok(Some((watch, jobs)))
 }
 
-fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
+fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet, known: &KnownData) {
     loop {
         let batch: Vec<SignJob> = {
             let mut st = lock(&queue.state);
@@ -275,18 +277,22 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
             st.jobs.drain(..n).collect()
         };
         loop {
-            match sign_batch(store, wallet, &batch) {
+            match sign_batch(store, wallet, known, &batch) {
                 Ok(()) => {
+                    // The backlog drops before the watermarks move: whoever sees a slot
+                    // signed also sees it gone from the backlog.
+                    {
+                        let mut st = lock(&queue.state);
+                        st.signing = 0;
+                        st.failing = None;
+                        queue.progress.notify_all();
+                    }
                     for job in &batch {
                         job.watch.send_modify(|s| {
                             s.through = s.through.max(job.slot as i64);
                             s.error = None;
                         });
                     }
-                    let mut st = lock(&queue.state);
-                    st.signing = 0;
-                    st.failing = None;
-                    queue.progress.notify_all();
                     break;
                 }
                 Err(e) => {
@@ -311,8 +317,14 @@ fn run(queue: &Queue, store: &dyn Store, wallet: &Wallet) {
 }
 
 /// Signs a batch and writes it: each signed assignment, its slot link, and each process's
-/// `signed` counter, in one store batch.
-fn sign_batch(store: &dyn Store, wallet: &Wallet, batch: &[SignJob]) -> Result<()> {
+/// `signed` counter, in one store batch (without the binaries known to be stored: most are
+/// those of the unsigned assignments).
+fn sign_batch(
+    store: &dyn Store,
+    wallet: &Wallet,
+    known: &KnownData,
+    batch: &[SignJob],
+) -> Result<()> {
     let unsigned: Vec<&Message> = batch.iter().map(|j| &j.unsigned).collect();
     let signed = sign_all(&unsigned, wallet)?;
     let mut ops = Vec::new();
@@ -331,7 +343,11 @@ fn sign_batch(store: &dyn Store, wallet: &Wallet, batch: &[SignJob]) -> Result<(
     for (pid, slot) in last {
         ops.push(counter_op(signing_path(pid, "signed"), slot));
     }
-    store.apply(ops)
+    known.skip_known(&mut ops);
+    let binaries = KnownData::written(&ops);
+    store.apply(ops)?;
+    known.learn(binaries);
+    Ok(())
 }
 
 /// Leaves out of a signed assignment's writes those of its `body`: the scheduled message was

@@ -1,9 +1,11 @@
 //! Failures stop one instance with a typed error, and nothing else.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ao_wasm::{
-    AosInstance, Budget, Instance, Limits, WasmConfig, WasmEngine, WasmError, WasmValue,
+    AosInstance, Budget, CompiledModule, Instance, Limits, WasmConfig, WasmEngine, WasmError,
+    WasmValue,
 };
 
 use crate::common::*;
@@ -18,23 +20,7 @@ fn runaway_eval_is_stopped_and_others_keep_running() {
     let engine = engine();
     let module = load(&engine, XS);
     let small = Limits::new(FUEL, 1 << 30);
-    let mut runaway = AosInstance::new(&module, small).unwrap();
-    let mut healthy = AosInstance::new(&module, small).unwrap();
-    runaway.handle(&eval_msg(1, "X = 1"), ENV).unwrap();
-    std::thread::scope(|s| {
-        let stuck = s.spawn(|| runaway.handle(&eval_msg(2, "while true do end"), ENV));
-        for n in 1..=5 {
-            let r = healthy
-                .handle(&eval_msg(n, &format!("return {n} * 2")), ENV)
-                .unwrap();
-            assert_eq!(output_data(&r), Ok((n * 2).to_string()));
-        }
-        let err = stuck.join().unwrap().unwrap_err();
-        assert!(
-            matches!(err, WasmError::OutOfBudget { budget: FUEL }),
-            "{err}"
-        );
-    });
+    let mut runaway = run_away_beside_a_healthy_instance(&module, small);
     assert!(runaway.instance().poisoned().is_some());
     let err = runaway.handle(&eval_msg(3, "return X"), ENV).unwrap_err();
     assert!(matches!(err, WasmError::Poisoned(_)), "{err}");
@@ -179,4 +165,121 @@ fn legacy_exception_modules_are_rejected() {
     }
     let err = engine.load(b"\0asm\x01\0\0\0garbage", &store).unwrap_err();
     assert!(matches!(err, WasmError::Compile(_)), "{err}");
+}
+
+/// An endless Lua loop on an ao-loader emscripten build (whose `longjmp`s unwind through host
+/// calls) ends with the same typed error, all of its fuel used, while another instance keeps
+/// answering.
+#[test]
+fn runaway_eval_on_an_emscripten_build_is_stopped() {
+    let engine = engine();
+    let module = load(&engine, "wasm/ao-loader-emscripten4-aos2.wasm");
+    let small = Limits::new(FUEL, 1 << 30);
+    let mut runaway = run_away_beside_a_healthy_instance(&module, small);
+    assert_eq!(runaway.instance().last_fuel_used(), FUEL);
+    let err = runaway.handle(&eval_msg(3, "return X"), ENV).unwrap_err();
+    assert!(matches!(err, WasmError::Poisoned(_)), "{err}");
+}
+
+/// Fuel is counted the same way every time (the budget is deterministic); metering changes no
+/// result (byte-identical to an engine that budgets wall-clock time and meters nothing); and
+/// the fuel counter is not part of a snapshot.
+#[test]
+fn fuel_counts_are_deterministic_and_results_unchanged() {
+    let fuel = engine();
+    let clock = WasmEngine::new(WasmConfig::default().with_budget(Budget::WallClock)).unwrap();
+    let codes = [
+        "X = 41",
+        "return X + 1",
+        "local t = {} for i = 1, 1000 do t[i] = i * i end return #t",
+        "return string.rep('ab', 5000):len()",
+        "error('boom')",
+    ];
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let mut a = AosInstance::new(&load(&fuel, XS), Limits::new(FUEL, 1 << 30)).unwrap();
+        let mut b = aos(&load(&clock, XS));
+        let mut used = Vec::new();
+        for (n, code) in codes.iter().enumerate() {
+            let ra = a.handle(&eval_msg(n, code), ENV).unwrap();
+            let rb = b.handle(&eval_msg(n, code), ENV).unwrap();
+            assert_eq!(ra, rb, "{code}");
+            used.push(a.instance().last_fuel_used());
+        }
+        assert!(used.iter().all(|&u| u > 0 && u < FUEL), "{used:?}");
+        let snap = a.snapshot().unwrap();
+        assert!(
+            snap.globals()
+                .iter()
+                .all(|(name, _)| !name.contains("fuel")),
+            "{:?}",
+            snap.globals()
+        );
+        counts.push(used);
+    }
+    assert_eq!(counts[0], counts[1]);
+    // The first evaluation boots aos (about 60 million units, as wasmtime's own fuel counted
+    // it); the loop of the third costs more than the second's addition.
+    assert!(
+        (40_000_000..80_000_000).contains(&counts[0][0]),
+        "{:?}",
+        counts[0]
+    );
+    assert!(counts[0][2] > counts[0][1], "{:?}", counts[0]);
+}
+
+/// Bulk memory operations are charged by their length: a loop of `memory.fill` over a page
+/// runs out of fuel after about budget / 65 536 iterations, not budget / 32.
+#[test]
+fn bulk_operations_are_charged_by_length() {
+    #[rustfmt::skip]
+    const SPIN: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+        0x01, 0x04, 0x01, 0x60, 0x00, 0x00,             // type 0: [] -> []
+        0x03, 0x02, 0x01, 0x00,                         // func 0: type 0
+        0x05, 0x03, 0x01, 0x00, 0x01,                   // memory: 1 page
+        0x07, 0x08, 0x01, 0x04, b's', b'p', b'i', b'n', 0x00, 0x00, // export "spin"
+        0x0a, 0x14, 0x01, 0x12, 0x00,                   // code: 1 body, no locals
+        0x03, 0x40,                                     // loop
+        0x41, 0x00, 0x41, 0x00, 0x41, 0x80, 0x80, 0x04, //   i32.const 0, 0, 65536
+        0xfc, 0x0b, 0x00,                               //   memory.fill 0
+        0x0c, 0x00,                                     //   br 0
+        0x0b, 0x0b,                                     // end end
+    ];
+    let budget = 50_000_000;
+    let engine = engine();
+    let module = engine.compile(SPIN).unwrap();
+    let mut inst = Instance::new(&module, Limits::new(budget, 1 << 20)).unwrap();
+    let t = Instant::now();
+    let err = inst.call("spin", &[]).unwrap_err();
+    assert!(
+        matches!(err, WasmError::OutOfBudget { budget: b } if b == budget),
+        "{err}"
+    );
+    // About 760 fills of 64 KiB, not 1.5 million: well under a second.
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(inst.last_fuel_used(), budget);
+}
+
+/// Runs `while true do end` on one instance of `module` while another instance answers five
+/// evaluations; the loop must end with [`WasmError::OutOfBudget`]. Returns the stopped instance.
+fn run_away_beside_a_healthy_instance(module: &Arc<CompiledModule>, limits: Limits) -> AosInstance {
+    let mut runaway = AosInstance::new(module, limits).unwrap();
+    let mut healthy = AosInstance::new(module, limits).unwrap();
+    runaway.handle(&eval_msg(1, "X = 1"), ENV).unwrap();
+    std::thread::scope(|s| {
+        let stuck = s.spawn(|| runaway.handle(&eval_msg(2, "while true do end"), ENV));
+        for n in 1..=5 {
+            let r = healthy
+                .handle(&eval_msg(n, &format!("return {n} * 2")), ENV)
+                .unwrap();
+            assert_eq!(output_data(&r), Ok((n * 2).to_string()));
+        }
+        let err = stuck.join().unwrap().unwrap_err();
+        assert!(
+            matches!(err, WasmError::OutOfBudget { budget: FUEL }),
+            "{err}"
+        );
+    });
+    runaway
 }

@@ -28,7 +28,8 @@ pub(crate) struct ServeCommand {
     #[arg(long)]
     config: Option<PathBuf>,
     /// How WASM evaluations are budgeted (node option `wasm-budget`): `fuel` (default,
-    /// deterministic; size `process-fuel`) or `wall-clock` (faster; size `process-time-ms`).
+    /// deterministic; size `process-fuel`) or `wall-clock` (stops at a time limit; size
+    /// `process-time-ms`).
     #[arg(long, value_parser = ["fuel", "wall-clock"])]
     wasm_budget: Option<String>,
 }

@@ -328,9 +328,13 @@ fn check_record(
     {
         let target = ao_core::cache::data_path(b);
         if snap.get_entry("data")? != Some(Entry::Group) {
-            report.problem(format!("{key:?} copies {target:?} but \"data\" is not a group"));
+            report.problem(format!(
+                "{key:?} copies {target:?} but \"data\" is not a group"
+            ));
         } else if snap.get_entry(&target)? != Some(Entry::Binary(b.clone())) {
-            report.problem(format!("{key:?} holds a copy that {target:?} does not hold"));
+            report.problem(format!(
+                "{key:?} holds a copy that {target:?} does not hold"
+            ));
         }
     }
     Ok(())

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,9 +17,8 @@ use crate::config::{Durability, StoreConfig};
 use crate::entry_cache::{Cached, EntryCache, Space};
 use crate::error::{Error, OpenError, ReadError, WriteError};
 use crate::format::{
-    self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CREATED_BY,
-    META_CONTENT_OVERWRITTEN, META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record,
-    key_str,
+    self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CONTENT_OVERWRITTEN,
+    META_CREATED_BY, META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record, key_str,
 };
 use crate::memtable::{self, Memtable, merge_sorted};
 use crate::wal::{self, Wal, WalBatch, WalOp};
@@ -109,15 +108,15 @@ impl Snapshot {
                 .into_entry(path, |h| self.blob(h))
                 .map(Some);
         }
-        let rec = match self.locate(path)? {
-            Located::Key(rec) => rec,
-            Located::Packed(packed, rel) => match packed.as_packed().and_then(|p| p.find(&rel)) {
-                Some(r) => r.clone(),
-                None => return Ok(None),
-            },
-            Located::Nowhere => return Ok(None),
-        };
-        rec.into_entry(path, |h| self.blob(h)).map(Some)
+        // Not under its own key: inside the packed record of its first segment, if any.
+        if let Some((top, rel)) = path.split_once('/')
+            && let Some(packed) = self.record(top)?
+            && let Some(p) = packed.as_packed()
+            && let Some(r) = p.find(rel)
+        {
+            return r.clone().into_entry(path, |h| self.blob(h)).map(Some);
+        }
+        Ok(None)
     }
 
     /// Direct children of `path` with their entries: from a packed record, or one range scan,
@@ -419,7 +418,8 @@ fn check_log_applied(txn: &ReadTransaction, path: &Path) -> Result<(), OpenError
 
 /// Upgrades a format-1 or format-2 store to this format, in one transaction: the
 /// `format-version` record, and from format 1 the `wal-applied` record (format 2 adds the
-/// write-ahead log, format 3 packed records; the records already there stay valid as they are).
+/// write-ahead log, format 3 packed records, format 4 content copies; the records already there
+/// stay valid as they are).
 fn migrate(db: &Database, path: &Path, from: u32) -> Result<(), OpenError> {
     if from == FORMAT_VERSION {
         return Ok(());
@@ -589,10 +589,7 @@ impl View {
         if new.is_empty() {
             return Ok(old);
         }
-        let new = new
-            .into_iter()
-            .map(|(c, e)| (c, Child::Entry(e)))
-            .collect();
+        let new = new.into_iter().map(|(c, e)| (c, Child::Entry(e))).collect();
         Ok(merge_sorted(old, new))
     }
 
@@ -1875,8 +1872,7 @@ impl<'t> TxnWriter<'t> {
                 _ => return Ok(None),
             },
         };
-        if bytes.len() > format::CONTENT_COPY_LIMIT || ao_core::cache::data_path(&bytes) != target
-        {
+        if bytes.len() > format::CONTENT_COPY_LIMIT || ao_core::cache::data_path(&bytes) != target {
             return Ok(None);
         }
         let data_is_group = match self.data_is_group {

@@ -1,6 +1,7 @@
 //! Integration tests of ao-store, one module per topic.
 
 mod cache_layout;
+mod content_copies;
 mod crash;
 mod durability;
 mod migration;

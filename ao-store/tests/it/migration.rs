@@ -172,7 +172,7 @@ fn a_format_2_store_is_read_as_is_and_migrated_read_write() {
         .unwrap();
     let id = cache::write_message(&store, &Message::new().with("a", "b")).unwrap();
     let stats = store.stats().unwrap();
-    assert_eq!(stats.format_version, 3);
+    assert_eq!(stats.format_version, ao_store::FORMAT_VERSION);
     assert_eq!(stats.packed, 1, "{stats}");
     assert_eq!(
         store.list("m").unwrap().unwrap(),
@@ -183,7 +183,10 @@ fn a_format_2_store_is_read_as_is_and_migrated_read_write() {
     assert!(store.check_records().unwrap().is_ok());
     store.close().unwrap();
     // wal-applied kept (not reset) and the version bumped.
-    assert_eq!(meta_value(&path, b"format-version").unwrap(), [3, 0, 0, 0]);
+    assert_eq!(
+        meta_value(&path, b"format-version").unwrap(),
+        ao_store::FORMAT_VERSION.to_le_bytes()
+    );
     let ro = RedbStore::open_read_only(config(&path)).unwrap();
     assert_eq!(ro.read("m/new").unwrap().unwrap(), "into an unpacked group");
     ro.close().unwrap();

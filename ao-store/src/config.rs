@@ -53,7 +53,9 @@ pub struct StoreConfig {
     pub wal_bytes: u64,
     /// With the write-ahead log, the bytes of acknowledged writes kept in memory (the
     /// memtable, which reads consult first) before a checkpoint writes them into redb in one
-    /// transaction. Larger values amortise redb's commit cost over more writes.
+    /// transaction, in the background. Larger values amortise redb's commit cost over more
+    /// writes; while a checkpoint runs a second memtable fills, and the writer waits for the
+    /// checkpoint when that one reaches twice this size.
     pub memtable_bytes: u64,
     /// With the write-ahead log, how long the writer waits without a write before it
     /// checkpoints the memtable durably (and empties the log). `0`: only at the size limits,

@@ -17,11 +17,12 @@
 //!   is appended to the write-ahead log (`<file>.wal`) and `fdatasync`ed, then applied to the
 //!   in-memory *memtable* that reads consult first, then all its callers are answered: an `Ok`
 //!   from [`ao_core::Store::apply`] means on disk. Checkpoints write the memtable into redb in
-//!   one transaction (amortising redb's commit over many groups); opening the store replays
-//!   what a crash kept out of redb. [`RedbStore::submit`] lets a caller keep several batches in
+//!   one transaction (amortising redb's commit over many groups), on a thread of their own
+//!   while the writer goes on with a fresh memtable; opening the store replays what a crash
+//!   kept out of redb. [`RedbStore::submit`] lets a caller keep several batches in
 //!   flight; [`ao_core::Store::apply_deferred`] answers without waiting for the `fdatasync`.
-//! * **Reads** never wait for the writer: they use the memtable and the snapshot the last
-//!   checkpoint published, behind a bounded cache of decoded entries kept coherent with the
+//! * **Reads** never wait for the writer: they use the memtable (and the frozen memtable a
+//!   running checkpoint writes) over the snapshot the last checkpoint published, behind a bounded cache of decoded entries kept coherent with the
 //!   writes.
 //! * **Open errors are typed** ([`OpenError`]): missing, locked, corrupt, newer format… each
 //!   names the file, and a file that is refused is left byte-for-byte untouched.

@@ -5,7 +5,9 @@
 //! computed with the semantics of [`ao_core::store::apply_to_map`] over what the store already
 //! holds) and answers its callers; reads consult the memtable before redb. A *checkpoint*
 //! later writes the whole memtable into redb in one transaction, which amortises redb's
-//! per-commit cost over many groups, and replaces it by an empty one.
+//! per-commit cost over many groups. The writer first *freezes* it (readers go on reading it,
+//! under the new empty memtable, until the checkpoint publishes the snapshot holding it), so
+//! a checkpoint runs on its own thread while groups keep being logged and applied.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;

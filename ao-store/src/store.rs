@@ -1,6 +1,6 @@
 //! [`RedbStore`]: the store, its snapshots and its group-commit writer.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -93,20 +93,8 @@ impl Snapshot {
     }
 
     pub(crate) fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
-        // A packed record under the path's own key is a group: answered without decoding it
-        // (its entries are decoded, and checked, when they are read).
-        if let Some(guard) = self
-            .entries
-            .get(path.as_bytes())
-            .map_err(redb::Error::from)?
-        {
-            let value = guard.value();
-            if is_packed_record(value) {
-                return Ok(Some(Entry::Group));
-            }
-            return Record::decode_at(path, value)?
-                .into_entry(path, |h| self.blob(h))
-                .map(Some);
+        if let Some(e) = self.get_own_entry(path)? {
+            return Ok(Some(e));
         }
         // Not under its own key: inside the packed record of its first segment, if any.
         if let Some((top, rel)) = path.split_once('/')
@@ -117,6 +105,35 @@ impl Snapshot {
             return r.clone().into_entry(path, |h| self.blob(h)).map(Some);
         }
         Ok(None)
+    }
+
+    /// The entry under exactly the key `path` (not inside a packed record).
+    pub(crate) fn get_own_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        let Some(guard) = self
+            .entries
+            .get(path.as_bytes())
+            .map_err(redb::Error::from)?
+        else {
+            return Ok(None);
+        };
+        // A packed record under the path's own key is a group: answered without decoding it
+        // (its entries are decoded, and checked, when they are read).
+        let value = guard.value();
+        if is_packed_record(value) {
+            return Ok(Some(Entry::Group));
+        }
+        Record::decode_at(path, value)?
+            .into_entry(path, |h| self.blob(h))
+            .map(Some)
+    }
+
+    /// Whether the key `top` holds a record that is not packed.
+    pub(crate) fn holds_plain_record(&self, top: &str) -> Result<bool, ReadError> {
+        Ok(self
+            .entries
+            .get(top.as_bytes())
+            .map_err(redb::Error::from)?
+            .is_some_and(|g| !is_packed_record(g.value())))
     }
 
     /// Direct children of `path` with their entries: from a packed record, or one range scan,
@@ -468,9 +485,9 @@ fn replay(db: &Database, config: &StoreConfig) -> Result<(u64, u64), OpenError> 
         .map_err(ReadError::from_redb)
         .and_then(|txn| Snapshot::new(txn, 0))
         .map_err(|e| open_read_error(path, e))?;
-    let no_cache = EntryCache::new(0);
+    let memo = WriterMemo::default();
     let empty = BTreeMap::new();
-    let mut changes = MemWriter::new(&empty, &snap, &no_cache);
+    let mut changes = MemWriter::new(&empty, None, &snap, &memo);
     for (seq, batch) in pending {
         for op in batch.ops {
             let corrupt = |reason: String| OpenError::Corrupt {
@@ -554,12 +571,15 @@ enum Handle {
 }
 
 /// What readers read: the last checkpointed snapshot of redb, overlaid with the memtable of
-/// the acknowledged writes not yet checkpointed. Published as a pair, so a reader never sees
-/// a memtable without the snapshot it overlays.
+/// the acknowledged writes not yet checkpointed (and, while a checkpoint writes it into redb
+/// in the background, the frozen memtable it writes). Published together, so a reader never
+/// sees a memtable without the snapshot it overlays.
 #[derive(Debug, Clone)]
 pub(crate) struct View {
     pub(crate) snap: Arc<Snapshot>,
     pub(crate) mem: Arc<Memtable>,
+    /// The memtable a running checkpoint writes into redb: newer than `snap`, older than `mem`.
+    pub(crate) frozen: Option<Arc<Memtable>>,
 }
 
 impl View {
@@ -567,25 +587,38 @@ impl View {
         Self {
             snap: Arc::new(snap),
             mem: Arc::default(),
+            frozen: None,
         }
     }
 
-    /// The entry at exactly `path`: the memtable's, else redb's.
+    /// The entry at exactly `path`: the memtable's, else the frozen memtable's, else redb's.
     fn get_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
-        match self.mem.get(path) {
-            Some(e) => Ok(Some(e)),
-            None => self.snap.get_entry(path),
+        if let Some(e) = self.mem.get(path) {
+            return Ok(Some(e));
+        }
+        if let Some(e) = self.frozen.as_ref().and_then(|f| f.get(path)) {
+            return Ok(Some(e));
+        }
+        self.snap.get_entry(path)
+    }
+
+    /// The children both memtables hold, the newer winning.
+    fn mem_children(&self, path: &str) -> Vec<(String, Entry)> {
+        let new = self.mem.child_entries(path);
+        match &self.frozen {
+            Some(f) => merge_sorted(f.child_entries(path), new),
+            None => new,
         }
     }
 
     fn child_entries(&self, path: &str) -> Result<Vec<(String, Entry)>, ReadError> {
         let old = self.snap.child_entries(path)?;
-        Ok(merge_sorted(old, self.mem.child_entries(path)))
+        Ok(merge_sorted(old, self.mem_children(path)))
     }
 
     fn child_records(&self, path: &str) -> Result<Vec<(String, Child)>, ReadError> {
         let old = self.snap.child_records(path)?;
-        let new = self.mem.child_entries(path);
+        let new = self.mem_children(path);
         if new.is_empty() {
             return Ok(old);
         }
@@ -595,7 +628,7 @@ impl View {
 
     fn children(&self, path: &str) -> Result<Vec<String>, ReadError> {
         let old = self.snap.children(path)?;
-        let new = self.mem.child_entries(path);
+        let new = self.mem_children(path);
         if new.is_empty() {
             return Ok(old);
         }
@@ -861,7 +894,7 @@ impl RedbStore {
         shared.cache.set_generation(1);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
-            db,
+            db: Arc::new(db),
             rx,
             shared: shared.clone(),
             config: config.clone(),
@@ -872,6 +905,9 @@ impl RedbStore {
             logged: 0,
             mem_bytes: 0,
             poisoned: None,
+            in_flight: None,
+            memo: WriterMemo::default(),
+            log_catching_up: false,
         };
         let thread = std::thread::Builder::new()
             .name("ao-store-writer".into())
@@ -1242,7 +1278,8 @@ impl ao_core::Store for RedbStore {
 
 /// The writer thread.
 struct Writer {
-    db: Database,
+    /// Shared with the checkpoint running in the background, if any.
+    db: Arc<Database>,
     rx: Receiver<Request>,
     shared: Arc<Shared>,
     config: StoreConfig,
@@ -1262,19 +1299,42 @@ struct Writer {
     /// matches the log, so the writer refuses everything until the store is reopened (which
     /// replays the log).
     poisoned: Option<WriteError>,
+    /// The checkpoint writing the frozen memtable into redb on its own thread, and whether it
+    /// commits durably.
+    in_flight: Option<(JoinHandle<Result<(), WriteError>>, bool)>,
+    /// What the writer learnt about the snapshot (see [`WriterMemo`]).
+    memo: WriterMemo,
+    /// Set when the log is full and a durable checkpoint of it runs in the background: the
+    /// next checkpoint, of what was logged since, is made here and resets the log.
+    log_catching_up: bool,
+}
+
+/// What the writer learnt about the database while computing groups, kept across groups.
+#[derive(Debug, Default)]
+struct WriterMemo {
+    /// Entries the database holds at paths no change touched since (a change in the
+    /// memtable shadows them; a path is forgotten when a change to it is applied).
+    known: std::cell::RefCell<HashMap<String, Entry, foldhash::fast::RandomState>>,
+    /// Top-level keys that hold an unpacked record: never packed later (only a new group is
+    /// packed, and keys are never removed), so a path below one is only looked up under its
+    /// own key.
+    plain_tops: std::cell::RefCell<HashSet<String, foldhash::fast::RandomState>>,
+}
+
+impl WriterMemo {
+    /// Bounds on the memo's sizes: beyond them it starts over.
+    const KNOWN: usize = 1 << 16;
+    const TOPS: usize = 1 << 12;
+
+    fn forget(&self, path: &str) {
+        self.known.borrow_mut().remove(path);
+    }
 }
 
 impl Writer {
     /// A write transaction, fsynced on commit when `durable`.
     fn begin(&self, durable: bool) -> Result<redb::WriteTransaction, WriteError> {
-        let mut txn = self.db.begin_write().map_err(WriteError::storage)?;
-        txn.set_durability(if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        })
-        .map_err(WriteError::storage)?;
-        Ok(txn)
+        begin_write(&self.db, durable)
     }
 
     fn run(mut self) -> Result<(), WriteError> {
@@ -1282,7 +1342,9 @@ impl Writer {
         loop {
             let deadline = match (self.config.durability, self.pending_since) {
                 _ if self.wal.is_some()
-                    && self.mem_bytes > 0
+                    && (self.mem_bytes > 0
+                        || self.in_flight.is_some()
+                        || self.pending_since.is_some())
                     && self.config.checkpoint_idle_ms > 0 =>
                 {
                     Some(Instant::now() + Duration::from_millis(self.config.checkpoint_idle_ms))
@@ -1364,17 +1426,38 @@ impl Writer {
                 let _ = reply.send(result.clone());
             }
             if let Some(wal) = &self.wal {
-                let due = if wal.full() {
-                    // The log is reused only once redb holds all of it durably.
-                    Some(true)
+                let result = if wal.full() {
+                    // The log is reused only once redb holds all of it durably: durable
+                    // checkpoints in the background (the log grows meanwhile) until what was
+                    // logged during the last one is small, then one here, which resets the
+                    // log. A log grown to four times its size is reset here at once.
+                    let overfull = wal.overfull();
+                    self.reap(overfull).and_then(|()| match self.in_flight {
+                        Some(_) => Ok(()),
+                        None if overfull
+                            || (self.log_catching_up
+                                && self.mem_bytes <= self.config.memtable_bytes / 16) =>
+                        {
+                            self.checkpoint(true)
+                        }
+                        None => {
+                            self.log_catching_up = true;
+                            self.start_checkpoint(true)
+                        }
+                    })
                 } else if self.mem_bytes >= self.config.memtable_bytes {
-                    Some(false)
+                    // In the background, durably once the log is half full (so that the
+                    // checkpoint that lets it start over has little left to sync).
+                    let durable = wal.half_full();
+                    self.reap(self.mem_bytes >= 2 * self.config.memtable_bytes)
+                        .and_then(|()| match self.in_flight {
+                            None => self.start_checkpoint(durable),
+                            Some(_) => Ok(()),
+                        })
                 } else {
-                    None
+                    self.reap(false)
                 };
-                if let Some(durable) = due
-                    && let Err(e) = self.checkpoint(durable)
-                {
+                if let Err(e) = result {
                     failed.get_or_insert_with(|| e.clone());
                 }
             }
@@ -1394,7 +1477,11 @@ impl Writer {
         if let Ok(mut s) = self.shared.view.write() {
             s.take();
         }
-        let closed = self.db.close().map_err(WriteError::storage);
+        let _ = self.reap(true);
+        let closed = match Arc::try_unwrap(self.db) {
+            Ok(db) => db.close().map_err(WriteError::storage),
+            Err(_) => Err(WriteError::Closed),
+        };
         if result.is_ok() {
             result = closed;
         }
@@ -1482,7 +1569,8 @@ impl Writer {
         let view = self.view()?;
         let changes = {
             let base = view.mem.read();
-            let mut w = MemWriter::new(&base, &view.snap, &self.shared.cache);
+            let frozen = view.frozen.as_ref().map(|f| f.read());
+            let mut w = MemWriter::new(&base, frozen.as_deref(), &view.snap, &self.memo);
             for op in ops {
                 w.apply(op)?;
             }
@@ -1503,6 +1591,7 @@ impl Writer {
         let mut map = view.mem.write();
         for (path, entry) in &changes {
             self.mem_bytes += memtable::weight(path, entry);
+            self.memo.forget(path);
             map.insert(path.clone(), entry.clone());
         }
         // The generation first: a reader that read the memtable before this group and inserts
@@ -1516,63 +1605,131 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the memtable into redb in one transaction (durable or not), then publishes the
-    /// new snapshot with an empty memtable. A durable checkpoint lets the log start over.
+    /// Writes the whole memtable into redb in one transaction (durable or not) on this
+    /// thread, after the checkpoint running in the background, if any; then publishes the new
+    /// snapshot. A durable checkpoint lets the log start over.
     fn checkpoint(&mut self, durable: bool) -> Result<(), WriteError> {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
+        self.reap(true)?;
         let view = self.view()?;
-        let map = view.mem.read();
-        if map.is_empty() && !(durable && self.pending_since.is_some()) {
-            drop(map);
+        if view.mem.read().is_empty() && !(durable && self.pending_since.is_some()) {
             if durable && let Some(wal) = &mut self.wal {
                 wal.reset();
+                self.log_catching_up = false;
             }
             return Ok(());
         }
-        let txn = self.begin(durable)?;
-        let written = (|| {
-            TxnWriter::open(&txn, self.config.blob_threshold)?.write_entries(&map)?;
-            let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
-            meta.insert(META_WAL_APPLIED, &format::encode_seq(self.seq)[..])
-                .map_err(WriteError::storage)?;
-            Ok::<(), WriteError>(())
-        })();
-        drop(map);
-        if let Err(e) = written {
-            let _ = txn.abort();
-            return Err(e);
+        let frozen = self.freeze()?;
+        let result = write_checkpoint(
+            &self.db,
+            &self.shared,
+            &frozen,
+            self.seq,
+            durable,
+            self.config.blob_threshold,
+            self.generation,
+        );
+        self.checkpointed(result, durable)?;
+        if durable && let Some(wal) = &mut self.wal {
+            // Every record of the log is durable in redb now.
+            wal.reset();
+            self.log_catching_up = false;
         }
-        if let Err(e) = txn.commit() {
-            let e = WriteError::storage(e);
-            self.poisoned = Some(e.clone());
-            return Err(e);
-        }
-        if durable {
-            self.pending_since = None;
-            if let Some(wal) = &mut self.wal {
-                wal.reset();
-            }
-        } else {
-            self.pending_since.get_or_insert_with(Instant::now);
-        }
+        Ok(())
+    }
+
+    /// Moves the memtable aside (readers keep reading it, as the frozen memtable, until the
+    /// checkpoint publishes the snapshot holding it) and starts an empty one.
+    fn freeze(&mut self) -> Result<Arc<Memtable>, WriteError> {
+        let mut guard = self.shared.view.write().map_err(|_| WriteError::Closed)?;
+        let view = guard.as_mut().ok_or(WriteError::Closed)?;
+        debug_assert!(view.frozen.is_none(), "one checkpoint at a time");
+        let frozen = std::mem::take(&mut view.mem);
+        view.frozen = Some(frozen.clone());
         self.mem_bytes = 0;
-        // The entries are the same before and after: the cache stays valid.
-        match self
-            .db
-            .begin_read()
-            .map_err(ReadError::from_redb)
-            .and_then(|txn| Snapshot::new(txn, self.generation))
-        {
-            Ok(snap) => {
-                self.publish(Some(View::new(snap)));
+        Ok(frozen)
+    }
+
+    /// Starts a checkpoint of the memtable on its own thread: the writer goes on logging and
+    /// answering groups meanwhile (the log keeps every record until a durable checkpoint made
+    /// by [`Self::checkpoint`] holds it).
+    fn start_checkpoint(&mut self, durable: bool) -> Result<(), WriteError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let frozen = self.freeze()?;
+        let (db, shared) = (self.db.clone(), self.shared.clone());
+        let (seq, threshold, generation) = (self.seq, self.config.blob_threshold, self.generation);
+        let spawned = std::thread::Builder::new()
+            .name("ao-store-checkpoint".into())
+            .spawn(move || {
+                write_checkpoint(&db, &shared, &frozen, seq, durable, threshold, generation)
+            });
+        match spawned {
+            Ok(handle) => {
+                self.in_flight = Some((handle, durable));
+                Ok(())
+            }
+            Err(_) => {
+                // No thread to spare: checkpoint here.
+                let frozen = self.view()?.frozen.ok_or(WriteError::Closed)?;
+                let result = write_checkpoint(
+                    &self.db,
+                    &self.shared,
+                    &frozen,
+                    seq,
+                    durable,
+                    threshold,
+                    generation,
+                );
+                self.checkpointed(result, durable)
+            }
+        }
+    }
+
+    /// Collects the background checkpoint once it has finished (with `wait`, waits for it).
+    fn reap(&mut self, wait: bool) -> Result<(), WriteError> {
+        let finished = self
+            .in_flight
+            .as_ref()
+            .is_some_and(|(h, _)| wait || h.is_finished());
+        if !finished {
+            return Ok(());
+        }
+        let Some((handle, durable)) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let result = handle.join().unwrap_or_else(|payload| {
+            Err(WriteError::Corrupt {
+                key: String::new(),
+                reason: format!(
+                    "the checkpoint panicked: {}",
+                    panic_message(payload.as_ref())
+                ),
+            })
+        });
+        self.checkpointed(result, durable)
+    }
+
+    /// Books a finished checkpoint: a failure stops the writer (the log holds what redb may
+    /// lack: a reopen replays it).
+    fn checkpointed(
+        &mut self,
+        result: Result<(), WriteError>,
+        durable: bool,
+    ) -> Result<(), WriteError> {
+        match result {
+            Ok(()) => {
+                if durable {
+                    self.pending_since = None;
+                } else {
+                    self.pending_since.get_or_insert_with(Instant::now);
+                }
                 Ok(())
             }
             Err(e) => {
-                // Committed but unreadable: stop serving reads.
-                self.publish(None);
-                let e = WriteError::from(e);
                 self.poisoned = Some(e.clone());
                 Err(e)
             }
@@ -1591,7 +1748,7 @@ impl Writer {
         let changes = {
             let view = self.view()?;
             let empty = BTreeMap::new();
-            let mut w = MemWriter::new(&empty, &view.snap, &self.shared.cache);
+            let mut w = MemWriter::new(&empty, None, &view.snap, &self.memo);
             for r in batch.iter_mut() {
                 if let Request::Apply { ops, .. } = r {
                     for op in std::mem::take(ops) {
@@ -1648,9 +1805,69 @@ impl Writer {
         self.publish(Some(View::new(snap)));
         self.shared.cache.set_generation(self.generation);
         for path in &touched {
+            self.memo.forget(path);
             self.shared.cache.invalidate(path);
         }
         Ok(())
+    }
+}
+
+/// A write transaction, fsynced on commit when `durable`.
+fn begin_write(db: &Database, durable: bool) -> Result<redb::WriteTransaction, WriteError> {
+    let mut txn = db.begin_write().map_err(WriteError::storage)?;
+    txn.set_durability(if durable {
+        redb::Durability::Immediate
+    } else {
+        redb::Durability::None
+    })
+    .map_err(WriteError::storage)?;
+    Ok(txn)
+}
+
+/// A checkpoint: writes the frozen memtable (every log record up to `seq`) into redb in one
+/// transaction, durable or not, then publishes the snapshot holding it in place of the frozen
+/// memtable. The entries readers see are the same before and after: the cache stays valid.
+fn write_checkpoint(
+    db: &Database,
+    shared: &Shared,
+    frozen: &Arc<Memtable>,
+    seq: u64,
+    durable: bool,
+    threshold: u64,
+    generation: u64,
+) -> Result<(), WriteError> {
+    let txn = begin_write(db, durable)?;
+    let written = (|| {
+        TxnWriter::open(&txn, threshold)?.write_entries(&frozen.read())?;
+        let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
+        meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
+            .map_err(WriteError::storage)?;
+        Ok::<(), WriteError>(())
+    })();
+    if let Err(e) = written {
+        let _ = txn.abort();
+        return Err(e);
+    }
+    txn.commit().map_err(WriteError::storage)?;
+    let snap = db
+        .begin_read()
+        .map_err(ReadError::from_redb)
+        .and_then(|txn| Snapshot::new(txn, generation));
+    let mut guard = shared.view.write().map_err(|_| WriteError::Closed)?;
+    match (snap, guard.as_mut()) {
+        (Ok(snap), Some(view)) => {
+            if view.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, frozen)) {
+                view.snap = Arc::new(snap);
+                view.frozen = None;
+            }
+            Ok(())
+        }
+        (Ok(_), None) => Err(WriteError::Closed),
+        (Err(e), _) => {
+            // Committed but unreadable: stop serving reads.
+            *guard = None;
+            Err(e.into())
+        }
     }
 }
 
@@ -1659,8 +1876,10 @@ impl Writer {
 /// left out.
 struct MemWriter<'a> {
     base: &'a BTreeMap<String, Entry>,
+    /// The memtable a background checkpoint is writing into redb (under `base`).
+    frozen: Option<&'a BTreeMap<String, Entry>>,
     snap: &'a Snapshot,
-    cache: &'a EntryCache,
+    memo: &'a WriterMemo,
     /// Paths the snapshot was found not to hold.
     absent: std::cell::RefCell<HashSet<String>>,
     /// The group's changes so far.
@@ -1668,22 +1887,33 @@ struct MemWriter<'a> {
 }
 
 impl<'a> MemWriter<'a> {
-    fn new(base: &'a BTreeMap<String, Entry>, snap: &'a Snapshot, cache: &'a EntryCache) -> Self {
+    fn new(
+        base: &'a BTreeMap<String, Entry>,
+        frozen: Option<&'a BTreeMap<String, Entry>>,
+        snap: &'a Snapshot,
+        memo: &'a WriterMemo,
+    ) -> Self {
         Self {
             base,
+            frozen,
             snap,
-            cache,
+            memo,
             absent: Default::default(),
             pending: BTreeMap::new(),
         }
     }
 
     fn current(&self, path: &str) -> Result<Option<Entry>, WriteError> {
-        if let Some(e) = self.pending.get(path).or_else(|| self.base.get(path)) {
+        if let Some(e) = self
+            .pending
+            .get(path)
+            .or_else(|| self.base.get(path))
+            .or_else(|| self.frozen.and_then(|f| f.get(path)))
+        {
             return Ok(Some(e.clone()));
         }
-        if let Some(Cached::Entry(e)) = self.cache.get(Space::Entry, path) {
-            return Ok(e);
+        if let Some(e) = self.memo.known.borrow().get(path) {
+            return Ok(Some(e.clone()));
         }
         // Below a path the snapshot does not hold, it holds nothing (a key implies its
         // ancestors, and packed records only hold paths below their own key).
@@ -1694,21 +1924,41 @@ impl<'a> MemWriter<'a> {
             }
             end += i + 1;
         }
-        let e = guard_read(path, || self.snap.get_entry(path))?;
+        let e = guard_read(path, || self.lookup(path))?;
         match &e {
-            // Only what exists is cached (shared binaries such as `data/…` are looked up again
-            // and again); absent paths are about to be written.
-            Some(_) => self.cache.insert(
-                Space::Entry,
-                path,
-                Cached::Entry(e.clone()),
-                self.cache.generation(),
-            ),
+            // Only what exists is remembered (shared binaries such as `data/…` are looked up
+            // again and again); absent paths are about to be written.
+            Some(e) => {
+                let mut known = self.memo.known.borrow_mut();
+                if known.len() >= WriterMemo::KNOWN {
+                    known.clear();
+                }
+                known.insert(path.to_owned(), e.clone());
+            }
             None => {
                 self.absent.borrow_mut().insert(path.to_owned());
             }
         }
         Ok(e)
+    }
+
+    /// The snapshot's entry at `path`; below a top-level key known to hold an unpacked record,
+    /// one lookup of the path's own key.
+    fn lookup(&self, path: &str) -> Result<Option<Entry>, ReadError> {
+        let Some((top, _)) = path.split_once('/') else {
+            return self.snap.get_entry(path);
+        };
+        if !self.memo.plain_tops.borrow().contains(top) {
+            if !self.snap.holds_plain_record(top)? {
+                return self.snap.get_entry(path);
+            }
+            let mut tops = self.memo.plain_tops.borrow_mut();
+            if tops.len() >= WriterMemo::TOPS {
+                tops.clear();
+            }
+            tops.insert(top.to_owned());
+        }
+        self.snap.get_own_entry(path)
     }
 
     fn set(&mut self, path: &str, entry: Entry) -> Result<(), WriteError> {
@@ -1717,6 +1967,24 @@ impl<'a> MemWriter<'a> {
         }
         self.pending.insert(path.to_owned(), entry);
         Ok(())
+    }
+
+    /// [`Self::set`] for a written binary: the path holds it afterwards whatever it held
+    /// before, so the snapshot is not asked. An equal entry the memtables or the memo hold is
+    /// left alone; an equal one only the snapshot holds is written again (a checkpoint
+    /// rewrites the record; a lookup would cost every write, most of which are of new
+    /// content-addressed values).
+    fn set_written(&mut self, path: &str, entry: Entry) {
+        let held = self
+            .pending
+            .get(path)
+            .or_else(|| self.base.get(path))
+            .or_else(|| self.frozen.and_then(|f| f.get(path)))
+            .cloned()
+            .or_else(|| self.memo.known.borrow().get(path).cloned());
+        if held.as_ref() != Some(&entry) {
+            self.pending.insert(path.to_owned(), entry);
+        }
     }
 
     fn ensure_parents(&mut self, path: &str) -> Result<(), WriteError> {
@@ -1740,7 +2008,8 @@ impl<'a> MemWriter<'a> {
                     return Err(WriteError::Invalid("write to an empty path".into()));
                 }
                 self.ensure_parents(&path)?;
-                self.set(&path, Entry::Binary(value))
+                self.set_written(&path, Entry::Binary(value));
+                Ok(())
             }
             Op::MakeGroup { path } => {
                 let path = join(&[&path]);

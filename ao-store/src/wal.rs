@@ -299,6 +299,17 @@ impl Wal {
         self.offset >= self.limit
     }
 
+    /// Whether the log has grown to four times the size at which it is [`Self::full`] (while
+    /// checkpoints in the background catch up with it).
+    pub(crate) fn overfull(&self) -> bool {
+        self.offset >= self.limit.saturating_mul(4)
+    }
+
+    /// Whether the log is at least half way to [`Self::full`].
+    pub(crate) fn half_full(&self) -> bool {
+        self.offset >= self.limit / 2
+    }
+
     /// After the last checkpoint of a clean close: leave an empty log (so that a copy of the
     /// database file alone, restored later beside this log, is not refused for a gap).
     pub(crate) fn truncate(&mut self) -> std::io::Result<()> {

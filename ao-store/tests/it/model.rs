@@ -228,10 +228,13 @@ proptest! {
         actions in prop::collection::vec(action(), 1..60),
         durability in prop_oneof![Just(Durability::None), Just(Durability::Eventual), Just(Durability::Immediate)],
         cache_bytes in prop_oneof![Just(0u64), Just(4096u64), Just(1u64 << 20)],
+        // 1: a background checkpoint after every group, so reads meet frozen memtables.
+        memtable_bytes in prop_oneof![Just(1u64), Just(600u64), Just(32u64 << 20)],
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(&store_path(dir.path())).with_durability(durability);
         cfg.cache_bytes = cache_bytes;
+        cfg.memtable_bytes = memtable_bytes;
         let store = RedbStore::open(cfg.clone()).unwrap();
         replay(store, |s| {
             s.close().unwrap();

@@ -26,6 +26,15 @@ pub fn data_path(bytes: &[u8]) -> String {
 
 /// The ops that write a message, and the message's ID (its group's name).
 pub fn message_ops(msg: &Message) -> Result<(String, Vec<Op>)> {
+    // Only what is committed is stored (HyperBEAM's `with_only_committed`, spec §8.3 step 1):
+    // a key added to a signed message after signing is not part of the message.
+    let committed;
+    let msg = if msg.is_committed() {
+        committed = crate::commitment::with_only_committed(msg)?;
+        &committed
+    } else {
+        msg
+    };
     let tabm = structured::to_tabm(msg)?;
     let mut ops = Vec::new();
     let uid = write_tabm(&tabm, &mut ops, 0)?;

@@ -59,3 +59,26 @@ fn nested_messages_signed_alike_keep_their_own_signatures_in_the_store() {
         assert_eq!(verify::verify_signatures(&back).unwrap(), 1);
     }
 }
+
+/// Writing keeps only the committed keys of a signed message (spec §8.3 step 1): a key added
+/// after an HTTP signature is not stored, and the message reads back as it was signed, under
+/// the same ID. (An ANS-104 commitment names no keys: its item is rebuilt from the message, so,
+/// as in HyperBEAM, every key that fits the item counts as committed until the signature is
+/// checked.) An unsigned message keeps every key.
+#[test]
+fn only_committed_keys_of_a_signed_message_are_stored() {
+    let wallet = fixtures::wallet("test-wallet.json");
+    let store = MemoryStore::new();
+    let signed = signature::commit(&Message::new().with("a", "signed"), &wallet).unwrap();
+    let extended = signed.clone().with("added", "after signing");
+    let id = cache::write_message(&store, &extended).unwrap();
+    assert_eq!(id, cache::write_message(&store, &signed).unwrap());
+    let back = cache::read_message(&store, &id).unwrap().unwrap();
+    assert_eq!(back, signed);
+    assert!(back.get("added").is_none());
+    assert_eq!(verify::verify_signatures(&back).unwrap(), 1);
+
+    let unsigned = Message::new().with("a", "1").with("b", "2");
+    let id = cache::write_message(&store, &unsigned).unwrap();
+    assert_eq!(cache::read_message(&store, &id).unwrap(), Some(unsigned));
+}

@@ -94,10 +94,13 @@ fn stores_an_unsigned_message(store: &dyn Store) {
 }
 
 /// A message with two commitments (an HMAC one keyed by the unsigned ID, and a signature with a
-/// `committer`), as HyperBEAM writes signed messages.
+/// `committer` whose input covers every key), as HyperBEAM writes signed messages.
 fn signed_ish(msg: Message) -> (Message, String, String) {
     let unsigned = id_string(&msg, IdScope::Unsigned).unwrap();
     let sig_id = fake_id(&format!("signature over {unsigned}"));
+    // The signature's input names every key: only committed keys are stored.
+    let components: Vec<String> = msg.keys().map(|k| format!("\"{}\"", k.as_str())).collect();
+    let input = format!("sig=({});alg=\"rsa-pss-sha512\"", components.join(" "));
     let commitments = Message::new()
         .with(
             unsigned.as_str(),
@@ -112,6 +115,7 @@ fn signed_ish(msg: Message) -> (Message, String, String) {
                 .with("commitment-device", "httpsig@1.0")
                 .with("type", "rsa-pss-sha512")
                 .with("committer", fake_id("committer").as_str())
+                .with("signature-input", input.as_str())
                 .with("signature", b64u(&[7u8; 512]).as_str()),
         );
     (msg.with("commitments", commitments), unsigned, sig_id)

@@ -65,13 +65,20 @@ impl Snapshot {
         Ok(v)
     }
 
-    /// The record stored under exactly the key `path`.
-    fn record(&self, path: &str) -> Result<Option<Record>, ReadError> {
-        let Some(guard) = self
+    /// The raw value stored under exactly the key `path`.
+    fn raw(
+        &self,
+        path: &str,
+    ) -> Result<Option<redb::AccessGuard<'static, &'static [u8]>>, ReadError> {
+        Ok(self
             .entries
             .get(path.as_bytes())
-            .map_err(redb::Error::from)?
-        else {
+            .map_err(redb::Error::from)?)
+    }
+
+    /// The record stored under exactly the key `path`.
+    fn record(&self, path: &str) -> Result<Option<Record>, ReadError> {
+        let Some(guard) = self.raw(path)? else {
             return Ok(None);
         };
         Record::decode_at(path, guard.value()).map(Some)
@@ -109,11 +116,7 @@ impl Snapshot {
 
     /// The entry under exactly the key `path` (not inside a packed record).
     pub(crate) fn get_own_entry(&self, path: &str) -> Result<Option<Entry>, ReadError> {
-        let Some(guard) = self
-            .entries
-            .get(path.as_bytes())
-            .map_err(redb::Error::from)?
-        else {
+        let Some(guard) = self.raw(path)? else {
             return Ok(None);
         };
         // A packed record under the path's own key is a group: answered without decoding it
@@ -129,11 +132,7 @@ impl Snapshot {
 
     /// Whether the key `top` holds a record that is not packed.
     pub(crate) fn holds_plain_record(&self, top: &str) -> Result<bool, ReadError> {
-        Ok(self
-            .entries
-            .get(top.as_bytes())
-            .map_err(redb::Error::from)?
-            .is_some_and(|g| !is_packed_record(g.value())))
+        Ok(self.raw(top)?.is_some_and(|g| !is_packed_record(g.value())))
     }
 
     /// Direct children of `path` with their entries: from a packed record, or one range scan,

@@ -9,18 +9,87 @@
 //! under the new empty memtable, until the checkpoint publishes the snapshot holding it), so
 //! a checkpoint runs on its own thread while groups keep being logged and applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher as _;
 use std::sync::RwLock;
 
 use ao_core::store::Entry;
 
-/// Approximate bookkeeping bytes per memtable entry (the map node, the `String`, the entry).
-const OVERHEAD: u64 = 96;
+/// Approximate bookkeeping bytes per memtable entry (the map node, the `String`, the entry,
+/// the path's hash).
+const OVERHEAD: u64 = 112;
 
 /// A sorted map of entries shared by the writer (which alone modifies it) and readers.
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
-    map: RwLock<BTreeMap<String, Entry>>,
+    map: RwLock<MemMap>,
+}
+
+/// The memtable's entries, sorted by path, with the set of the paths' hashes: most lookups
+/// are of paths the memtable does not hold (new messages, or paths redb holds), and a set
+/// of hashes answers those without the string comparisons of a search of the sorted map
+/// (paths share long prefixes).
+#[derive(Debug, Default)]
+pub(crate) struct MemMap {
+    entries: BTreeMap<String, Entry>,
+    hashes: HashSet<u64, foldhash::fast::FixedState>,
+}
+
+/// The hash of a path (fixed seed: a memtable and its frozen predecessor share it, so a
+/// lookup through both hashes once).
+fn path_hash(path: &str) -> u64 {
+    foldhash::fast::FixedState::default().hash_one(path)
+}
+
+impl MemMap {
+    /// An empty map.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The entry at `path`.
+    pub(crate) fn get(&self, path: &str) -> Option<&Entry> {
+        self.get_hashed(path, path_hash(path))
+    }
+
+    /// [`Self::get`] given the path's hash.
+    fn get_hashed(&self, path: &str, hash: u64) -> Option<&Entry> {
+        if !self.hashes.contains(&hash) {
+            return None;
+        }
+        self.entries.get(path)
+    }
+
+    /// Sets `path` to `entry`.
+    pub(crate) fn insert(&mut self, path: String, entry: Entry) {
+        self.hashes.insert(path_hash(&path));
+        self.entries.insert(path, entry);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, sorted by path.
+    pub(crate) fn entries(&self) -> &BTreeMap<String, Entry> {
+        &self.entries
+    }
+}
+
+/// The entry at `path` in the newer map, else in the older one (a memtable and the frozen
+/// one under it), hashing the path once.
+pub(crate) fn get_in<'m>(
+    newer: &'m MemMap,
+    older: Option<&'m MemMap>,
+    path: &str,
+) -> Option<&'m Entry> {
+    if newer.is_empty() && older.is_none_or(MemMap::is_empty) {
+        return None;
+    }
+    let hash = path_hash(path);
+    newer
+        .get_hashed(path, hash)
+        .or_else(|| older.and_then(|o| o.get_hashed(path, hash)))
 }
 
 impl Memtable {
@@ -41,18 +110,18 @@ impl Memtable {
         if map.is_empty() {
             return Vec::new();
         }
-        direct_children(&map, path)
+        direct_children(&map.entries, path)
             .map(|(child, e)| (child.to_owned(), e.clone()))
             .collect()
     }
 
     /// The writer's handle: the map, locked for writing.
-    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, MemMap> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The map, locked for reading (the checkpoint).
-    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, MemMap> {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -160,6 +229,22 @@ mod tests {
         let root: Vec<_> = direct_children(&map, "").map(|(c, _)| c).collect();
         assert_eq!(root, ["a", "ab", "b"]);
         assert_eq!(direct_children(&map, "b").count(), 0);
+    }
+
+    #[test]
+    fn lookups_find_the_newer_map_first_and_miss_what_neither_holds() {
+        let bin = |s: &'static str| Entry::Binary(Bytes::from_static(s.as_bytes()));
+        let (mut newer, mut older) = (MemMap::new(), MemMap::new());
+        assert_eq!(get_in(&newer, Some(&older), "a"), None);
+        older.insert("a".into(), bin("old"));
+        older.insert("b".into(), bin("old"));
+        newer.insert("b".into(), bin("new"));
+        assert_eq!(get_in(&newer, Some(&older), "a"), Some(&bin("old")));
+        assert_eq!(get_in(&newer, Some(&older), "b"), Some(&bin("new")));
+        assert_eq!(get_in(&newer, None, "a"), None);
+        assert_eq!(get_in(&newer, Some(&older), "c"), None);
+        assert_eq!(older.get("b"), Some(&bin("old")));
+        assert_eq!(older.entries().len(), 2);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::format::{
     self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CONTENT_OVERWRITTEN,
     META_CREATED_BY, META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record, key_str,
 };
-use crate::memtable::{self, Memtable, merge_sorted};
+use crate::memtable::{self, MemMap, Memtable, merge_sorted};
 use crate::wal::{self, Wal, WalBatch, WalOp};
 
 /// The largest binary a write accepts (redb's limit is 3 GiB per value).
@@ -485,7 +485,7 @@ fn replay(db: &Database, config: &StoreConfig) -> Result<(u64, u64), OpenError> 
         .and_then(|txn| Snapshot::new(txn, 0))
         .map_err(|e| open_read_error(path, e))?;
     let memo = WriterMemo::default();
-    let empty = BTreeMap::new();
+    let empty = MemMap::new();
     let mut changes = MemWriter::new(&empty, None, &snap, &memo);
     for (seq, batch) in pending {
         for op in batch.ops {
@@ -1746,7 +1746,7 @@ impl Writer {
         // database holds: this thread publishes every commit), then one transaction.
         let changes = {
             let view = self.view()?;
-            let empty = BTreeMap::new();
+            let empty = MemMap::new();
             let mut w = MemWriter::new(&empty, None, &view.snap, &self.memo);
             for r in batch.iter_mut() {
                 if let Request::Apply { ops, .. } = r {
@@ -1837,7 +1837,7 @@ fn write_checkpoint(
 ) -> Result<(), WriteError> {
     let txn = begin_write(db, durable)?;
     let written = (|| {
-        TxnWriter::open(&txn, threshold)?.write_entries(&frozen.read())?;
+        TxnWriter::open(&txn, threshold)?.write_entries(frozen.read().entries())?;
         let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
         meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
             .map_err(WriteError::storage)?;
@@ -1874,9 +1874,9 @@ fn write_checkpoint(
 /// semantics of [`ao_core::store::apply_to_map`]; entries equal to what is already there are
 /// left out.
 struct MemWriter<'a> {
-    base: &'a BTreeMap<String, Entry>,
+    base: &'a MemMap,
     /// The memtable a background checkpoint is writing into redb (under `base`).
-    frozen: Option<&'a BTreeMap<String, Entry>>,
+    frozen: Option<&'a MemMap>,
     snap: &'a Snapshot,
     memo: &'a WriterMemo,
     /// Paths the snapshot was found not to hold.
@@ -1887,8 +1887,8 @@ struct MemWriter<'a> {
 
 impl<'a> MemWriter<'a> {
     fn new(
-        base: &'a BTreeMap<String, Entry>,
-        frozen: Option<&'a BTreeMap<String, Entry>>,
+        base: &'a MemMap,
+        frozen: Option<&'a MemMap>,
         snap: &'a Snapshot,
         memo: &'a WriterMemo,
     ) -> Self {
@@ -1906,8 +1906,7 @@ impl<'a> MemWriter<'a> {
         if let Some(e) = self
             .pending
             .get(path)
-            .or_else(|| self.base.get(path))
-            .or_else(|| self.frozen.and_then(|f| f.get(path)))
+            .or_else(|| memtable::get_in(self.base, self.frozen, path))
         {
             return Ok(Some(e.clone()));
         }
@@ -1977,8 +1976,7 @@ impl<'a> MemWriter<'a> {
         let held = self
             .pending
             .get(path)
-            .or_else(|| self.base.get(path))
-            .or_else(|| self.frozen.and_then(|f| f.get(path)))
+            .or_else(|| memtable::get_in(self.base, self.frozen, path))
             .cloned()
             .or_else(|| self.memo.known.borrow().get(path).cloned());
         if held.as_ref() != Some(&entry) {

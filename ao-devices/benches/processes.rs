@@ -18,6 +18,10 @@
 //! assignment of the run. Environment knobs: `BENCH_DURABILITY=eventual|none` (store fsyncs),
 //! `BENCH_SNAPSHOT_EVERY=N`, `BENCH_MEMORY_MB=N` (the process options of those names).
 
+/// The allocator `hb-cli` runs the node with.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

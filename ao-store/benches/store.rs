@@ -20,6 +20,10 @@
 //! `AO_STORE_BENCH_WAL_BYTES` sets the log size between durable checkpoints and
 //! `AO_STORE_BENCH_MEMTABLE_BYTES` the memtable's (`StoreConfig::memtable_bytes`).
 
+/// The allocator `hb-cli` runs the node with.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

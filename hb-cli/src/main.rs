@@ -6,6 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's allocator: glibc gives freed heap back to the kernel and takes
+/// it again, page fault by page fault, at each large allocation (redb allocates a fresh
+/// zeroed buffer for every page a checkpoint writes: a fifth of the store's write CPU).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 mod config;
 mod node;

@@ -1331,11 +1331,6 @@ impl WriterMemo {
 }
 
 impl Writer {
-    /// A write transaction, fsynced on commit when `durable`.
-    fn begin(&self, durable: bool) -> Result<redb::WriteTransaction, WriteError> {
-        begin_write(&self.db, durable)
-    }
-
     fn run(mut self) -> Result<(), WriteError> {
         let mut failed: Option<WriteError> = None;
         loop {
@@ -1741,7 +1736,7 @@ impl Writer {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        let txn = self.begin(durable)?;
+        let txn = begin_write(&self.db, durable)?;
         // The entries the group produces over the published snapshot (which is what the
         // database holds: this thread publishes every commit), then one transaction.
         let changes = {

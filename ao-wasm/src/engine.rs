@@ -12,8 +12,8 @@ use bytes::Bytes;
 use wasmtime::{Config, Engine, ExternType, InstancePre, Module, OptLevel};
 
 use crate::host::{self, HostState};
-use crate::meter;
 use crate::{Result, WasmError};
+use crate::{meter, narrow};
 
 /// How an evaluation's budget is counted (see the crate documentation for the trade-off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -349,6 +349,8 @@ impl WasmEngine {
         }
         let mut hasher = Blake3Hasher(blake3::Hasher::new());
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        // The artifact is of the narrowed module (when it applies).
+        hasher.write(narrow::VERSION.as_bytes());
         if config.budget == Budget::Fuel {
             // The artifact is of the metered module: a different compilation of the same bytes.
             hasher.write(meter::VERSION.as_bytes());
@@ -440,6 +442,13 @@ impl WasmEngine {
     }
 
     fn compile_module(&self, bytes: &[u8]) -> Result<Module> {
+        // Without Spectre hardening wasmtime's own checks of 64-bit addresses cost less.
+        let narrowed = if self.inner.config.spectre_hardening {
+            narrow::narrow(bytes)
+        } else {
+            None
+        };
+        let bytes = narrowed.as_deref().unwrap_or(bytes);
         let metered;
         let bytes = if self.inner.config.budget == Budget::Fuel {
             metered = meter::instrument(bytes)?;
@@ -484,13 +493,15 @@ impl WasmEngine {
         origin: LoadOrigin,
     ) -> Result<Arc<CompiledModule>> {
         let kind = detect_kind(&module);
-        let memory64 = module.exports().any(|e| match e.ty() {
-            ExternType::Memory(m) => m.is_64(),
-            _ => false,
-        }) || module.imports().any(|i| match i.ty() {
-            ExternType::Memory(m) => m.is_64(),
-            _ => false,
-        });
+        let memory64 = module.get_export(narrow::MARKER_EXPORT).is_some()
+            || module.exports().any(|e| match e.ty() {
+                ExternType::Memory(m) => m.is_64(),
+                _ => false,
+            })
+            || module.imports().any(|i| match i.ty() {
+                ExternType::Memory(m) => m.is_64(),
+                _ => false,
+            });
         let pre = host::link(&self.inner.engine, &module, kind)?;
         let compiled = Arc::new(CompiledModule {
             module,

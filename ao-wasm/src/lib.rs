@@ -60,13 +60,17 @@
 //! * **Spectre hardening on** ([`WasmConfig::spectre_hardening`], node option
 //!   `wasm-spectre-hardening`): guests are untrusted code in the node's process. On a memory64
 //!   module every access is bounds-checked explicitly, and the hardening turns each check's
-//!   branch into a conditional move that the access's address then depends on; turning it off
-//!   makes memory64 modules (aos-2, the wasm64 ao-loader build) 13–16 % faster (aos-2-pure-xs
-//!   p50 0.222–0.230 → 0.189–0.196 ms under fuel) and leaves wasm32 ones (guard pages, no
-//!   explicit checks) unchanged. What it closes is a speculative read of host memory by guest
-//!   code; reading such a side channel needs a timer, and guests get none here (every clock
-//!   import is deterministic, there are no threads), only the evaluation's total duration as
-//!   seen from outside. V8 (under ao-loader) has no such masking of wasm memory accesses.
+//!   branch into a conditional move that the access's address then depends on (13–16 % of an
+//!   aos-2 evaluation). So a hardened engine runs memory64 modules whose memory stays below
+//!   4 GiB (aos-2, the wasm64 ao-loader build) on a 32-bit memory instead (`narrow.rs`): guard
+//!   pages bound its accesses, each 64-bit address is checked by a shift and a branch, and the
+//!   module behaves exactly as before, traps included. That recovers most of the cost
+//!   (aos-2-pure-xs p50 0.202–0.209 → 0.181–0.186 ms under fuel, against 0.170–0.176 ms with
+//!   the hardening off). wasm32 modules (guard pages, no explicit checks) are unchanged.
+//!   What the hardening closes is a speculative read of host memory by guest code; reading
+//!   such a side channel needs a timer, and guests get none here (every clock import is
+//!   deterministic, there are no threads), only the evaluation's total duration as seen from
+//!   outside. V8 (under ao-loader) has no such masking of wasm memory accesses.
 //! * **Tables initialised eagerly** (`table_lazy_init(false)`): the Lua interpreter calls
 //!   through `call_indirect` constantly, and an eager table drops the lazy-init check from each
 //!   (0.15–0.2 % fewer instructions per evaluation; the aos tables hold ~200 entries, so
@@ -133,6 +137,7 @@ mod host;
 mod instance;
 mod memfs;
 mod meter;
+mod narrow;
 mod snapshot;
 mod time;
 
@@ -185,4 +190,12 @@ impl WasmValue {
 /// [`WasmError::Compile`]; for a valid module the result is valid too.
 pub fn meter_fuel(module: &[u8]) -> Result<Vec<u8>> {
     meter::instrument(module)
+}
+
+/// The module as an engine with Spectre hardening compiles it, before any metering: a
+/// memory64 module whose memory stays below 4 GiB rewritten to use a 32-bit memory with the
+/// same behaviour (see `narrow.rs`), or `None` when that does not apply (the module is then
+/// compiled as it is). Whatever it returns validates.
+pub fn narrow_memory64(module: &[u8]) -> Option<Vec<u8>> {
+    narrow::narrow(module)
 }

@@ -49,24 +49,24 @@ const MAX_GLOBALS_OR_EXPORTS: u32 = 1_000_000;
 /// The fuel a start function runs on (instantiation comes before any call sets a budget).
 pub(crate) const START_FUEL: i64 = 20_000_000_000;
 
-const SECTION_TYPE: u8 = 1;
-const SECTION_IMPORT: u8 = 2;
-const SECTION_FUNCTION: u8 = 3;
-const SECTION_TABLE: u8 = 4;
-const SECTION_MEMORY: u8 = 5;
-const SECTION_GLOBAL: u8 = 6;
-const SECTION_EXPORT: u8 = 7;
-const SECTION_CODE: u8 = 10;
+pub(crate) const SECTION_TYPE: u8 = 1;
+pub(crate) const SECTION_IMPORT: u8 = 2;
+pub(crate) const SECTION_FUNCTION: u8 = 3;
+pub(crate) const SECTION_TABLE: u8 = 4;
+pub(crate) const SECTION_MEMORY: u8 = 5;
+pub(crate) const SECTION_GLOBAL: u8 = 6;
+pub(crate) const SECTION_EXPORT: u8 = 7;
+pub(crate) const SECTION_CODE: u8 = 10;
 
 fn bad(reason: impl std::fmt::Display) -> WasmError {
     WasmError::Compile(format!("cannot meter the module: {reason}"))
 }
 
-fn reader(bytes: &[u8], offset: usize) -> BinaryReader<'_> {
+pub(crate) fn reader(bytes: &[u8], offset: usize) -> BinaryReader<'_> {
     BinaryReader::new_features(bytes, offset, WasmFeatures::all())
 }
 
-fn leb_u64(mut v: u64, out: &mut Vec<u8>) {
+pub(crate) fn leb_u64(mut v: u64, out: &mut Vec<u8>) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;
@@ -78,7 +78,7 @@ fn leb_u64(mut v: u64, out: &mut Vec<u8>) {
     }
 }
 
-fn leb_i64(mut v: i64, out: &mut Vec<u8>) {
+pub(crate) fn leb_i64(mut v: i64, out: &mut Vec<u8>) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;
@@ -90,20 +90,20 @@ fn leb_i64(mut v: i64, out: &mut Vec<u8>) {
     }
 }
 
-fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
     out.push(id);
     leb_u64(body.len() as u64, out);
     out.extend_from_slice(body);
 }
 
 /// One section of the module: its id, and the offset and bytes of its contents.
-struct Section<'a> {
-    id: u8,
-    offset: usize,
-    bytes: &'a [u8],
+pub(crate) struct Section<'a> {
+    pub(crate) id: u8,
+    pub(crate) offset: usize,
+    pub(crate) bytes: &'a [u8],
 }
 
-fn sections(module: &[u8]) -> Result<Vec<Section<'_>>> {
+pub(crate) fn sections(module: &[u8]) -> Result<Vec<Section<'_>>> {
     const HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     if module.get(..8) != Some(&HEADER[..]) {
         return Err(bad("not a core wasm module (version 1)"));
@@ -122,11 +122,11 @@ fn sections(module: &[u8]) -> Result<Vec<Section<'_>>> {
 
 /// What the rewrite needs to know about the module.
 #[derive(Default)]
-struct Shape {
+pub(crate) struct Shape {
     /// Parameter counts of the function types, by type index.
-    params: Vec<u32>,
+    pub(crate) params: Vec<u32>,
     /// Type index of each defined function.
-    func_types: Vec<u32>,
+    pub(crate) func_types: Vec<u32>,
     /// Whether each memory (imports first) has 64-bit addresses.
     memory64: Vec<bool>,
     /// Whether each table (imports first) has 64-bit indices.
@@ -134,7 +134,7 @@ struct Shape {
     globals: u32,
 }
 
-fn shape(sections: &[Section<'_>]) -> Result<Shape> {
+pub(crate) fn shape(sections: &[Section<'_>]) -> Result<Shape> {
     let mut s = Shape::default();
     for sec in sections {
         let r = reader(sec.bytes, sec.offset);
@@ -256,7 +256,7 @@ pub(crate) fn instrument(module: &[u8]) -> Result<Vec<u8>> {
 
 /// The position of a known section in the order the binary format requires (custom sections,
 /// id 0, may appear anywhere and are never used for placement).
-fn section_rank(id: u8) -> u8 {
+pub(crate) fn section_rank(id: u8) -> u8 {
     match id {
         // type, import, function, table, memory
         1..=5 => id,

@@ -9,6 +9,9 @@ use clap::Parser;
 /// mimalloc rather than glibc's allocator: glibc gives freed heap back to the kernel and takes
 /// it again, page fault by page fault, at each large allocation (redb allocates a fresh
 /// zeroed buffer for every page a checkpoint writes: a fifth of the store's write CPU).
+/// mimalloc is built without transparent huge pages (`no_thp`): with them, each span it took
+/// back from the kernel came back as a 2 MiB page zeroed in one go, and with 100 busy
+/// processes those faults cost a tenth of the node's CPU and its worst latencies.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

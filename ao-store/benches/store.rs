@@ -18,7 +18,10 @@
 //! in bytes (defaults: 1 GiB of redb page cache, 256 MiB of entry cache).
 //! `AO_STORE_BENCH_WRITES=0` skips the write benchmarks (for profiling reads);
 //! `AO_STORE_BENCH_WAL_BYTES` sets the log size between durable checkpoints and
-//! `AO_STORE_BENCH_MEMTABLE_BYTES` the memtable's (`StoreConfig::memtable_bytes`).
+//! `AO_STORE_BENCH_MEMTABLE_BYTES` the memtable's (`StoreConfig::memtable_bytes`);
+//! `AO_STORE_BENCH_SECS` the length of each write figure's run (default 10 s: a larger
+//! memtable needs longer runs to include its checkpoints), and `AO_STORE_BENCH_ONLY` (e.g.
+//! `16x1,16x8`) runs only the write figures of those writers x in-flight counts.
 
 /// The allocator `hb-cli` runs the node with.
 #[global_allocator]
@@ -320,13 +323,21 @@ fn main() {
     }
 
     // Durable writes (Immediate: each acknowledged write is in the fsynced log, group-committed).
-    let secs = Duration::from_secs(if quick { 1 } else { 10 });
+    let secs = Duration::from_secs(env_u64("AO_STORE_BENCH_SECS", if quick { 1 } else { 10 }));
     let write_benches = if env_u64("AO_STORE_BENCH_WRITES", 1) == 0 {
         &[][..]
     } else {
         &[(1u64, 1usize), (16, 1), (64, 1), (1, 64), (16, 8)][..]
     };
+    // `AO_STORE_BENCH_ONLY=16x1,16x8` runs only those write figures (writers x in flight).
+    let only = std::env::var("AO_STORE_BENCH_ONLY").ok();
     for (k, (writers, in_flight)) in write_benches.iter().copied().enumerate() {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|f| f == format!("{writers}x{in_flight}")))
+        {
+            continue;
+        }
         let rate = write_bench(
             &store,
             writers,

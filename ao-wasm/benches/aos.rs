@@ -12,8 +12,10 @@
 //! through `@permaweb/ao-loader`) when node and the `js/` dependencies (`npm ci` there) are
 //! present. Run with `cargo bench -p ao-wasm --bench aos`; `AOS_BENCH_N` sets the number of
 //! evaluations (1000), `AOS_BENCH_MODULES` a comma-separated filter on file names,
-//! `AOS_BENCH_CONFIGS` one on the settings above (`default,fast`), and `AOS_BENCH_NO_V8`
-//! (any value) skips the V8 side.
+//! `AOS_BENCH_CONFIGS` one on the settings above (`default,fast`), `AOS_BENCH_NO_V8`
+//! (any value) skips the V8 side, and `AOS_BENCH_MESSAGE=signed` evaluates the same
+//! `return 1+1` in the message and env shape a process's signed Eval message has on the node
+//! (43-character IDs, a 4096-bit signature, the assignment's fields), on both sides.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -28,6 +30,42 @@ fn msg(n: usize) -> String {
     format!(
         r#"{{"Id":"MSG{n}","Target":"PROCESS","Owner":"OWNER","From":"OWNER","Module":"MODULE","Block-Height":"1000","Timestamp":"1700000000000","Tags":[{{"name":"Action","value":"Eval"}}],"Data":"return 1+1"}}"#
     )
+}
+
+// `AOS_BENCH_MESSAGE=signed`: the same eval in the message and env shape the node's process
+// runtime passes for an ANS-104-signed Eval (43-character IDs and addresses, a 4096-bit
+// signature, the assignment's fields). `js/v8-bench.cjs` builds the same strings.
+const PID: &str = "w1QMlUh4gdKqYa4AI4p_B1Uja2qKbkM23ynKmtIwFb8";
+const OWNER: &str = "vcaPe4JWnrSOCktDHBgXge-zWUb6JRkqbom5w9t7i-4";
+const MODULE: &str = "a_cHnnTSkJBMUKpzAhUl515-qEXRnKnt736jr9Eb8q4";
+const SIG_PART: &str = "niuT08eEF9fdI86mac2Kps_zzh3PVUw5khoXW46mgHfzJhsWQQLN7_JLfYzUcpcK0Oyn";
+
+fn signed_env() -> String {
+    format!(
+        r#"{{"Process":{{"Id":"{PID}","Owner":"{OWNER}","Tags":[{{"name":"Device","value":"process@1.0"}},{{"name":"Execution-Device","value":"genesis-wasm@1.0"}},{{"name":"Module","value":"{MODULE}"}},{{"name":"Name","value":"bench"}},{{"name":"Type","value":"Process"}}]}},"Module":{{"Id":"{MODULE}","Owner":"","Tags":[{{"name":"Type","value":"Module"}}]}}}}"#
+    )
+}
+
+fn signed_msg(n: usize) -> String {
+    let id = format!("{:A<43}", format!("MSG{n}"));
+    let sig: String = SIG_PART.repeat(11).chars().take(683).collect();
+    let chain = format!("{:B<43}", format!("CHAIN{n}"));
+    format!(
+        r#"{{"Id":"{id}","Owner":"{OWNER}","From":"{OWNER}","Target":"{PID}","Anchor":"","Signature":"{sig}","Tags":[{{"name":"Action","value":"Eval"}},{{"name":"Nonce","value":"{n}"}},{{"name":"Type","value":"Message"}}],"Data":"return 1+1","Module":"{MODULE}","Block-Height":0,"Timestamp":"1796614473784","Nonce":"{n}","Epoch":"0","Hash-Chain":"{chain}"}}"#
+    )
+}
+
+/// The message and env of eval `n`, in the shape `AOS_BENCH_MESSAGE` chooses.
+fn eval_input(n: usize) -> (String, String) {
+    if signed_messages() {
+        (signed_msg(n), signed_env())
+    } else {
+        (msg(n), ENV.to_owned())
+    }
+}
+
+fn signed_messages() -> bool {
+    std::env::var("AOS_BENCH_MESSAGE").is_ok_and(|v| v == "signed")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -57,14 +95,15 @@ fn bench(label: &str, config: &WasmConfig, file: &str, n: usize) {
     let mut aos = AosInstance::new(&module, Instance::default_limits(&module)).unwrap();
     let inst = t.elapsed();
     let t = Instant::now();
-    let first = aos.handle(&msg(0), ENV).unwrap();
+    let (m, e) = eval_input(0);
+    let first = aos.handle(&m, &e).unwrap();
     let first_eval = t.elapsed();
     assert!(first.contains(r#""data":"2""#), "{first}");
     let mut times = Vec::with_capacity(n);
     for i in 1..=n {
-        let m = msg(i);
+        let (m, e) = eval_input(i);
         let t = Instant::now();
-        let r = aos.handle(&m, ENV).unwrap();
+        let r = aos.handle(&m, &e).unwrap();
         times.push(t.elapsed());
         std::hint::black_box(r);
     }
@@ -149,6 +188,7 @@ fn v8(n: usize) {
     let status = Command::new("node")
         .args(["--experimental-wasm-memory64", "v8-bench.cjs", FIXTURES])
         .arg(n.to_string())
+        .arg(if signed_messages() { "signed" } else { "plain" })
         .current_dir(js)
         .status();
     if !status.is_ok_and(|s| s.success()) {

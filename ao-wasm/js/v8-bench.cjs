@@ -2,19 +2,44 @@
 // * HyperBEAM's aos-2-pure-xs.wasm (original, legacy exceptions, which V8 supports) driven
 //   directly through the aos ABI with HyperBEAM-style stub imports;
 // * the two ao-loader aos builds through @permaweb/ao-loader with UNSAFE_MEMORY (no heap copy).
-// Usage: node --experimental-wasm-memory64 v8-bench.cjs FIXTURES_WASM_DIR [N]
+// Usage: node --experimental-wasm-memory64 v8-bench.cjs FIXTURES_WASM_DIR [N] [plain|signed]
 'use strict'
 const fs = require('fs')
 const path = require('path')
 
 const dir = process.argv[2]
 const N = Number(process.argv[3] || 1000)
-const env = { Process: { Id: 'PROCESS', Owner: 'OWNER', Tags: [{ name: 'Name', value: 'bench' }] } }
-const msg = (i) => ({
-  Id: 'MSG' + i, Target: 'PROCESS', Owner: 'OWNER', From: 'OWNER', Module: 'MODULE',
-  'Block-Height': '1000', Timestamp: '1700000000000', Tags: [{ name: 'Action', value: 'Eval' }],
-  Data: 'return 1+1'
-})
+// `signed`: the message and env shape of a signed Eval on the node (as benches/aos.rs builds it).
+const signed = process.argv[4] === 'signed'
+const PID = 'w1QMlUh4gdKqYa4AI4p_B1Uja2qKbkM23ynKmtIwFb8'
+const OWNER = 'vcaPe4JWnrSOCktDHBgXge-zWUb6JRkqbom5w9t7i-4'
+const MODULE = 'a_cHnnTSkJBMUKpzAhUl515-qEXRnKnt736jr9Eb8q4'
+const SIG = 'niuT08eEF9fdI86mac2Kps_zzh3PVUw5khoXW46mgHfzJhsWQQLN7_JLfYzUcpcK0Oyn'.repeat(11).slice(0, 683)
+const env = signed
+  ? {
+      Process: {
+        Id: PID,
+        Owner: OWNER,
+        Tags: [
+          { name: 'Device', value: 'process@1.0' }, { name: 'Execution-Device', value: 'genesis-wasm@1.0' },
+          { name: 'Module', value: MODULE }, { name: 'Name', value: 'bench' }, { name: 'Type', value: 'Process' }
+        ]
+      },
+      Module: { Id: MODULE, Owner: '', Tags: [{ name: 'Type', value: 'Module' }] }
+    }
+  : { Process: { Id: 'PROCESS', Owner: 'OWNER', Tags: [{ name: 'Name', value: 'bench' }] } }
+const msg = (i) => signed
+  ? {
+      Id: ('MSG' + i).padEnd(43, 'A'), Owner: OWNER, From: OWNER, Target: PID, Anchor: '', Signature: SIG,
+      Tags: [{ name: 'Action', value: 'Eval' }, { name: 'Nonce', value: String(i) }, { name: 'Type', value: 'Message' }],
+      Data: 'return 1+1', Module: MODULE, 'Block-Height': 0, Timestamp: '1796614473784', Nonce: String(i),
+      Epoch: '0', 'Hash-Chain': ('CHAIN' + i).padEnd(43, 'B')
+    }
+  : {
+      Id: 'MSG' + i, Target: 'PROCESS', Owner: 'OWNER', From: 'OWNER', Module: 'MODULE',
+      'Block-Height': '1000', Timestamp: '1700000000000', Tags: [{ name: 'Action', value: 'Eval' }],
+      Data: 'return 1+1'
+    }
 const now = () => Number(process.hrtime.bigint()) / 1e6
 const pct = (s, p) => s[Math.round((s.length - 1) * p)]
 const row = (name, load, first, times) => {

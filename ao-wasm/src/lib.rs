@@ -138,6 +138,7 @@ mod instance;
 mod memfs;
 mod meter;
 mod narrow;
+mod rewrite;
 mod snapshot;
 mod time;
 

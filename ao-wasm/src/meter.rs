@@ -23,11 +23,12 @@
 //! were (the global is appended after the module's own; scratch locals are appended after a
 //! function's own, and only where a bulk operation needs them).
 
-use wasmparser::{
-    BinaryReader, CompositeInnerType, FunctionBody, ImportSectionReader, MemorySectionReader,
-    Operator, TableSectionReader, TypeRef, TypeSectionReader, WasmFeatures,
-};
+use wasmparser::{FunctionBody, Operator};
 
+use crate::rewrite::{
+    SECTION_CODE, SECTION_EXPORT, Section, Shape, leb_i64, leb_u64, locals, reader, section,
+    sections, shape, with_bodies, with_exported_global,
+};
 use crate::{Result, WasmError};
 
 /// The metering's version, part of the engine's artifact compatibility digest under
@@ -41,268 +42,51 @@ pub(crate) const FUEL_EXPORT: &str = "__ao_fuel_left";
 /// many wasm instructions between two of them.
 pub(crate) const STEP_COST: i64 = 32;
 
-/// wasmparser's (and so wasmtime's) limits that metering could push a valid module past.
+/// wasmparser's (and so wasmtime's) limits that metering could push a valid module past
+/// (those on globals and exports are `rewrite.rs`'s).
 const MAX_LOCALS: u64 = 50_000;
 const MAX_FUNCTION_SIZE: usize = 7_654_321;
-const MAX_GLOBALS_OR_EXPORTS: u32 = 1_000_000;
 
 /// The fuel a start function runs on (instantiation comes before any call sets a budget).
 pub(crate) const START_FUEL: i64 = 20_000_000_000;
-
-pub(crate) const SECTION_TYPE: u8 = 1;
-pub(crate) const SECTION_IMPORT: u8 = 2;
-pub(crate) const SECTION_FUNCTION: u8 = 3;
-pub(crate) const SECTION_TABLE: u8 = 4;
-pub(crate) const SECTION_MEMORY: u8 = 5;
-pub(crate) const SECTION_GLOBAL: u8 = 6;
-pub(crate) const SECTION_EXPORT: u8 = 7;
-pub(crate) const SECTION_CODE: u8 = 10;
 
 fn bad(reason: impl std::fmt::Display) -> WasmError {
     WasmError::Compile(format!("cannot meter the module: {reason}"))
 }
 
-pub(crate) fn reader(bytes: &[u8], offset: usize) -> BinaryReader<'_> {
-    BinaryReader::new_features(bytes, offset, WasmFeatures::all())
-}
-
-pub(crate) fn leb_u64(mut v: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-pub(crate) fn leb_i64(mut v: i64, out: &mut Vec<u8>) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        let done = (v == 0 && b & 0x40 == 0) || (v == -1 && b & 0x40 != 0);
-        out.push(if done { b } else { b | 0x80 });
-        if done {
-            return;
-        }
-    }
-}
-
-pub(crate) fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
-    out.push(id);
-    leb_u64(body.len() as u64, out);
-    out.extend_from_slice(body);
-}
-
-/// One section of the module: its id, and the offset and bytes of its contents.
-pub(crate) struct Section<'a> {
-    pub(crate) id: u8,
-    pub(crate) offset: usize,
-    pub(crate) bytes: &'a [u8],
-}
-
-pub(crate) fn sections(module: &[u8]) -> Result<Vec<Section<'_>>> {
-    const HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-    if module.get(..8) != Some(&HEADER[..]) {
-        return Err(bad("not a core wasm module (version 1)"));
-    }
-    let mut r = reader(&module[8..], 8);
-    let mut out = Vec::new();
-    while !r.eof() {
-        let id = r.read_u8().map_err(bad)?;
-        let len = r.read_var_u32().map_err(bad)? as usize;
-        let offset = r.original_position();
-        let bytes = r.read_bytes(len).map_err(bad)?;
-        out.push(Section { id, offset, bytes });
-    }
-    Ok(out)
-}
-
-/// What the rewrite needs to know about the module.
-#[derive(Default)]
-pub(crate) struct Shape {
-    /// Parameter counts of the function types, by type index.
-    pub(crate) params: Vec<u32>,
-    /// Type index of each defined function.
-    pub(crate) func_types: Vec<u32>,
-    /// Whether each memory (imports first) has 64-bit addresses.
-    memory64: Vec<bool>,
-    /// Whether each table (imports first) has 64-bit indices.
-    table64: Vec<bool>,
-    globals: u32,
-}
-
-pub(crate) fn shape(sections: &[Section<'_>]) -> Result<Shape> {
-    let mut s = Shape::default();
-    for sec in sections {
-        let r = reader(sec.bytes, sec.offset);
-        match sec.id {
-            SECTION_TYPE => {
-                for group in TypeSectionReader::new(r).map_err(bad)? {
-                    for ty in group.map_err(bad)?.into_types() {
-                        s.params.push(match &ty.composite_type.inner {
-                            CompositeInnerType::Func(f) => f.params().len() as u32,
-                            // Not a function type: no function body refers to it.
-                            _ => 0,
-                        });
-                    }
-                }
-            }
-            SECTION_IMPORT => {
-                for import in ImportSectionReader::new(r).map_err(bad)?.into_imports() {
-                    match import.map_err(bad)?.ty {
-                        TypeRef::Global(_) => s.globals += 1,
-                        TypeRef::Memory(m) => s.memory64.push(m.memory64),
-                        TypeRef::Table(t) => s.table64.push(t.table64),
-                        _ => {}
-                    }
-                }
-            }
-            SECTION_FUNCTION => {
-                let mut r = r;
-                let n = r.read_var_u32().map_err(bad)?;
-                for _ in 0..n {
-                    s.func_types.push(r.read_var_u32().map_err(bad)?);
-                }
-            }
-            SECTION_TABLE => {
-                for t in TableSectionReader::new(r).map_err(bad)? {
-                    s.table64.push(t.map_err(bad)?.ty.table64);
-                }
-            }
-            SECTION_MEMORY => {
-                for m in MemorySectionReader::new(r).map_err(bad)? {
-                    s.memory64.push(m.map_err(bad)?.memory64);
-                }
-            }
-            SECTION_GLOBAL => {
-                let mut r = r;
-                s.globals += r.read_var_u32().map_err(bad)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(s)
-}
-
 /// The module with step metering added (see the module documentation).
 pub(crate) fn instrument(module: &[u8]) -> Result<Vec<u8>> {
-    let initial = START_FUEL;
-    let sections = sections(module)?;
-    let shape = shape(&sections)?;
+    let sections = sections(module).map_err(bad)?;
+    let shape = shape(&sections).map_err(bad)?;
     let counter = shape.globals;
-    let mut out = module[..8].to_vec();
-    let mut have_globals = false;
-    let mut have_exports = false;
-    for sec in &sections {
-        // The global and export sections come after the memory/tag sections and before the
-        // start/element/code sections: add them where they are missing.
-        if !have_globals && sec.id != 0 && section_rank(sec.id) > section_rank(SECTION_GLOBAL) {
-            section(
-                SECTION_GLOBAL,
-                &with_counter_global(&[0], initial)?,
-                &mut out,
-            );
-            have_globals = true;
-        }
-        if !have_exports && sec.id != 0 && section_rank(sec.id) > section_rank(SECTION_EXPORT) {
-            section(
-                SECTION_EXPORT,
-                &with_counter_export(&[0], counter)?,
-                &mut out,
-            );
-            have_exports = true;
-        }
-        match sec.id {
-            SECTION_GLOBAL => {
-                section(
-                    SECTION_GLOBAL,
-                    &with_counter_global(sec.bytes, initial)?,
-                    &mut out,
-                );
-                have_globals = true;
-            }
-            SECTION_EXPORT => {
-                check_export_names(sec)?;
-                section(
-                    SECTION_EXPORT,
-                    &with_counter_export(sec.bytes, counter)?,
-                    &mut out,
-                );
-                have_exports = true;
-            }
-            SECTION_CODE => section(SECTION_CODE, &metered_code(sec, &shape, counter)?, &mut out),
-            id => section(id, sec.bytes, &mut out),
-        }
+    for sec in sections.iter().filter(|s| s.id == SECTION_EXPORT) {
+        check_export_names(sec)?;
     }
-    if !have_globals {
-        section(
-            SECTION_GLOBAL,
-            &with_counter_global(&[0], initial)?,
-            &mut out,
-        );
-    }
-    if !have_exports {
-        section(
-            SECTION_EXPORT,
-            &with_counter_export(&[0], counter)?,
-            &mut out,
-        );
-    }
-    Ok(out)
-}
-
-/// The position of a known section in the order the binary format requires (custom sections,
-/// id 0, may appear anywhere and are never used for placement).
-pub(crate) fn section_rank(id: u8) -> u8 {
-    match id {
-        // type, import, function, table, memory
-        1..=5 => id,
-        // tag (13) sits between memory and global
-        13 => 6,
-        // global, export, start, element
-        6..=9 => id + 1,
-        // data count (12) sits between element and code
-        12 => 11,
-        // code, data
-        10 | 11 => id + 2,
-        _ => u8::MAX,
-    }
-}
-
-/// A global section's contents with the counter appended (`(mut i64) (i64.const initial)`).
-fn with_counter_global(contents: &[u8], initial: i64) -> Result<Vec<u8>> {
-    let mut r = reader(contents, 0);
-    let n = r.read_var_u32().map_err(bad)?;
-    if n >= MAX_GLOBALS_OR_EXPORTS {
-        return Err(bad("metering would exceed the limit on globals"));
-    }
-    let mut b = Vec::with_capacity(contents.len() + 8);
-    leb_u64(u64::from(n) + 1, &mut b);
-    b.extend_from_slice(&contents[r.original_position()..]);
-    b.extend_from_slice(&[0x7e, 0x01, 0x42]);
-    leb_i64(initial, &mut b);
-    b.push(0x0b);
-    Ok(b)
-}
-
-/// An export section's contents with the counter's export appended.
-fn with_counter_export(contents: &[u8], counter: u32) -> Result<Vec<u8>> {
-    let mut r = reader(contents, 0);
-    let n = r.read_var_u32().map_err(bad)?;
-    if n >= MAX_GLOBALS_OR_EXPORTS {
-        return Err(bad("metering would exceed the limit on exports"));
-    }
-    let mut b = Vec::with_capacity(contents.len() + FUEL_EXPORT.len() + 8);
-    leb_u64(u64::from(n) + 1, &mut b);
-    b.extend_from_slice(&contents[r.original_position()..]);
-    leb_u64(FUEL_EXPORT.len() as u64, &mut b);
-    b.extend_from_slice(FUEL_EXPORT.as_bytes());
-    b.push(0x03);
-    leb_u64(u64::from(counter), &mut b);
-    Ok(b)
+    // The counter: `(mut i64) (i64.const START_FUEL)`.
+    let mut global = vec![0x7e, 0x01, 0x42];
+    leb_i64(START_FUEL, &mut global);
+    global.push(0x0b);
+    with_exported_global(
+        module,
+        &sections,
+        &shape,
+        &global,
+        FUEL_EXPORT,
+        bad,
+        |sec, out| {
+            let metered;
+            let bytes = if sec.id == SECTION_CODE {
+                metered = with_bodies(sec, &shape, bad, |bytes, offset, params| {
+                    metered_body(bytes, offset, params, &shape, counter)
+                })?;
+                &metered[..]
+            } else {
+                sec.bytes
+            };
+            section(sec.id, bytes, out);
+            Ok(())
+        },
+    )
 }
 
 fn check_export_names(sec: &Section<'_>) -> Result<()> {
@@ -420,29 +204,6 @@ fn bulk_len_is_64(op: &Operator<'_>, shape: &Shape) -> Result<Option<bool>> {
     }))
 }
 
-fn metered_code(sec: &Section<'_>, shape: &Shape, counter: u32) -> Result<Vec<u8>> {
-    let mut r = reader(sec.bytes, sec.offset);
-    let n = r.read_var_u32().map_err(bad)?;
-    if n as usize != shape.func_types.len() {
-        return Err(bad("function and code sections disagree"));
-    }
-    let mut out = Vec::with_capacity(sec.bytes.len() + sec.bytes.len() / 8);
-    leb_u64(u64::from(n), &mut out);
-    for &ty in &shape.func_types {
-        let len = r.read_var_u32().map_err(bad)? as usize;
-        let start = r.original_position();
-        let body_bytes = r.read_bytes(len).map_err(bad)?;
-        let params = *shape
-            .params
-            .get(ty as usize)
-            .ok_or_else(|| bad("no such function type"))?;
-        let body = metered_body(body_bytes, start, params, shape, counter)?;
-        leb_u64(body.len() as u64, &mut out);
-        out.extend_from_slice(&body);
-    }
-    Ok(out)
-}
-
 fn metered_body(
     bytes: &[u8],
     offset: usize,
@@ -452,14 +213,8 @@ fn metered_body(
 ) -> Result<Vec<u8>> {
     let at = |pos: usize| pos - offset;
     let body = FunctionBody::new(reader(bytes, offset));
-    let mut locals = body.get_locals_reader().map_err(bad)?;
-    let groups = locals.get_count();
-    let mut declared = u64::from(params);
-    for _ in 0..groups {
-        let (count, _) = locals.read().map_err(bad)?;
-        declared += u64::from(count);
-    }
-    let ops_start = at(locals.original_position());
+    let own = locals(bytes, offset, params).map_err(bad)?;
+    let (declared, ops_start) = (own.next, own.ops_start);
     let mut needs_scratch = false;
     let mut scan = body.get_operators_reader().map_err(bad)?;
     while !scan.eof() {
@@ -479,16 +234,10 @@ fn metered_body(
     };
     let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 4 + 32);
     // The local declarations: the function's own, then the scratch ones.
-    let mut r = reader(bytes, offset);
-    r.read_var_u32().map_err(bad)?;
-    let declarations = &bytes[at(r.original_position())..ops_start];
     if needs_scratch {
-        leb_u64(u64::from(groups) + 2, &mut out);
-        out.extend_from_slice(declarations);
-        out.extend_from_slice(&[0x01, 0x7f, 0x02, 0x7e]);
+        own.write_with(2, &[0x01, 0x7f, 0x02, 0x7e], &mut out);
     } else {
-        leb_u64(u64::from(groups), &mut out);
-        out.extend_from_slice(declarations);
+        own.write_with(0, &[], &mut out);
     }
     step(counter, &mut out);
     let mut ops = body.get_operators_reader().map_err(bad)?;
@@ -527,7 +276,7 @@ mod tests {
     fn metered_modules_validate() {
         let bytes = std::fs::read(FAC).unwrap();
         let metered = instrument(&bytes).unwrap();
-        wasmparser::Validator::new_with_features(WasmFeatures::all())
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&metered)
             .unwrap();
     }
@@ -537,7 +286,7 @@ mod tests {
         let path = FAC.replace("test.wasm", "aos-2-pure-xs.exnref.wasm");
         let bytes = std::fs::read(path).unwrap();
         let metered = instrument(&bytes).unwrap();
-        wasmparser::Validator::new_with_features(WasmFeatures::all())
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&metered)
             .unwrap();
         for cut in (0..bytes.len()).step_by(997) {

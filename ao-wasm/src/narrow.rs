@@ -41,9 +41,9 @@ use wasmparser::{
     WasmFeatures,
 };
 
-use crate::meter::{
-    SECTION_CODE, SECTION_EXPORT, SECTION_GLOBAL, SECTION_IMPORT, SECTION_MEMORY, Section, Shape,
-    leb_u64, reader, section, section_rank, sections, shape,
+use crate::rewrite::{
+    SECTION_CODE, SECTION_IMPORT, SECTION_MEMORY, Section, leb_i64, leb_u64, locals, reader,
+    section, sections, shape, with_bodies, with_exported_global,
 };
 
 /// The rewrite's version, part of the engine's artifact compatibility digest: change it
@@ -85,7 +85,7 @@ pub(crate) fn narrow(module: &[u8]) -> Option<Vec<u8>> {
 
 fn rewrite(module: &[u8]) -> Narrowed<Vec<u8>> {
     let sections = sections(module).map_err(skip)?;
-    let mut globals = 0u32;
+    let shape = shape(&sections).map_err(skip)?;
     let mut memory = None;
     for sec in &sections {
         let r = reader(sec.bytes, sec.offset);
@@ -95,16 +95,10 @@ fn rewrite(module: &[u8]) -> Narrowed<Vec<u8>> {
                     .map_err(skip)?
                     .into_imports()
                 {
-                    match import.map_err(skip)?.ty {
-                        TypeRef::Global(_) => globals += 1,
-                        TypeRef::Memory(_) => return Err(Skip),
-                        _ => {}
+                    if let TypeRef::Memory(_) = import.map_err(skip)?.ty {
+                        return Err(Skip);
                     }
                 }
-            }
-            SECTION_GLOBAL => {
-                let mut r = r;
-                globals += r.read_var_u32().map_err(skip)?;
             }
             SECTION_MEMORY => {
                 for m in MemorySectionReader::new(r).map_err(skip)? {
@@ -123,83 +117,35 @@ fn rewrite(module: &[u8]) -> Narrowed<Vec<u8>> {
     if !memory.memory64 || memory.shared || memory.page_size_log2.is_some() || max > MAX_PAGES {
         return Err(Skip);
     }
-    let shape = shape(&sections).map_err(skip)?;
-    let mut out = module[..8].to_vec();
-    let (mut have_globals, mut have_exports) = (false, false);
-    for sec in &sections {
-        if !have_globals && sec.id != 0 && section_rank(sec.id) > section_rank(SECTION_GLOBAL) {
-            section(SECTION_GLOBAL, &with_marker_global(&[0])?, &mut out);
-            have_globals = true;
-        }
-        if !have_exports && sec.id != 0 && section_rank(sec.id) > section_rank(SECTION_EXPORT) {
-            section(
-                SECTION_EXPORT,
-                &with_marker_export(&[0], globals)?,
-                &mut out,
-            );
-            have_exports = true;
-        }
-        match sec.id {
-            SECTION_MEMORY => {
-                // One memory: flags "has a maximum" (32-bit, unshared), then the limits.
-                let mut b = vec![0x01, 0x01];
-                leb_u64(memory.initial, &mut b);
-                leb_u64(max, &mut b);
-                section(SECTION_MEMORY, &b, &mut out);
+    // The marker: `i32 (i32.const 1)`, immutable.
+    let marker = [0x7f, 0x00, 0x41, 0x01, 0x0b];
+    with_exported_global(
+        module,
+        &sections,
+        &shape,
+        &marker,
+        MARKER_EXPORT,
+        skip,
+        |sec, out| {
+            match sec.id {
+                SECTION_MEMORY => {
+                    // One memory: flags "has a maximum" (32-bit, unshared), then the limits.
+                    let mut b = vec![0x01, 0x01];
+                    leb_u64(memory.initial, &mut b);
+                    leb_u64(max, &mut b);
+                    section(SECTION_MEMORY, &b, out);
+                }
+                SECTION_CODE => section(
+                    SECTION_CODE,
+                    &with_bodies(sec, &shape, skip, narrowed_body)?,
+                    out,
+                ),
+                SECTION_DATA => section(SECTION_DATA, &narrowed_data(sec)?, out),
+                id => section(id, sec.bytes, out),
             }
-            SECTION_GLOBAL => {
-                section(SECTION_GLOBAL, &with_marker_global(sec.bytes)?, &mut out);
-                have_globals = true;
-            }
-            SECTION_EXPORT => {
-                section(
-                    SECTION_EXPORT,
-                    &with_marker_export(sec.bytes, globals)?,
-                    &mut out,
-                );
-                have_exports = true;
-            }
-            SECTION_CODE => section(SECTION_CODE, &narrowed_code(sec, &shape)?, &mut out),
-            SECTION_DATA => section(SECTION_DATA, &narrowed_data(sec)?, &mut out),
-            id => section(id, sec.bytes, &mut out),
-        }
-    }
-    if !have_globals {
-        section(SECTION_GLOBAL, &with_marker_global(&[0])?, &mut out);
-    }
-    if !have_exports {
-        section(
-            SECTION_EXPORT,
-            &with_marker_export(&[0], globals)?,
-            &mut out,
-        );
-    }
-    Ok(out)
-}
-
-/// A global section's contents with the marker appended (`i32 (i32.const 1)`).
-fn with_marker_global(contents: &[u8]) -> Narrowed<Vec<u8>> {
-    let mut r = reader(contents, 0);
-    let n = r.read_var_u32().map_err(skip)?;
-    let mut b = Vec::with_capacity(contents.len() + 8);
-    leb_u64(u64::from(n) + 1, &mut b);
-    b.extend_from_slice(&contents[r.original_position()..]);
-    b.extend_from_slice(&[0x7f, 0x00, 0x41, 0x01, 0x0b]);
-    Ok(b)
-}
-
-/// An export section's contents with the marker's export appended.
-fn with_marker_export(contents: &[u8], global: u32) -> Narrowed<Vec<u8>> {
-    let mut r = reader(contents, 0);
-    let n = r.read_var_u32().map_err(skip)?;
-    let mut b = Vec::with_capacity(contents.len() + MARKER_EXPORT.len() + 8);
-    leb_u64(u64::from(n) + 1, &mut b);
-    b.extend_from_slice(&contents[r.original_position()..]);
-    leb_u64(MARKER_EXPORT.len() as u64, &mut b);
-    b.extend_from_slice(MARKER_EXPORT.as_bytes());
-    b.push(0x03);
-    leb_u64(u64::from(global), &mut b);
-    Ok(b)
+            Ok(())
+        },
+    )
 }
 
 /// The data section with active segments' offsets as `i32.const`.
@@ -224,7 +170,7 @@ fn narrowed_data(sec: &Section<'_>) -> Narrowed<Vec<u8>> {
                 };
                 // Flags 0: memory 0, then `i32.const offset; end`.
                 b.extend_from_slice(&[0x00, 0x41]);
-                crate::meter::leb_i64(i64::from(offset as i32), &mut b);
+                leb_i64(i64::from(offset as i32), &mut b);
                 b.push(0x0b);
             }
             DataKind::Active { .. } => return Err(Skip),
@@ -235,26 +181,6 @@ fn narrowed_data(sec: &Section<'_>) -> Narrowed<Vec<u8>> {
     Ok(b)
 }
 
-fn narrowed_code(sec: &Section<'_>, shape: &Shape) -> Narrowed<Vec<u8>> {
-    let mut r = reader(sec.bytes, sec.offset);
-    let n = r.read_var_u32().map_err(skip)?;
-    if n as usize != shape.func_types.len() {
-        return Err(Skip);
-    }
-    let mut out = Vec::with_capacity(sec.bytes.len() + sec.bytes.len() / 4);
-    leb_u64(u64::from(n), &mut out);
-    for &ty in &shape.func_types {
-        let len = r.read_var_u32().map_err(skip)? as usize;
-        let start = r.original_position();
-        let body_bytes = r.read_bytes(len).map_err(skip)?;
-        let params = *shape.params.get(ty as usize).ok_or(Skip)?;
-        let body = narrowed_body(body_bytes, start, params)?;
-        leb_u64(body.len() as u64, &mut out);
-        out.extend_from_slice(&body);
-    }
-    Ok(out)
-}
-
 /// The scratch locals a function that touches memory gets, after its own.
 struct Scratch {
     first: u64,
@@ -263,7 +189,7 @@ struct Scratch {
 impl Scratch {
     /// Their declarations: three `i64`, two `i32`, one each of `f32`, `f64` and `v128`.
     const DECLARATIONS: [u8; 10] = [0x03, 0x7e, 0x02, 0x7f, 0x01, 0x7d, 0x01, 0x7c, 0x01, 0x7b];
-    const GROUPS: u64 = 5;
+    const GROUPS: u32 = 5;
     const COUNT: u64 = 8;
 
     /// Addresses (and other 64-bit operands) being checked.
@@ -378,14 +304,8 @@ fn local_get(local: u64, out: &mut Vec<u8>) {
 fn narrowed_body(bytes: &[u8], offset: usize, params: u32) -> Narrowed<Vec<u8>> {
     let at = |pos: usize| pos - offset;
     let body = FunctionBody::new(reader(bytes, offset));
-    let mut locals = body.get_locals_reader().map_err(skip)?;
-    let groups = locals.get_count();
-    let mut declared = u64::from(params);
-    for _ in 0..groups {
-        let (count, _) = locals.read().map_err(skip)?;
-        declared += u64::from(count);
-    }
-    let ops_start = at(locals.original_position());
+    let own = locals(bytes, offset, params).map_err(skip)?;
+    let (declared, ops_start) = (own.next, own.ops_start);
     let mut touches_memory = false;
     let mut scan = body.get_operators_reader().map_err(skip)?;
     while !scan.eof() {
@@ -414,11 +334,7 @@ fn narrowed_body(bytes: &[u8], offset: usize, params: u32) -> Narrowed<Vec<u8>> 
     }
     let s = Scratch { first: declared };
     let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 2 + 32);
-    let mut r = reader(bytes, offset);
-    r.read_var_u32().map_err(skip)?;
-    leb_u64(u64::from(groups) + Scratch::GROUPS, &mut out);
-    out.extend_from_slice(&bytes[at(r.original_position())..ops_start]);
-    out.extend_from_slice(&Scratch::DECLARATIONS);
+    own.write_with(Scratch::GROUPS, &Scratch::DECLARATIONS, &mut out);
     let mut ops = body.get_operators_reader().map_err(skip)?;
     let mut copied = ops_start;
     while !ops.eof() {

@@ -16,6 +16,9 @@
 //! (any value) skips the V8 side, and `AOS_BENCH_MESSAGE=signed` evaluates the same
 //! `return 1+1` in the message and env shape a process's signed Eval message has on the node
 //! (43-character IDs, a 4096-bit signature, the assignment's fields), on both sides.
+//! `AOS_BENCH_INSTANCES=K` (Rust side only) rotates the evaluations over K instances of the
+//! module, as a node does over many busy processes: each evaluation then finds its instance's
+//! memory out of the CPU caches.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -99,9 +102,22 @@ fn bench(label: &str, config: &WasmConfig, file: &str, n: usize) {
     let first = aos.handle(&m, &e).unwrap();
     let first_eval = t.elapsed();
     assert!(first.contains(r#""data":"2""#), "{first}");
+    // `AOS_BENCH_INSTANCES` (see above).
+    let k: usize = std::env::var("AOS_BENCH_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut instances = vec![aos];
+    for _ in 1..k {
+        let mut other = AosInstance::new(&module, Instance::default_limits(&module)).unwrap();
+        other.handle(&m, &e).unwrap();
+        instances.push(other);
+    }
     let mut times = Vec::with_capacity(n);
     for i in 1..=n {
         let (m, e) = eval_input(i);
+        let aos = &mut instances[i % k];
         let t = Instant::now();
         let r = aos.handle(&m, &e).unwrap();
         times.push(t.elapsed());

@@ -12,6 +12,10 @@
 //! * the latency of a 1 KiB overwrite + `fdatasync` and + `fsync` on a preallocated file;
 //! * the bytes of store file per message.
 //!
+//! Each write figure also gives the CPU time the whole bench process spent per acknowledged
+//! message (the store's threads and the writers' building of the messages): on a shared, noisy
+//! machine it varies far less than the throughput does.
+//!
 //! `AO_STORE_BENCH_DIR` puts the store in a given directory (default: a temporary one); there,
 //! `AO_STORE_BENCH_KEEP=1` keeps the filled store and a later run with the same message count
 //! reuses it. `AO_STORE_BENCH_PAGE_CACHE` and `AO_STORE_BENCH_ENTRY_CACHE` set the cache sizes
@@ -91,6 +95,23 @@ fn message_ids(n: u64) -> Vec<String> {
             .collect();
         halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
     })
+}
+
+/// CPU time (user + system) of this process so far, in seconds (Linux; 0 elsewhere): the
+/// store's threads, and the writers' building of the messages, which is the same work in
+/// every run.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: utime is field 14, stime 15 (clock ticks).
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    match (f.get(11), f.get(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => 0.0,
+    }
 }
 
 fn per_sec(n: u64, d: Duration) -> f64 {
@@ -338,6 +359,8 @@ fn main() {
         {
             continue;
         }
+        let cpu = cpu_seconds();
+        let started = Instant::now();
         let rate = write_bench(
             &store,
             writers,
@@ -345,8 +368,12 @@ fn main() {
             secs,
             10_000_000_000 * (k as u64 + 1),
         );
+        let messages = rate * started.elapsed().as_secs_f64();
         let label = format!("durable writes, {writers:>2}w x {in_flight:>2} in flight:");
-        println!("{label:<37}{rate:>10.0} messages/s");
+        println!(
+            "{label:<37}{rate:>10.0} messages/s   cpu {:>5.1} µs/message",
+            (cpu_seconds() - cpu) * 1e6 / messages.max(1.0)
+        );
     }
 
     Arc::try_unwrap(store).unwrap().close().unwrap();

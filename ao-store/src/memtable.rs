@@ -9,15 +9,74 @@
 //! under the new empty memtable, until the checkpoint publishes the snapshot holding it), so
 //! a checkpoint runs on its own thread while groups keep being logged and applied.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::BuildHasher as _;
 use std::sync::RwLock;
 
 use ao_core::store::Entry;
 
-/// Approximate bookkeeping bytes per memtable entry (the map node, the `String`, the entry,
-/// the path's hash).
-const OVERHEAD: u64 = 112;
+/// Approximate bookkeeping bytes per memtable entry (the map node, the key, the entry, the
+/// path's hash).
+const OVERHEAD: u64 = 120;
+
+/// A memtable key: the path, with its first 16 bytes also held inline as a big-endian
+/// number. Keys order exactly as their paths do bytewise, but a search of the map compares
+/// the inline numbers and only reads a path's bytes (another cache line, often another
+/// cache miss) when their first 16 bytes are equal: content-addressed paths (`data/<hash>`,
+/// message IDs) differ within them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathKey {
+    head: u128,
+    path: Box<str>,
+}
+
+impl PathKey {
+    #[expect(
+        clippy::big_endian_bytes,
+        reason = "in memory only, never stored: big-endian makes the number order as the bytes do"
+    )]
+    pub(crate) fn new(path: impl Into<Box<str>>) -> Self {
+        let path = path.into();
+        let mut head = [0u8; 16];
+        let n = path.len().min(16);
+        head[..n].copy_from_slice(&path.as_bytes()[..n]);
+        Self {
+            head: u128::from_be_bytes(head),
+            path,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn as_str(&self) -> &str {
+        &self.path
+    }
+}
+
+/// Bytewise order of the paths: zero-padding the first 16 bytes never orders a path after
+/// one it precedes (a shorter path's padding is at most the byte the longer one has there),
+/// and equal heads fall back to the paths themselves.
+impl Ord for PathKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.path.as_bytes().cmp(other.path.as_bytes()))
+    }
+}
+
+impl PartialOrd for PathKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Lookups by `&str` use `str`'s order, which is the keys' own (see [`Ord`]).
+impl Borrow<str> for PathKey {
+    fn borrow(&self) -> &str {
+        &self.path
+    }
+}
 
 /// A sorted map of entries shared by the writer (which alone modifies it) and readers.
 #[derive(Debug, Default)]
@@ -31,7 +90,7 @@ pub(crate) struct Memtable {
 /// (paths share long prefixes).
 #[derive(Debug, Default)]
 pub(crate) struct MemMap {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<PathKey, Entry>,
     hashes: HashSet<u64, foldhash::fast::FixedState>,
 }
 
@@ -63,7 +122,7 @@ impl MemMap {
     /// Sets `path` to `entry`.
     pub(crate) fn insert(&mut self, path: String, entry: Entry) {
         self.hashes.insert(path_hash(&path));
-        self.entries.insert(path, entry);
+        self.entries.insert(PathKey::new(path), entry);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -71,7 +130,7 @@ impl MemMap {
     }
 
     /// The entries, sorted by path.
-    pub(crate) fn entries(&self) -> &BTreeMap<String, Entry> {
+    pub(crate) fn entries(&self) -> &BTreeMap<PathKey, Entry> {
         &self.entries
     }
 }
@@ -139,8 +198,8 @@ pub(crate) fn weight(path: &str, entry: &Entry) -> u64 {
 /// The direct children of `path` in a sorted map: the keys `path/<child>`, skipping the
 /// subtree below each child with one seek (every key under `path/<child>/` sorts before
 /// `path/<child>0`).
-fn direct_children<'m>(
-    map: &'m BTreeMap<String, Entry>,
+fn direct_children<'m, K: Borrow<str> + Ord>(
+    map: &'m BTreeMap<K, Entry>,
     path: &str,
 ) -> impl Iterator<Item = (&'m str, &'m Entry)> + 'm {
     let prefix = if path.is_empty() {
@@ -162,6 +221,7 @@ fn direct_children<'m>(
                 done = true;
                 return None;
             };
+            let k: &str = k.borrow();
             let Some(rest) = k.strip_prefix(prefix.as_str()) else {
                 done = true;
                 return None;
@@ -221,14 +281,56 @@ mod tests {
     #[test]
     fn direct_children_skip_subtrees_and_keep_name_order() {
         let mut map = BTreeMap::new();
-        for k in ["a", "a/b", "a/b/c", "a/b/c/d", "a/b-x", "a/c", "ab", "b"] {
-            map.insert(k.to_owned(), Entry::Group);
+        let long = "a/0123456789abcdef-long";
+        for k in [
+            "a", "a/b", "a/b/c", "a/b/c/d", "a/b-x", "a/c", long, "ab", "b",
+        ] {
+            map.insert(PathKey::new(k), Entry::Group);
         }
         let names: Vec<_> = direct_children(&map, "a").map(|(c, _)| c).collect();
-        assert_eq!(names, ["b", "b-x", "c"]);
+        assert_eq!(names, ["0123456789abcdef-long", "b", "b-x", "c"]);
         let root: Vec<_> = direct_children(&map, "").map(|(c, _)| c).collect();
         assert_eq!(root, ["a", "ab", "b"]);
         assert_eq!(direct_children(&map, "b").count(), 0);
+        assert_eq!(map.get(long), Some(&Entry::Group));
+        assert_eq!(map.get("a/0123456789abcdef-lonG"), None);
+    }
+
+    /// Paths over a small alphabet (with `\0`, `/` and bytes above ASCII), so that long
+    /// shared prefixes, prefixes of one another and zero bytes at the padding's place occur.
+    fn path() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::collection::vec(
+            proptest::sample::select(vec!['\0', '/', '0', 'a', 'b', '\u{7f}', 'é']),
+            0..24,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Keys order exactly as their paths do (the `Borrow<str>` contract), and lookups by
+        /// `&str` find them.
+        #[test]
+        fn path_keys_order_as_their_paths(a in path(), b in path(), more in proptest::collection::vec(path(), 0..40)) {
+            prop_assert_eq!(
+                PathKey::new(a.as_str()).cmp(&PathKey::new(b.as_str())),
+                a.as_bytes().cmp(b.as_bytes())
+            );
+            prop_assert_eq!(PathKey::new(a.as_str()) == PathKey::new(b.as_str()), a == b);
+            let keyed: BTreeMap<PathKey, usize> =
+                more.iter().enumerate().map(|(i, p)| (PathKey::new(p.as_str()), i)).collect();
+            let plain: BTreeMap<&str, usize> =
+                more.iter().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
+            prop_assert!(keyed.keys().map(PathKey::as_str).eq(plain.keys().copied()));
+            for p in more.iter().chain([&a]) {
+                prop_assert_eq!(keyed.get(p.as_str()), plain.get(p.as_str()));
+                prop_assert!(keyed
+                    .range::<str, _>((std::ops::Bound::Included(p.as_str()), std::ops::Bound::Unbounded))
+                    .map(|(k, _)| k.as_str())
+                    .eq(plain.range::<&str, _>(p.as_str()..).map(|(k, _)| *k)));
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! [`RedbStore`]: the store, its snapshots and its group-commit writer.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -2044,6 +2045,12 @@ impl ReadError {
 
 type WTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
+/// Whether `bytes` may be stored as a copy of the content-addressed `target`: small enough,
+/// and `target` is their data path.
+fn is_copy_of(bytes: &Bytes, target: &str) -> bool {
+    bytes.len() <= format::CONTENT_COPY_LIMIT && ao_core::cache::data_path(bytes) == target
+}
+
 /// The largest packed record: a new top-level group whose subtree encodes larger is stored one
 /// key per entry.
 pub(crate) const PACK_LIMIT: usize = 16 << 10;
@@ -2060,6 +2067,9 @@ struct TxnWriter<'t> {
     threshold: u64,
     /// Whether `data` is a group, once looked up (see [`Self::content_copy`]).
     data_is_group: Option<bool>,
+    /// The copies [`Self::content_copy`] found in the database, by target path: the values
+    /// many messages share (`data/<hash of "Message">`…) are looked up once per transaction.
+    copies: HashMap<String, Option<Bytes>>,
 }
 
 impl<'t> TxnWriter<'t> {
@@ -2071,6 +2081,7 @@ impl<'t> TxnWriter<'t> {
             meta: txn.open_table(META).map_err(WriteError::storage)?,
             threshold,
             data_is_group: None,
+            copies: HashMap::new(),
         })
     }
 
@@ -2079,10 +2090,22 @@ impl<'t> TxnWriter<'t> {
     ///
     /// Returns whether a change gave a content-addressed path other contents
     /// ([`format::overwrites_content`]); `meta/content-overwritten` is then set too.
-    fn write_entries(&mut self, changes: &BTreeMap<String, Entry>) -> Result<bool, WriteError> {
+    fn write_entries<K: Borrow<str> + Ord>(
+        &mut self,
+        changes: &BTreeMap<K, Entry>,
+    ) -> Result<bool, WriteError> {
+        // What this call writes is no longer what an earlier call of the transaction found.
+        if !self.copies.is_empty() {
+            for path in changes.keys() {
+                self.copies.remove(path.borrow());
+            }
+        }
+        if changes.contains_key("data") {
+            self.data_is_group = None;
+        }
         let overwritten = changes
             .iter()
-            .any(|(path, entry)| format::overwrites_content(path, entry));
+            .any(|(path, entry)| format::overwrites_content(path.borrow(), entry));
         if overwritten {
             self.meta
                 .insert(META_CONTENT_OVERWRITTEN, &[1u8][..])
@@ -2092,20 +2115,50 @@ impl<'t> TxnWriter<'t> {
         let mut packed: HashSet<&str> = HashSet::new();
         let mut plain: HashSet<&str> = HashSet::new();
         for (path, entry) in changes {
+            let path: &str = path.borrow();
             let top = path.split('/').next().unwrap_or(path);
             if packed.contains(top) {
                 continue;
             }
             if !plain.contains(top) {
-                match self.record(top)? {
-                    // A new group: nothing exists below it yet (keys are never removed, and
-                    // a key below another implies that one), so its subtree is in `changes`.
-                    None if path == top && *entry == Entry::Group && self.pack(top, changes)? => {
-                        packed.insert(top);
-                        continue;
+                // A group new at `top` is stored packed with its subtree. Most such groups are
+                // new messages, so the packed record is inserted first, and the key's previous
+                // record, if it had one after all, put back (one descent of the tree instead of
+                // a lookup and an insert).
+                let existing = if path == top
+                    && *entry == Entry::Group
+                    && let Some((encoded, blobs)) = self.packed_record(top, changes)?
+                {
+                    let old = self
+                        .entries
+                        .insert(top.as_bytes(), encoded.as_slice())
+                        .map_err(WriteError::storage)?
+                        .map(|g| g.value().to_vec());
+                    match old {
+                        // A new group: nothing exists below it yet (keys are never removed,
+                        // and a key below another implies that one), so its subtree is in
+                        // `changes`.
+                        None => {
+                            for (hash, bytes) in blobs {
+                                self.incref(&hash, bytes)?;
+                            }
+                            packed.insert(top);
+                            continue;
+                        }
+                        Some(old) => {
+                            self.entries
+                                .insert(top.as_bytes(), old.as_slice())
+                                .map_err(WriteError::storage)?;
+                            Some(Record::decode_at(top, &old)?)
+                        }
                     }
-                    Some(rec) if rec.as_packed().is_some() => self.unpack(top, &rec)?,
-                    _ => {}
+                } else {
+                    self.record(top)?
+                };
+                if let Some(rec) = existing
+                    && rec.as_packed().is_some()
+                {
+                    self.unpack(top, &rec)?;
                 }
                 plain.insert(top);
             }
@@ -2117,25 +2170,35 @@ impl<'t> TxnWriter<'t> {
     /// The bytes a packed link to `target` may carry a copy of ([`format::Kind::Content`]):
     /// those `target` holds, if it is a content-addressed path (`data` a group, `target` the
     /// data path of the small binary it holds) once `changes` are written.
-    fn content_copy(
+    fn content_copy<K: Borrow<str> + Ord>(
         &mut self,
         target: &str,
-        changes: &BTreeMap<String, Entry>,
+        changes: &BTreeMap<K, Entry>,
     ) -> Result<Option<Bytes>, WriteError> {
         if !target.starts_with("data/") {
             return Ok(None);
         }
         let bytes = match changes.get(target) {
-            Some(Entry::Binary(b)) => b.clone(),
+            Some(Entry::Binary(b)) if is_copy_of(b, target) => b.clone(),
             Some(_) => return Ok(None),
-            None => match self.record(target)?.and_then(|r| r.kind) {
-                Some(format::Kind::Inline(b)) => b,
-                _ => return Ok(None),
+            None => match self.copies.get(target) {
+                Some(found) => match found {
+                    Some(b) => b.clone(),
+                    None => return Ok(None),
+                },
+                None => {
+                    let found = match self.record(target)?.and_then(|r| r.kind) {
+                        Some(format::Kind::Inline(b)) if is_copy_of(&b, target) => Some(b),
+                        _ => None,
+                    };
+                    self.copies.insert(target.to_owned(), found.clone());
+                    match found {
+                        Some(b) => b,
+                        None => return Ok(None),
+                    }
+                }
             },
         };
-        if bytes.len() > format::CONTENT_COPY_LIMIT || ao_core::cache::data_path(&bytes) != target {
-            return Ok(None);
-        }
         let data_is_group = match self.data_is_group {
             Some(g) => g,
             None => {
@@ -2166,9 +2229,14 @@ impl<'t> TxnWriter<'t> {
         }
     }
 
-    /// Stores the new top-level group `top` and its subtree from `changes` as one packed
-    /// record, unless it would exceed [`PACK_LIMIT`] (then `false`, nothing written).
-    fn pack(&mut self, top: &str, changes: &BTreeMap<String, Entry>) -> Result<bool, WriteError> {
+    /// The packed record of the new top-level group `top` and its subtree from `changes`, and
+    /// the blobs it references, unless it would exceed [`PACK_LIMIT`].
+    #[expect(clippy::type_complexity, reason = "a private helper's pair")]
+    fn packed_record<'c, K: Borrow<str> + Ord>(
+        &mut self,
+        top: &str,
+        changes: &'c BTreeMap<K, Entry>,
+    ) -> Result<Option<(Vec<u8>, Vec<([u8; HASH_LEN], &'c Bytes)>)>, WriteError> {
         use std::ops::Bound;
         let (prefix, end) = (format!("{top}/"), format!("{top}0"));
         let mut subtree = Vec::new();
@@ -2178,6 +2246,7 @@ impl<'t> TxnWriter<'t> {
             Bound::Included(prefix.as_str()),
             Bound::Excluded(end.as_str()),
         )) {
+            let path: &str = path.borrow();
             let rel = &path[prefix.len()..];
             let (rec, blob) = match entry {
                 Entry::Link(target) => match self.content_copy(target, changes)? {
@@ -2188,7 +2257,7 @@ impl<'t> TxnWriter<'t> {
             };
             size += rel.len() + prost::Message::encoded_len(&rec);
             if size > PACK_LIMIT {
-                return Ok(false);
+                return Ok(None);
             }
             if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
                 blobs.push((hash, bytes));
@@ -2197,15 +2266,9 @@ impl<'t> TxnWriter<'t> {
         }
         let encoded = Record::packed(subtree).encode();
         if encoded.len() > PACK_LIMIT {
-            return Ok(false);
+            return Ok(None);
         }
-        for (hash, bytes) in blobs {
-            self.incref(&hash, bytes)?;
-        }
-        self.entries
-            .insert(top.as_bytes(), encoded.as_slice())
-            .map_err(WriteError::storage)?;
-        Ok(true)
+        Ok(Some((encoded, blobs)))
     }
 
     /// Replaces the packed record at `top` by a group record and one key per entry (the same

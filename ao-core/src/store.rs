@@ -197,7 +197,7 @@ pub enum Resolved {
 
 /// Normalises a path: `/`-joined, empty segments removed.
 pub fn join(parts: &[&str]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for p in parts {
         for seg in p.split('/').filter(|s| !s.is_empty()) {
             if !out.is_empty() {
@@ -207,6 +207,13 @@ pub fn join(parts: &[&str]) -> String {
         }
     }
     out
+}
+
+/// [`join`] of one owned path, which it returns as it is when it is already normalised (no
+/// empty segment): what stores do with the paths of the ops they apply, most of which are.
+pub fn normalize_path(path: String) -> String {
+    let normal = !path.starts_with('/') && !path.ends_with('/') && !path.contains("//");
+    if normal { path } else { join(&[&path]) }
 }
 
 /// Segment-wise link resolution shared by every store.
@@ -375,6 +382,25 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every path of up to seven characters over `a`, `b` and `/`: `normalize_path` gives
+    /// what `join` does.
+    #[test]
+    fn normalize_path_is_join() {
+        let mut paths = vec![String::new()];
+        let mut frontier = paths.clone();
+        for _ in 0..7 {
+            frontier = frontier
+                .iter()
+                .flat_map(|p| ["a", "b", "/"].map(|c| format!("{p}{c}")))
+                .collect();
+            paths.extend(frontier.iter().cloned());
+        }
+        for p in paths {
+            assert_eq!(normalize_path(p.clone()), join(&[&p]), "{p:?}");
+        }
+        assert_eq!(join(&["/a//b/", "", "c/"]), "a/b/c");
+    }
 
     #[test]
     fn links_resolve_at_any_prefix() {

@@ -228,6 +228,26 @@ impl EntryCache {
         self.remove(Space::Children, parent);
     }
 
+    /// [`Self::invalidate`] for each of `paths`, forgetting a parent's listing once for a run
+    /// of paths that share it (a message's keys, `data/…`). Forgetting it again would change
+    /// nothing: the generation moved before the first call, so a reader that read before the
+    /// change cannot insert in between.
+    pub(crate) fn invalidate_all<'p>(&self, paths: impl IntoIterator<Item = &'p str>) {
+        if !self.enabled() {
+            return;
+        }
+        let mut last_parent = None;
+        for path in paths {
+            self.remove(Space::Entry, path);
+            self.remove(Space::Children, path);
+            let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+            if last_parent != Some(parent) {
+                self.remove(Space::Children, parent);
+                last_parent = Some(parent);
+            }
+        }
+    }
+
     fn remove(&self, space: Space, key: &str) {
         let Ok(mut shard) = self.shard(space, key).write() else {
             return;
@@ -269,5 +289,35 @@ mod tests {
         cache.invalidate("fresh");
         cache.insert(Space::Entry, "fresh", Cached::Entry(None), 0);
         assert!(cache.get(Space::Entry, "fresh").is_none());
+    }
+
+    #[test]
+    fn invalidating_many_paths_forgets_their_entries_listings_and_parents_listings() {
+        let cache = EntryCache::new(1 << 20);
+        let listing = || Cached::Children(Arc::from(vec!["x".to_owned()]));
+        let keys = [
+            (Space::Entry, "a/x"),
+            (Space::Entry, "a/y"),
+            (Space::Children, "a"),
+            (Space::Children, "a/x"),
+            (Space::Children, "b"),
+            (Space::Children, ""),
+            (Space::Entry, "c"),
+            (Space::Children, "a/y/z"),
+        ];
+        for (space, key) in keys {
+            let value = match space {
+                Space::Entry => Cached::Entry(None),
+                Space::Children => listing(),
+            };
+            cache.insert(space, key, value, 0);
+        }
+        cache.invalidate_all(["a/x", "a/y", "b/z", "d"]);
+        for (space, key) in &keys[..6] {
+            assert!(cache.get(*space, key).is_none(), "{space:?} {key}");
+        }
+        // Neither a changed path, nor a listing of one, nor a parent's.
+        assert!(cache.get(Space::Entry, "c").is_some());
+        assert!(cache.get(Space::Children, "a/y/z").is_some());
     }
 }

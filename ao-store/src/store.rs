@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ao_core::store::{Entry, Op, Resolved, join};
+use ao_core::store::{Entry, Op, Resolved, join, normalize_path};
 use bytes::Bytes;
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 
@@ -1593,9 +1593,9 @@ impl Writer {
         // after an invalidation below is then refused (see entry_cache).
         self.generation += 1;
         self.shared.cache.set_generation(self.generation);
-        for path in changes.keys() {
-            self.shared.cache.invalidate(path);
-        }
+        self.shared
+            .cache
+            .invalidate_all(changes.keys().map(String::as_str));
         drop(map);
         Ok(())
     }
@@ -1996,7 +1996,7 @@ impl<'a> MemWriter<'a> {
     fn apply(&mut self, op: Op) -> Result<(), WriteError> {
         match op {
             Op::Write { path, value } => {
-                let path = join(&[&path]);
+                let path = normalize_path(path);
                 if path.is_empty() {
                     return Err(WriteError::Invalid("write to an empty path".into()));
                 }
@@ -2005,7 +2005,7 @@ impl<'a> MemWriter<'a> {
                 Ok(())
             }
             Op::MakeGroup { path } => {
-                let path = join(&[&path]);
+                let path = normalize_path(path);
                 if path.is_empty() {
                     return Ok(());
                 }
@@ -2013,7 +2013,7 @@ impl<'a> MemWriter<'a> {
                 self.set(&path, Entry::Group)
             }
             Op::MakeLink { existing, new } => {
-                let (existing, new) = (join(&[&existing]), join(&[&new]));
+                let (existing, new) = (normalize_path(existing), normalize_path(new));
                 if existing == new || new.is_empty() {
                     return Ok(());
                 }

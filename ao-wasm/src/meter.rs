@@ -33,7 +33,7 @@ use crate::{Result, WasmError};
 
 /// The metering's version, part of the engine's artifact compatibility digest under
 /// [`crate::Budget::Fuel`]: change it whenever the code added changes.
-pub(crate) const VERSION: &str = "ao-wasm fuel metering 1";
+pub(crate) const VERSION: &str = "ao-wasm fuel metering 2";
 
 /// The export name of the fuel-left global.
 pub(crate) const FUEL_EXPORT: &str = "__ao_fuel_left";
@@ -101,16 +101,14 @@ fn check_export_names(sec: &Section<'_>) -> Result<()> {
 }
 
 /// A function entry or loop iteration: [`STEP_COST`] units.
+///
+/// The counter is taken down first and tested for a negative value after, which traps in
+/// exactly the cases a test of `counter < STEP_COST` before would (the counter is never
+/// negative between steps and at most `i64::MAX`, so the subtraction cannot wrap), and
+/// leaves the same count; the compiled code is shorter (the test reads the value just
+/// computed instead of loading the counter again).
 fn step(counter: u32, out: &mut Vec<u8>) {
     let c = u64::from(counter);
-    // global.get C; i64.const COST; i64.lt_u; if; i64.const 0; global.set C; unreachable; end
-    out.push(0x23);
-    leb_u64(c, out);
-    out.push(0x42);
-    leb_i64(STEP_COST, out);
-    out.extend_from_slice(&[0x54, 0x04, 0x40, 0x42, 0x00, 0x24]);
-    leb_u64(c, out);
-    out.extend_from_slice(&[0x00, 0x0b]);
     // global.get C; i64.const COST; i64.sub; global.set C
     out.push(0x23);
     leb_u64(c, out);
@@ -118,6 +116,12 @@ fn step(counter: u32, out: &mut Vec<u8>) {
     leb_i64(STEP_COST, out);
     out.extend_from_slice(&[0x7d, 0x24]);
     leb_u64(c, out);
+    // global.get C; i64.const 0; i64.lt_s; if; i64.const 0; global.set C; unreachable; end
+    out.push(0x23);
+    leb_u64(c, out);
+    out.extend_from_slice(&[0x42, 0x00, 0x53, 0x04, 0x40, 0x42, 0x00, 0x24]);
+    leb_u64(c, out);
+    out.extend_from_slice(&[0x00, 0x0b]);
 }
 
 /// Scratch locals appended to a function that has bulk operations.

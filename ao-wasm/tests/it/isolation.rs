@@ -261,6 +261,45 @@ fn bulk_operations_are_charged_by_length() {
     assert_eq!(inst.last_fuel_used(), budget);
 }
 
+/// The step charge, exactly: a function entry and each pass through a loop head cost 32 units;
+/// a call that has just enough fuel completes with the counter at zero, and one unit less
+/// stops it at its last step with all of the budget used.
+#[test]
+fn steps_cost_exactly_their_units() {
+    #[rustfmt::skip]
+    const COUNT: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+        0x01, 0x05, 0x01, 0x60, 0x01, 0x7f, 0x00,       // type 0: [i32] -> []
+        0x03, 0x02, 0x01, 0x00,                         // func 0: type 0
+        0x07, 0x09, 0x01, 0x05, b'c', b'o', b'u', b'n', b't', 0x00, 0x00, // export "count"
+        0x0a, 0x18, 0x01, 0x16, 0x00,                   // code: 1 body, no locals
+        0x02, 0x40, 0x03, 0x40,                         // block loop
+        0x20, 0x00, 0x45, 0x0d, 0x01,                   //   local.get 0, i32.eqz, br_if 1
+        0x20, 0x00, 0x41, 0x01, 0x6b, 0x21, 0x00,       //   local.set 0 (local.get 0 - 1)
+        0x0c, 0x00,                                     //   br 0
+        0x0b, 0x0b, 0x0b,                               // end end end
+    ];
+    let engine = engine();
+    let module = engine.compile(COUNT).unwrap();
+    for n in [0_i32, 1, 10, 1000] {
+        // The entry, and the loop head n + 1 times (the last pass leaves the loop).
+        let cost = 32 * (1 + u64::try_from(n).unwrap() + 1);
+        for budget in [cost, cost + 1, 1_000_000] {
+            let mut inst = Instance::new(&module, Limits::new(budget, 1 << 20)).unwrap();
+            inst.call("count", &[WasmValue::I32(n)]).unwrap();
+            assert_eq!(inst.last_fuel_used(), cost, "n = {n}, budget = {budget}");
+        }
+        let short = cost - 1;
+        let mut inst = Instance::new(&module, Limits::new(short, 1 << 20)).unwrap();
+        let err = inst.call("count", &[WasmValue::I32(n)]).unwrap_err();
+        assert!(
+            matches!(err, WasmError::OutOfBudget { budget } if budget == short),
+            "{err}"
+        );
+        assert_eq!(inst.last_fuel_used(), short);
+    }
+}
+
 /// Runs `while true do end` on one instance of `module` while another instance answers five
 /// evaluations; the loop must end with [`WasmError::OutOfBudget`]. Returns the stopped instance.
 fn run_away_beside_a_healthy_instance(module: &Arc<CompiledModule>, limits: Limits) -> AosInstance {

@@ -70,8 +70,16 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
     // 3. The inline body key.
     let inline_key: std::borrow::Cow<'_, str> = match tabm.get("inline-body-key") {
         Some(Value::Binary(b)) => String::from_utf8_lossy(b),
-        _ if tabm.contains("body") => "body".into(),
-        _ if tabm.contains("data") => {
+        // It names the key carried as the body: as a group it would travel as parts beside the
+        // header that names the key, and the two would collide when decoded.
+        Some(other) => {
+            return Err(Error::Unencodable(format!(
+                "`inline-body-key` names a key, so it must be a binary, not a {}",
+                other.kind()
+            )));
+        }
+        None if tabm.contains("body") => "body".into(),
+        None if tabm.contains("data") => {
             headers.insert("inline-body-key".into(), Bytes::from_static(b"data"));
             "data".into()
         }

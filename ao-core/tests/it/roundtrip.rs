@@ -241,6 +241,35 @@ fn what_ao_ids_cannot_carry_is_an_encode_error_not_a_broken_header() {
     ));
 }
 
+/// Found by the `httpsig_decode` fuzz target: a header `/inline-body-key/j` decodes to a group
+/// under `inline-body-key`; beside `data`, encoding added the header `inline-body-key: data` and
+/// sent the group as parts under the same name, which then did not decode.
+#[test]
+fn an_inline_body_key_that_is_a_group_is_an_encode_error() {
+    let msg = decode(&[("/inline-body-key/j", b""), ("data", b"&")], b"").unwrap();
+    assert!(matches!(
+        msg.get("inline-body-key"),
+        Some(Value::Message(_))
+    ));
+    let err = codec::to_http(&msg).unwrap_err();
+    assert!(matches!(err, ao_core::Error::Unencodable(_)), "{err}");
+    assert!(err.to_string().contains("inline-body-key"), "{err}");
+    let msg = Message::new()
+        .with("inline-body-key", Message::new().with("j", "x"))
+        .with("body", "b");
+    assert!(matches!(
+        codec::to_http(&msg),
+        Err(ao_core::Error::Unencodable(_))
+    ));
+    // A binary one still names the inline key.
+    let msg = Message::new()
+        .with("inline-body-key", "script")
+        .with("script", "return 1+1");
+    let http = codec::to_http(&msg).unwrap();
+    assert_eq!(http.body.as_deref(), Some(&b"return 1+1"[..]));
+    assert_eq!(codec::from_http(&http).unwrap(), msg);
+}
+
 #[test]
 fn a_nested_content_type_cannot_become_a_part() {
     let msg = Message::new().with("content-type", Message::new().with("y", "1"));

@@ -123,11 +123,11 @@ impl<'a> Parser<'a> {
     fn key(&mut self) -> Result<String> {
         let start = self.pos;
         match self.peek() {
-            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'*' | b'%' | b'_' | b'-') => {}
+            Some(c) if is_key_start(c) => {}
             _ => return Err(self.err("expected a key")),
         }
         while let Some(c) = self.peek() {
-            if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'*' | b'%') {
+            if is_key_char(c) {
                 self.pos += 1;
             } else {
                 break;
@@ -322,6 +322,23 @@ impl<'a> Parser<'a> {
         .map_err(|_| self.err("invalid base64 in byte sequence"))?;
         Ok(BareItem::Bytes(decoded))
     }
+}
+
+/// Whether a key may start with `c`. Keys are read as HyperBEAM writes them: any case, and
+/// digits, `%`, `_` and `-` first as well as RFC 8941's lower-case letters and `*`.
+fn is_key_start(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'*' | b'%' | b'_' | b'-')
+}
+
+/// Whether `c` may follow the first byte of a key.
+fn is_key_char(c: u8) -> bool {
+    is_key_start(c) || c == b'.'
+}
+
+/// Whether [`parse_dictionary`] (and the parameter parser) read `key` back as a key.
+pub fn is_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes.next().is_some_and(is_key_start) && bytes.all(is_key_char)
 }
 
 fn is_tchar(c: u8) -> bool {
@@ -540,6 +557,25 @@ fn format_decimal(d: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_key` says yes exactly when the dictionary parser reads the whole key back.
+    #[test]
+    fn is_key_agrees_with_the_parser() {
+        let bytes: Vec<u8> = (0x20..0x7f).collect();
+        let mut keys: Vec<String> = Vec::new();
+        for &a in &bytes {
+            keys.push(char::from(a).to_string());
+            for &b in &bytes {
+                keys.push(format!("{}{}", char::from(a), char::from(b)));
+            }
+        }
+        keys.push(String::new());
+        for key in keys {
+            let parsed = parse_dictionary(format!("{key}=1").as_bytes())
+                .is_ok_and(|d| d.len() == 1 && d[0].0 == key);
+            assert_eq!(is_key(&key), parsed, "{key:?}");
+        }
+    }
 
     #[test]
     fn dictionary_relaxed_keys_and_tokens() {

@@ -44,12 +44,7 @@ pub fn encode(tabm: &Message) -> Result<HttpMessage> {
     for (k, v) in tabm.iter() {
         if let (true, Value::Binary(b)) = (k.is_id_shaped(), v) {
             // HyperBEAM writes any key and value here, and then cannot read the header back.
-            if !k
-                .as_str()
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.*%".contains(&c))
-                || !b.iter().all(|c| (0x20..=0x7e).contains(c))
-            {
+            if !sf::is_key(k.as_str()) || !b.iter().all(|c| (0x20..=0x7e).contains(c)) {
                 return Err(Error::Unencodable(format!(
                     "the ID-shaped key {:?} or its value cannot be written in ao-ids",
                     k.as_str()

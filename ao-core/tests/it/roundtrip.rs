@@ -239,6 +239,19 @@ fn what_ao_ids_cannot_carry_is_an_encode_error_not_a_broken_header() {
         codec::to_http(&msg),
         Err(ao_core::Error::Unencodable(_))
     ));
+    // A 32-byte key starting with `.`: `.` may follow a key's first byte, not start it.
+    let id_key = ".5zzzzzzzyzzxzzzzzzzzzzzzz0zzzzz";
+    assert_eq!(id_key.len(), 32);
+    let msg = decode(&[(id_key, b"$")], b"").unwrap();
+    assert!(matches!(
+        codec::to_http(&msg),
+        Err(ao_core::Error::Unencodable(_))
+    ));
+    // One that may start a key still travels in ao-ids and comes back.
+    let msg = Message::new().with("_5zzzzzzzyzzxzzzzzzzzzzzzz0zzzzz", "$");
+    let http = codec::to_http(&msg).unwrap();
+    assert!(http.headers.contains_key("ao-ids"));
+    assert_eq!(codec::from_http(&http).unwrap(), msg);
 }
 
 /// Found by the `httpsig_decode` fuzz target: a header `/inline-body-key/j` decodes to a group

@@ -1533,19 +1533,29 @@ impl Writer {
             };
             let seq = self.seq + 1;
             let bytes = wal::encode_record(seq, &prost::Message::encode_to_vec(&record));
-            if let Some(wal) = self.wal.as_mut() {
-                wal.append(&bytes, sync).map_err(|e| WriteError::Log {
-                    path: wal.path().to_path_buf(),
-                    source: Arc::new(e),
-                })?;
-            }
+            let view = self.view()?;
+            // The group's changes are computed while its record is being synced; readers see
+            // them only once it is on disk.
+            let memo = &self.memo;
+            let changes = |ops| group_changes(&view, memo, ops);
+            let changes = match self.wal.as_mut() {
+                Some(wal) => {
+                    let (logged, changes) = wal.append_while(&bytes, sync, || changes(ops));
+                    logged.map_err(|e| WriteError::Log {
+                        path: wal.path().to_path_buf(),
+                        source: Arc::new(e),
+                    })?;
+                    changes
+                }
+                None => changes(ops),
+            };
             self.seq = seq;
             self.logged += 1;
             if self.config.crash_after_log_records == Some(self.logged) {
                 // Test hook: die between the log and the database, as a crash would.
                 std::process::abort();
             }
-            if let Err(e) = self.apply_to_memtable(ops) {
+            if let Err(e) = changes.and_then(|c| self.publish_changes(&view, c)) {
                 // The log holds a group readers cannot see: stop until a reopen replays it.
                 self.poisoned = Some(e.clone());
                 return Err(e);
@@ -1557,20 +1567,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Applies a group's ops to the memtable atomically: the resulting entries are computed
-    /// first, then inserted under the memtable's lock, and the cache is invalidated before the
-    /// lock is released (so no reader sees part of the group).
-    fn apply_to_memtable(&mut self, ops: Vec<Op>) -> Result<(), WriteError> {
-        let view = self.view()?;
-        let changes = {
-            let base = view.mem.read();
-            let frozen = view.frozen.as_ref().map(|f| f.read());
-            let mut w = MemWriter::new(&base, frozen.as_deref(), &view.snap, &self.memo);
-            for op in ops {
-                w.apply(op)?;
-            }
-            w.into_changes()
-        };
+    /// Inserts a group's changes (computed by [`group_changes`] over `view`) into the
+    /// memtable atomically: the cache is invalidated before the memtable's lock is released
+    /// (so no reader sees part of the group).
+    fn publish_changes(
+        &mut self,
+        view: &View,
+        changes: BTreeMap<String, Entry>,
+    ) -> Result<(), WriteError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -1805,6 +1809,22 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The entries a group's ops produce over `view`'s memtables and snapshot (see
+/// [`MemWriter`]), on the writer thread.
+fn group_changes(
+    view: &View,
+    memo: &WriterMemo,
+    ops: Vec<Op>,
+) -> Result<BTreeMap<String, Entry>, WriteError> {
+    let base = view.mem.read();
+    let frozen = view.frozen.as_ref().map(|f| f.read());
+    let mut w = MemWriter::new(&base, frozen.as_deref(), &view.snap, memo);
+    for op in ops {
+        w.apply(op)?;
+    }
+    Ok(w.into_changes())
 }
 
 /// A write transaction, fsynced on commit when `durable`.

@@ -227,6 +227,38 @@ pub(crate) struct Wal {
     allocated: u64,
     /// Checkpoint once `offset` reaches this.
     limit: u64,
+    /// The thread that `fdatasync`s the log while the writer goes on (started on the first
+    /// sync; `None` before, or when it could not be started).
+    syncer: Option<Syncer>,
+}
+
+/// A thread that `fdatasync`s the log on request, so that the writer computes a group's
+/// changes while the group's record goes to disk ([`Wal::append_while`]).
+#[derive(Debug)]
+struct Syncer {
+    start: std::sync::mpsc::SyncSender<()>,
+    done: std::sync::mpsc::Receiver<std::io::Result<()>>,
+}
+
+impl Syncer {
+    /// A syncer of `file` (a handle of its own on the same file), or `None` when no thread
+    /// could be started. The thread ends when the syncer is dropped.
+    fn start(file: &File) -> Option<Self> {
+        let file = file.try_clone().ok()?;
+        let (start, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        let (results, done) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("ao-store-log-sync".into())
+            .spawn(move || {
+                while requests.recv().is_ok() {
+                    if results.send(file.sync_data()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self { start, done })
+    }
 }
 
 impl Wal {
@@ -266,6 +298,7 @@ impl Wal {
             allocated: HEADER,
             limit: limit.max(HEADER + GROW),
             path,
+            syncer: None,
         })
     }
 
@@ -273,9 +306,49 @@ impl Wal {
         &self.path
     }
 
-    /// Appends one record and, with `sync`, waits until it is on disk (`fdatasync`). A record
-    /// appended without `sync` (a deferred batch) becomes durable with the next `fdatasync`.
-    pub(crate) fn append(&mut self, record: &[u8], sync: bool) -> std::io::Result<()> {
+    /// Appends one record and, with `sync`, waits until it is on disk (`fdatasync`), running
+    /// `meanwhile` on this thread while the record is being synced (by the syncer thread). A
+    /// record appended without `sync` (a deferred batch) becomes durable with the next
+    /// `fdatasync`. `meanwhile` runs whatever happens to the record; on an error the record is
+    /// not part of the log (the next one is written over it).
+    pub(crate) fn append_while<T>(
+        &mut self,
+        record: &[u8],
+        sync: bool,
+        meanwhile: impl FnOnce() -> T,
+    ) -> (std::io::Result<()>, T) {
+        let end = self.offset + record.len() as u64;
+        if let Err(e) = self.write(record) {
+            return (Err(e), meanwhile());
+        }
+        if sync && self.syncer.is_none() {
+            self.syncer = Syncer::start(&self.file);
+        }
+        let (synced, value) = match &self.syncer {
+            Some(syncer) if sync => match syncer.start.send(()) {
+                Ok(()) => {
+                    let value = meanwhile();
+                    let synced = syncer.done.recv().unwrap_or_else(|_| {
+                        Err(std::io::Error::other("the log's sync thread is gone"))
+                    });
+                    (synced, value)
+                }
+                Err(_) => (self.file.sync_data(), meanwhile()),
+            },
+            _ if sync => (self.file.sync_data(), meanwhile()),
+            _ => (Ok(()), meanwhile()),
+        };
+        if synced.is_ok() {
+            self.offset = end;
+        } else {
+            // A failed sync leaves the thread usable, but start afresh anyway.
+            self.syncer = None;
+        }
+        (synced, value)
+    }
+
+    /// Writes one record at the end of the log, without syncing it or taking it into the log.
+    fn write(&mut self, record: &[u8]) -> std::io::Result<()> {
         let end = self.offset + record.len() as u64;
         if end > self.allocated {
             // Grow with zeros (read back as a torn record), and make the new length durable
@@ -286,12 +359,7 @@ impl Wal {
             self.file.sync_all()?;
             self.allocated = target;
         }
-        self.file.write_all_at(record, self.offset)?;
-        if sync {
-            self.file.sync_data()?;
-        }
-        self.offset = end;
-        Ok(())
+        self.file.write_all_at(record, self.offset)
     }
 
     /// Whether the log is due for a checkpoint.
@@ -381,6 +449,38 @@ mod tests {
         assert!(pending(records.clone(), 6).unwrap().is_empty());
         assert!(pending(records.clone(), 9).unwrap().is_empty());
         assert!(pending(records, 3).is_err());
+    }
+
+    #[test]
+    fn appended_records_read_back_in_order_with_or_without_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s.redb");
+        let mut wal = Wal::open(&store, 1 << 20).unwrap();
+        let batches: Vec<_> = (0..5).map(|i| batch(&format!("p{i}"))).collect();
+        let mut ran = 0;
+        for (i, b) in batches.iter().enumerate() {
+            let rec = encode_record(i as u64 + 1, &b.encode_to_vec());
+            // Deferred (unsynced) and synced records interleave; `meanwhile` runs once each.
+            let (logged, n) = wal.append_while(&rec, i % 2 == 0, || {
+                ran += 1;
+                ran
+            });
+            logged.unwrap();
+            assert_eq!(n, i + 1);
+        }
+        assert_eq!(ran, batches.len());
+        let want: Vec<_> = batches
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| (i as u64 + 1, b))
+            .collect();
+        assert_eq!(read(&store).unwrap(), want);
+        // After a checkpoint the next record goes to the start and ends the log.
+        wal.reset();
+        let again = batch("again");
+        let rec = encode_record(9, &again.encode_to_vec());
+        wal.append_while(&rec, true, || ()).0.unwrap();
+        assert_eq!(read(&store).unwrap(), vec![(9, again)]);
     }
 
     #[test]

@@ -236,18 +236,20 @@ pub(crate) struct Wal {
 /// changes while the group's record goes to disk ([`Wal::append_while`]).
 #[derive(Debug)]
 struct Syncer {
-    start: std::sync::mpsc::SyncSender<()>,
+    /// `None` only while dropping (which ends the thread).
+    start: Option<std::sync::mpsc::SyncSender<()>>,
     done: std::sync::mpsc::Receiver<std::io::Result<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Syncer {
     /// A syncer of `file` (a handle of its own on the same file), or `None` when no thread
-    /// could be started. The thread ends when the syncer is dropped.
+    /// could be started.
     fn start(file: &File) -> Option<Self> {
         let file = file.try_clone().ok()?;
         let (start, requests) = std::sync::mpsc::sync_channel::<()>(1);
         let (results, done) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("ao-store-log-sync".into())
             .spawn(move || {
                 while requests.recv().is_ok() {
@@ -257,7 +259,33 @@ impl Syncer {
                 }
             })
             .ok()?;
-        Some(Self { start, done })
+        Some(Self {
+            start: Some(start),
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks the thread to sync the file; `false` when it is gone.
+    fn start_sync(&self) -> bool {
+        self.start.as_ref().is_some_and(|s| s.send(()).is_ok())
+    }
+
+    /// The outcome of the sync [`Self::start_sync`] asked for.
+    fn wait(&self) -> std::io::Result<()> {
+        self.done
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the log's sync thread is gone")))
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread; it holds a handle on the file until then.
+        self.start = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -321,28 +349,28 @@ impl Wal {
         if let Err(e) = self.write(record) {
             return (Err(e), meanwhile());
         }
-        if sync && self.syncer.is_none() {
+        if !sync {
+            self.offset = end;
+            return (Ok(()), meanwhile());
+        }
+        if self.syncer.is_none() {
             self.syncer = Syncer::start(&self.file);
         }
-        let (synced, value) = match &self.syncer {
-            Some(syncer) if sync => match syncer.start.send(()) {
-                Ok(()) => {
-                    let value = meanwhile();
-                    let synced = syncer.done.recv().unwrap_or_else(|_| {
-                        Err(std::io::Error::other("the log's sync thread is gone"))
-                    });
-                    (synced, value)
-                }
-                Err(_) => (self.file.sync_data(), meanwhile()),
-            },
-            _ if sync => (self.file.sync_data(), meanwhile()),
-            _ => (Ok(()), meanwhile()),
+        let value;
+        let synced = match self.syncer.as_ref().filter(|s| s.start_sync()) {
+            Some(syncer) => {
+                value = meanwhile();
+                syncer.wait()
+            }
+            None => {
+                // No sync thread: sync here.
+                self.syncer = None;
+                value = meanwhile();
+                self.file.sync_data()
+            }
         };
         if synced.is_ok() {
             self.offset = end;
-        } else {
-            // A failed sync leaves the thread usable, but start afresh anyway.
-            self.syncer = None;
         }
         (synced, value)
     }

@@ -1896,7 +1896,7 @@ struct MemWriter<'a> {
     snap: &'a Snapshot,
     memo: &'a WriterMemo,
     /// Paths the snapshot was found not to hold.
-    absent: std::cell::RefCell<HashSet<String>>,
+    absent: std::cell::RefCell<HashSet<String, foldhash::fast::RandomState>>,
     /// The group's changes so far.
     pending: BTreeMap<String, Entry>,
 }
@@ -2089,7 +2089,7 @@ struct TxnWriter<'t> {
     data_is_group: Option<bool>,
     /// The copies [`Self::content_copy`] found in the database, by target path: the values
     /// many messages share (`data/<hash of "Message">`…) are looked up once per transaction.
-    copies: HashMap<String, Option<Bytes>>,
+    copies: HashMap<String, Option<Bytes>, foldhash::fast::RandomState>,
 }
 
 impl<'t> TxnWriter<'t> {
@@ -2101,7 +2101,7 @@ impl<'t> TxnWriter<'t> {
             meta: txn.open_table(META).map_err(WriteError::storage)?,
             threshold,
             data_is_group: None,
-            copies: HashMap::new(),
+            copies: HashMap::default(),
         })
     }
 
@@ -2132,8 +2132,8 @@ impl<'t> TxnWriter<'t> {
                 .map_err(WriteError::storage)?;
         }
         // Top-level keys packed by this call, and those known to hold no packed record.
-        let mut packed: HashSet<&str> = HashSet::new();
-        let mut plain: HashSet<&str> = HashSet::new();
+        let mut packed: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
+        let mut plain: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
         for (path, entry) in changes {
             let path: &str = path.borrow();
             let top = path.split('/').next().unwrap_or(path);

@@ -21,6 +21,9 @@ pub struct HttpConfig {
     pub max_path_bytes: usize,
     /// How long a client may take to send its request head (`header-read-timeout`, ms).
     pub header_read_timeout: Duration,
+    /// How long the server waits for the next part of a request body
+    /// (`body-read-timeout`, ms); then 408. A body that keeps arriving may take longer.
+    pub body_read_timeout: Duration,
     /// How long a request may take to resolve (`request-timeout`, ms); then 504.
     pub request_timeout: Duration,
     /// Most connections served at once (`max-connections`); more wait to be accepted.
@@ -38,6 +41,7 @@ impl Default for HttpConfig {
             max_header_bytes: 256 * 1024,
             max_path_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
             max_connections: 10_000,
             default_request: "/~meta@1.0/info".to_owned(),
@@ -83,6 +87,11 @@ impl HttpConfig {
         if opts.contains("header-read-timeout") {
             c.header_read_timeout = Duration::from_millis(
                 int(opts, "header-read-timeout").ok_or_else(|| bad("header-read-timeout"))?,
+            );
+        }
+        if opts.contains("body-read-timeout") {
+            c.body_read_timeout = Duration::from_millis(
+                int(opts, "body-read-timeout").ok_or_else(|| bad("body-read-timeout"))?,
             );
         }
         if opts.contains("request-timeout") {

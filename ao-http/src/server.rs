@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -57,13 +58,30 @@ impl warp::reject::Reject for BodyTooLarge {}
 struct BodyUnreadable;
 impl warp::reject::Reject for BodyUnreadable {}
 
+/// No part of the request body arrived within [`crate::HttpConfig::body_read_timeout`].
+#[derive(Debug)]
+struct BodyTimedOut;
+impl warp::reject::Reject for BodyTimedOut {}
+
 async fn read_body(
+    declared: Option<u64>,
     stream: impl Stream<Item = Result<impl Buf, warp::Error>>,
     limit: usize,
+    idle: Duration,
 ) -> Result<Bytes, warp::Rejection> {
+    // A body announced larger than the limit is refused before any of it is read.
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(warp::reject::custom(BodyTooLarge(limit)));
+    }
     let mut stream = std::pin::pin!(stream);
     let mut out = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| warp::reject::custom(BodyTimedOut))?;
+        let Some(chunk) = next else {
+            break;
+        };
         let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
         if out.len() + chunk.remaining() > limit {
             return Err(warp::reject::custom(BodyTooLarge(limit)));
@@ -99,6 +117,8 @@ fn to_warp(resp: HttpResponse) -> warp::reply::Response {
 async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallible> {
     let (status, text) = if let Some(BodyTooLarge(limit)) = rej.find() {
         (413, ApiError::TooLarge { limit: *limit }.to_string())
+    } else if rej.find::<BodyTimedOut>().is_some() {
+        (408, "the request body stopped arriving".to_owned())
     } else if rej.find::<BodyUnreadable>().is_some() {
         (400, "the request body could not be read".to_owned())
     } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -125,12 +145,17 @@ pub fn filter(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
 {
     let limit = node.config().max_body_bytes;
+    let idle = node.config().body_read_timeout;
     warp::any()
         .and(warp::method())
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::body::stream().and_then(move |s| read_body(s, limit)))
+        .and(
+            warp::header::optional::<u64>("content-length")
+                .and(warp::body::stream())
+                .and_then(move |declared, s| read_body(declared, s, limit, idle)),
+        )
         .and_then(
             move |method: Method,
                   path: warp::path::FullPath,

@@ -171,3 +171,49 @@ async fn slow_loris_is_cut_off() {
     still_serving(&node).await;
     node.handle.shutdown().await;
 }
+
+/// Sends `head` (and whatever body part it holds) on a fresh connection, then reads what the
+/// server answers: the response head, or nothing if it closed the connection. Panics if the
+/// connection is still open after 5 s.
+async fn answer_to(node: &support::TestNode, head: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(node.handle.addr())
+        .await
+        .unwrap();
+    s.write_all(head).await.unwrap();
+    let mut out = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut out))
+        .await
+        .expect("no answer within 5 s")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&out[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_announced_over_the_limit_is_refused_before_it_is_sent() {
+    let node = support::start().await;
+    // The test limit is 1,000,000 bytes; not a byte of the body is sent.
+    let head = answer_to(
+        &node,
+        b"POST /push HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("1000000"), "the limit is named: {head}");
+    still_serving(&node).await;
+    node.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_cut_off() {
+    let node = support::start().await;
+    // 10 of the 100 announced bytes, then nothing: the body-read timeout is 500 ms in the
+    // test config.
+    let head = answer_to(
+        &node,
+        b"POST /push HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    still_serving(&node).await;
+    node.handle.shutdown().await;
+}

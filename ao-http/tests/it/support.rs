@@ -22,6 +22,7 @@ pub(crate) fn config() -> HttpConfig {
         .with("bind", "127.0.0.1")
         .with("max-body-bytes", 1_000_000i64)
         .with("header-read-timeout", 500i64)
+        .with("body-read-timeout", 500i64)
         .with("request-timeout", 5_000i64);
     HttpConfig::from_options(&opts).unwrap()
 }

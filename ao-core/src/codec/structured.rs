@@ -158,7 +158,9 @@ pub fn parse_float(text: &[u8]) -> Option<f64> {
 }
 
 /// Converts a TABM back to a structured message (spec §5.1.3), then drops `#tx` default-valued
-/// keys (spec §1.5).
+/// keys (spec §1.5). Private keys (spec §1.3: a name starting with `priv`) are dropped, as
+/// HyperBEAM's `structured.from` does: nothing received can set a message's private area or
+/// stand in the public one under a private name.
 pub fn from_tabm(tabm: &Message) -> Result<Message> {
     from_tabm_at(tabm, 0)
 }
@@ -187,6 +189,9 @@ fn from_tabm_at(tabm: &Message, depth: usize) -> Result<Message> {
     {
         let fields = out.fields_mut();
         for (k, ty) in &types {
+            if k.is_private() {
+                continue;
+            }
             let v = match ty.as_str() {
                 "empty-binary" => Value::Binary(Bytes::new()),
                 "empty-list" => Value::List(Vec::new()),
@@ -196,7 +201,7 @@ fn from_tabm_at(tabm: &Message, depth: usize) -> Result<Message> {
             fields.insert(k.clone(), v);
         }
         for (k, v) in tabm.iter() {
-            if k == "ao-types" {
+            if k == "ao-types" || k.is_private() {
                 continue;
             }
             let value = match (v, type_of(k)) {

@@ -282,3 +282,36 @@ fn a_nested_content_type_cannot_become_a_part() {
     let msg = Message::new().with("content-type", Message::new().with("y", "1"));
     assert!(unencodable(&msg));
 }
+
+/// Private keys (spec §1.3) never come in from the wire: every decoder drops them, so a
+/// request cannot set a message's private area (for instance through a resolver merge) nor
+/// carry a private name in the public one.
+#[test]
+fn private_keys_are_dropped_on_decoding() {
+    let mut http = httpsig::HttpMessage::default();
+    for (k, v) in [
+        ("priv-verified-signers", "forged"),
+        ("priv", "x"),
+        ("private-key", "x"),
+        ("x", "1"),
+    ] {
+        http.headers
+            .insert(k.into(), Bytes::copy_from_slice(v.as_bytes()));
+    }
+    http.headers.insert(
+        "ao-types".into(),
+        Bytes::from_static(b"priv-list=\"empty-list\""),
+    );
+    let m = codec::from_http(&http).unwrap();
+    assert_eq!(m.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x"]);
+    assert!(m.private_fields().is_empty(), "{:?}", m.private_fields());
+
+    let m = codec::from_json(br#"{"a":"b","priv-x":"y","nested":{"priv":"z","c":"d"}}"#).unwrap();
+    assert_eq!(
+        m.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+        ["a", "nested"]
+    );
+    let nested = m.get_message("nested").unwrap();
+    assert_eq!(nested.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["c"]);
+    assert!(m.private_fields().is_empty() && nested.private_fields().is_empty());
+}

@@ -23,6 +23,13 @@ pub enum HashpathMode {
     Ignore,
 }
 
+/// The private key under which [`Context::load`] records the ID a message was loaded by from
+/// the store. A message has several IDs (unsigned, one per commitment), and extra keys a
+/// request merges into a loaded message change its unsigned ID; a device that names things by
+/// the ID they were asked for (a process spawned unsigned) reads it here. Private, so never
+/// encoded, stored or part of an ID, and never set by a request (decoders drop private keys).
+pub const LOADED_ID: &str = "priv-loaded-id";
+
 /// Resolution options.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -353,13 +360,15 @@ impl Context {
         Ok(msg)
     }
 
-    /// Loads a message by ID from the store.
+    /// Loads a message by ID from the store, recording the ID privately under [`LOADED_ID`].
     pub fn load(&self, id: &str) -> Result<Message> {
         let store = self
             .store()
             .ok_or_else(|| Error::MessageNotFound(id.to_owned()))?;
-        crate::cache::read_message(store.as_ref(), id)?
-            .ok_or_else(|| Error::MessageNotFound(id.to_owned()))
+        let mut msg = crate::cache::read_message(store.as_ref(), id)?
+            .ok_or_else(|| Error::MessageNotFound(id.to_owned()))?;
+        msg.insert(LOADED_ID, id);
+        Ok(msg)
     }
 
     /// One resolution stage: the key is the first part of the request's path.

@@ -211,6 +211,51 @@ async fn the_wasm_budget_is_a_node_option() {
     assert!(err.contains("wasm-budget"), "{err}");
 }
 
+/// A process spawned unsigned (the node's default `verify-requests=if-signed` takes it) is
+/// served under the ID its spawn answered with, although the request headers merged into the
+/// loaded process change that message's unsigned ID.
+#[tokio::test]
+async fn an_unsigned_process_is_served_under_the_id_its_spawn_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve(dir.path());
+    let c = client();
+    let spawn = Message::new()
+        .with("type", "Process")
+        .with("device", "process@1.0")
+        .with("execution-device", "genesis-wasm@1.0")
+        .with("name", "unsigned");
+    let r = post_signed(&c, &format!("{}/push", node.url), &spawn, None).await;
+    assert_eq!(r.status(), 200);
+    let pid = r.headers()["process"].to_str().unwrap().to_owned();
+    assert_eq!(pid.len(), 43);
+    let msg = Message::new()
+        .with("type", "Message")
+        .with("target", pid.as_str())
+        .with("k", "v");
+    let r = post_signed(
+        &c,
+        &format!("{}/{pid}~process@1.0/schedule", node.url),
+        &msg,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["slot"], "1");
+    for path in [
+        format!("{pid}~process@1.0/slot/current"),
+        format!("{pid}/slot/current"),
+    ] {
+        let r = c
+            .get(format!("{}/{path}", node.url))
+            .header("x-extra", "merged into the loaded process")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.unwrap(), "1", "{path}");
+    }
+}
+
 #[test]
 fn id_command_prints_the_vector_ids() {
     let dir = tempfile::tempdir().unwrap();

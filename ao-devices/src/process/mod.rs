@@ -144,8 +144,14 @@ pub(crate) fn process_id(rt: &Processes, base: &Message, req: &Message) -> Resul
     if let Some(v) = base.private(PROCESS_ID_KEY).and_then(id_value) {
         candidates.push(v);
     }
-    if runtime::is_process_message(base) && base.is_committed() {
-        candidates.push(b64u(&id(base, IdScope::Signed)?));
+    if runtime::is_process_message(base) {
+        if base.is_committed() {
+            candidates.push(b64u(&id(base, IdScope::Signed)?));
+        } else if let Some(v) = base.private(ao_core::resolve::LOADED_ID).and_then(id_value) {
+            // A process spawned unsigned (on a node that does not require signatures) is named
+            // by its unsigned ID, which the request's keys merged into it no longer give.
+            candidates.push(v);
+        }
     }
     for m in [base, req] {
         for k in ["process", "target"] {

@@ -109,11 +109,37 @@ impl WasmError {
     }
 }
 
+impl WasmError {
+    /// The HTTP status of this failure when it ends a request. What the request brought (a
+    /// module that does not compile or link, wrong arguments, a guest that fails or runs out of
+    /// its budget, a snapshot that does not fit) is 422; the node's own failures are 500.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Compile(_)
+            | Self::LegacyExceptions
+            | Self::Link(_)
+            | Self::Export { .. }
+            | Self::BadCall { .. }
+            | Self::Trap(_)
+            | Self::OutOfBudget { .. }
+            | Self::OutOfTime { .. }
+            | Self::OutOfMemory { .. }
+            | Self::Exit(_)
+            | Self::Memory(_)
+            | Self::BadResponse(_)
+            | Self::Poisoned(_)
+            | Self::Snapshot(_) => 422,
+            Self::Store(e) => e.http_status(),
+            Self::Artifact(_) | Self::Config(_) => 500,
+        }
+    }
+}
+
 impl From<WasmError> for ao_core::Error {
     fn from(e: WasmError) -> Self {
         match e {
             WasmError::Store(inner) => inner,
-            other => ao_core::Error::status(500, other.to_string()),
+            other => ao_core::Error::status(other.http_status(), other.to_string()),
         }
     }
 }

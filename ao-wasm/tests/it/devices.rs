@@ -206,3 +206,22 @@ fn aos_through_wasi_json_iface_and_wasm64() {
         state = s.without("results");
     }
 }
+
+/// A module a request brings that cannot run is the request's failure (422 with the reason),
+/// not the node's (500): bytes that are not wasm, and a module with legacy exceptions.
+#[test]
+fn an_unusable_module_is_a_client_error() {
+    let (r, _rt) = resolver(Arc::new(ao_core::MemoryStore::new()));
+    let legacy = fixture("wasm/aos-2-pure-xs.wasm");
+    for (image, says) in [
+        (b"not wasm".to_vec(), "cannot compile module"),
+        (legacy, "legacy wasm exception handling"),
+    ] {
+        let base = Message::new()
+            .with("device", "wasm-64@1.0")
+            .with("body", image);
+        let err = block_on(r.resolve(base, Message::new().with("path", "init"))).unwrap_err();
+        assert_eq!(err.http_status(), 422, "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+}

@@ -80,6 +80,10 @@ impl Step {
 }
 
 /// Parses a singleton request (its `path`, with query, and its other keys) into steps.
+///
+/// Keys with private names (spec §1.3, `priv…`), in the path, the query or the singleton, are
+/// dropped: a message's private area holds what the node itself records about a request (the
+/// signers the HTTP layer verified), so nothing a client writes may land there.
 pub fn from_singleton(singleton: &Message, limits: &Limits) -> Result<Vec<Step>> {
     let path = match singleton.get("path") {
         None => String::new(),
@@ -102,6 +106,9 @@ pub fn from_singleton(singleton: &Message, limits: &Limits) -> Result<Vec<Step>>
             }
             let pair = percent_decode_str(pair)?;
             let (k, v) = parse_kv(&pair, limits, 0)?;
+            if Key::new(&k).is_private() {
+                continue;
+            }
             globals.retain(|(gk, _)| *gk != k);
             match v {
                 KvValue::Now(v) => globals.push((k, v)),
@@ -338,6 +345,10 @@ fn add_kv(req: &mut Request, kv: &str, limits: &Limits, depth: usize) -> Result<
     }
     let (k, v) = parse_kv(kv, limits, depth)?;
     let key = Key::new(&k);
+    if key.is_private() {
+        // A request never sets a private key: see [`from_singleton`].
+        return Ok(());
+    }
     match v {
         KvValue::Now(v) => req.message.insert(key, v),
         KvValue::Lazy(steps) => req.lazy.push((key, steps)),
@@ -441,7 +452,10 @@ fn apply_scoped(
             },
             _ => (None, name),
         };
-        scoped.push((index, Key::new(key), v));
+        let key = Key::new(key);
+        if !key.is_private() {
+            scoped.push((index, key, v));
+        }
         Ok(())
     };
     for (k, v) in globals {

@@ -256,6 +256,47 @@ async fn an_unsigned_process_is_served_under_the_id_its_spawn_answered() {
     }
 }
 
+/// Operator actions need the operator's signature: naming the operator as a "verified signer"
+/// in the path or the query (a private key, which a request cannot set) does not stand in
+/// for it.
+#[tokio::test]
+async fn a_request_cannot_claim_verified_signers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve(dir.path());
+    let c = client();
+    let operator = c
+        .get(format!("{}/~meta@1.0/info/address", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (n, path) in [
+        format!("~meta@1.0/info&priv-verified-signers+list=%22{operator}%22"),
+        format!("~meta@1.0/info?priv-verified-signers+list=%22{operator}%22"),
+        format!("~meta@1.0/info?1.priv-verified-signers+list=%22{operator}%22"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let key = format!("claimed-{n}");
+        let r = c
+            .post(format!("{}/{path}", node.url))
+            .header(key.as_str(), "yes")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        let r = c
+            .get(format!("{}/~meta@1.0/info/{key}", node.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}: the option was set");
+    }
+}
+
 #[test]
 fn id_command_prints_the_vector_ids() {
     let dir = tempfile::tempdir().unwrap();

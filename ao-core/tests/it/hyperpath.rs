@@ -140,3 +140,47 @@ fn to_then_from_round_trips() {
     assert!(matches!(steps[2], Step::Resolve(_)));
     let _ = Value::r#true();
 }
+
+/// A request never sets a private key (spec §1.3): private names in a path segment, a
+/// sub-resolution, the query (plain and scoped) or the singleton are dropped, so the private
+/// area keeps only what the node records itself (such as the signers it verified).
+#[test]
+fn private_keys_in_a_request_are_dropped() {
+    let mut singleton = Message::new().with(
+        "path",
+        "/~meta@1.0/info&priv-verified-signers+list=\"addr\"&Priv-X=1&ok=1\
+         /(~message@1.0&privy=2&b=3/b)?priv-q=4&1.private+integer=5&q=6",
+    );
+    singleton
+        .fields_mut()
+        .insert(Key::new("priv-h"), Value::from("7"));
+    let steps = path::from_singleton(&singleton, &Limits::default()).unwrap();
+    fn check(steps: &[Step], public: &mut Vec<String>) {
+        for step in steps {
+            let req = match step {
+                Step::Message(r) | Step::As { request: r, .. } => r,
+                Step::Resolve(sub) => {
+                    check(sub, public);
+                    continue;
+                }
+                Step::Id(_) => continue,
+            };
+            assert!(
+                req.message.private_fields().is_empty(),
+                "{:?}",
+                req.message.private_fields()
+            );
+            for (k, _) in req.message.iter() {
+                assert!(!k.is_private(), "{k}");
+                public.push(k.as_str().to_owned());
+            }
+            assert!(req.lazy.iter().all(|(k, _)| !k.is_private()));
+        }
+    }
+    let mut public = Vec::new();
+    check(&steps, &mut public);
+    // The public keys around them are kept.
+    for k in ["ok", "b", "q"] {
+        assert!(public.iter().any(|p| p == k), "{k} missing from {public:?}");
+    }
+}

@@ -288,11 +288,13 @@ impl Node {
                 self.signed(msg, Some((&http, &line)))?
             }
             other => {
-                let decoded = self
-                    .codec
-                    .as_ref()
-                    .and_then(|c| c.decode(other, &req.body))
-                    .ok_or_else(|| ApiError::UnsupportedCodec(other.to_owned()))?;
+                // The text codecs every node has; the others (ANS-104) are the node's.
+                let decoded = match other {
+                    "json@1.0" => Some(codec::from_json(&req.body)),
+                    "flat@1.0" => Some(codec::from_flat(&req.body)),
+                    _ => self.codec.as_ref().and_then(|c| c.decode(other, &req.body)),
+                }
+                .ok_or_else(|| ApiError::UnsupportedCodec(other.to_owned()))?;
                 let msg = decoded.map_err(|e| ApiError::Malformed(e.to_string()))?;
                 let mut msg = self.signed(msg, None)?;
                 // Headers that steer the reply travel beside a data item too.

@@ -221,3 +221,39 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// A request body in another codec than httpsig, named by `codec-device` (spec §7.1): the text
+/// codecs every node has decode it; a body that does not decode is a 400.
+#[tokio::test]
+async fn request_bodies_in_the_json_and_flat_codecs() {
+    let node = support::start().await;
+    for (codec, body, want) in [
+        (
+            "json@1.0",
+            &b"{\"greeting\":\"hello\",\"n\":7}"[..],
+            "hello",
+        ),
+        ("flat@1.0", &b"greeting: bonjour\n"[..], "bonjour"),
+    ] {
+        let r = node
+            .client
+            .post(format!("{}/~message@1.0/greeting", node.url))
+            .header("codec-device", codec)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{codec}");
+        assert_eq!(r.text().await.unwrap(), want, "{codec}");
+    }
+    let r = node
+        .client
+        .post(format!("{}/~message@1.0/greeting", node.url))
+        .header("codec-device", "json@1.0")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    node.handle.shutdown().await;
+}

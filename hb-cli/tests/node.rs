@@ -28,6 +28,11 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The body of a GET, as text.
+async fn get_text(c: &reqwest::Client, url: String) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn post_signed(
     client: &reqwest::Client,
     url: &str,
@@ -64,14 +69,7 @@ async fn identity_signed_replies_and_operator_updates() {
         assert_eq!(mode & 0o777, 0o600, "the wallet is private");
     }
     let c = client();
-    let address = c
-        .get(format!("{}/~meta@1.0/info/address", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let address = get_text(&c, format!("{}/~meta@1.0/info/address", node.url)).await;
     assert_eq!(address, wallet.address_string());
 
     // Replies are signed by the node: the signature verifies and names the node.
@@ -99,14 +97,7 @@ async fn identity_signed_replies_and_operator_updates() {
     assert_eq!(post_signed(&c, &url, &update, None).await.status(), 403);
     let accepted = post_signed(&c, &url, &update, Some(&wallet)).await;
     assert_eq!(accepted.status(), 200, "{}", accepted.text().await.unwrap());
-    let v = c
-        .get(format!("{}/~meta@1.0/info/greeting-option", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let v = get_text(&c, format!("{}/~meta@1.0/info/greeting-option", node.url)).await;
     assert_eq!(v, "hello operator");
 }
 
@@ -162,22 +153,8 @@ async fn two_nodes_side_by_side() {
     let (na, nb) = (serve(a.path()), serve(b.path()));
     assert_ne!(na.url, nb.url);
     let c = client();
-    let addr_a = c
-        .get(format!("{}/~meta@1.0/info/address", na.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let addr_b = c
-        .get(format!("{}/~meta@1.0/info/address", nb.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let addr_a = get_text(&c, format!("{}/~meta@1.0/info/address", na.url)).await;
+    let addr_b = get_text(&c, format!("{}/~meta@1.0/info/address", nb.url)).await;
     assert_eq!(addr_a.len(), 43);
     assert_ne!(addr_a, addr_b);
 }
@@ -188,14 +165,11 @@ async fn two_nodes_side_by_side() {
 async fn the_wasm_budget_is_a_node_option() {
     let dir = tempfile::tempdir().unwrap();
     let node = serve_with(dir.path(), &["--wasm-budget", "wall-clock"]);
-    let budget = client()
-        .get(format!("{}/~meta@1.0/info/wasm-budget", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let budget = get_text(
+        &client(),
+        format!("{}/~meta@1.0/info/wasm-budget", node.url),
+    )
+    .await;
     assert_eq!(budget, "wall-clock");
     drop(node);
 
@@ -264,14 +238,7 @@ async fn a_request_cannot_claim_verified_signers() {
     let dir = tempfile::tempdir().unwrap();
     let node = serve(dir.path());
     let c = client();
-    let operator = c
-        .get(format!("{}/~meta@1.0/info/address", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let operator = get_text(&c, format!("{}/~meta@1.0/info/address", node.url)).await;
     for (n, path) in [
         format!("~meta@1.0/info&priv-verified-signers+list=%22{operator}%22"),
         format!("~meta@1.0/info?priv-verified-signers+list=%22{operator}%22"),

@@ -255,7 +255,8 @@ pub struct Evaluation {
     pub outbox: Message,
 }
 
-/// A JSON value as a message value (keys normalised).
+/// A JSON value as a message value (keys normalised; private keys, spec §1.3, dropped: what a
+/// module answers never reaches a message's private area).
 pub fn json_to_value(j: &Json) -> Value {
     match j {
         Json::Null => Value::Atom(Atom::new("null")),
@@ -269,7 +270,10 @@ pub fn json_to_value(j: &Json) -> Value {
         Json::Object(o) => {
             let mut m = Message::new();
             for (k, v) in o {
-                m.insert(Key::new(k), json_to_value(v));
+                let k = Key::new(k);
+                if !k.is_private() {
+                    m.insert(k, json_to_value(v));
+                }
             }
             Value::Message(m)
         }
@@ -280,7 +284,7 @@ fn outbox_message(j: &Json, env: &ProcessEnv) -> Message {
     let mut m = Message::new();
     if let Json::Object(o) = j {
         for (k, v) in o {
-            if k.eq_ignore_ascii_case("tags") {
+            if k.eq_ignore_ascii_case("tags") || Key::new(k).is_private() {
                 continue;
             }
             // aos JSON-encodes table `Data`; like HyperBEAM, an object becomes a browsable
@@ -303,7 +307,10 @@ fn outbox_message(j: &Json, env: &ProcessEnv) -> Message {
                         .as_str()
                         .map(str::to_owned)
                         .unwrap_or_else(|| n.to_string());
-                    m.insert(Key::new(&name), json_to_value(v));
+                    let name = Key::new(&name);
+                    if !name.is_private() {
+                        m.insert(name, json_to_value(v));
+                    }
                 }
             }
         }
@@ -394,5 +401,41 @@ pub fn failure(reason: &str) -> Evaluation {
         error: Some(reason.to_owned()),
         raw: raw.to_string(),
         outbox: Message::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a module answers never reaches a message's private area (where the node records
+    /// what it verified): private keys and tags of an outbox message are dropped.
+    #[test]
+    fn a_module_cannot_set_private_keys_on_its_outbox() {
+        let env = ProcessEnv {
+            pid: "P".into(),
+            module_id: "M".into(),
+            env_json: "{}".into(),
+        };
+        let out = json!({"ok": true, "response": {
+            "Output": {"data": "x"},
+            "Messages": [{
+                "Target": "T",
+                "priv-verified-signers": ["forged"],
+                "Data": "{\"priv\":1,\"kept\":2}",
+                "Tags": [
+                    {"name": "Priv-Process-Id", "value": "Q"},
+                    {"name": "Action", "value": "Ping"}
+                ]
+            }]
+        }});
+        let ev = parse_result(&out.to_string(), &env).unwrap();
+        let m = ev.outbox.get_message("1").unwrap();
+        assert!(m.private_fields().is_empty(), "{:?}", m.private_fields());
+        assert!(m.keys().all(|k| !k.is_private()));
+        assert_eq!(m.get_str("action"), Some("Ping"));
+        assert_eq!(m.get_str("target"), Some("T"));
+        let data = m.get_message("data").unwrap();
+        assert!(data.private_fields().is_empty() && data.contains("kept"));
     }
 }

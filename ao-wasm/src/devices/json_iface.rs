@@ -206,8 +206,11 @@ fn json_to_value(j: &Json) -> Value {
         },
         Json::String(s) => Value::from(s.as_str()),
         Json::Array(a) => Value::List(a.iter().map(json_to_value).collect()),
+        // Private keys (spec §1.3) are dropped: what a module answers never reaches a
+        // message's private area.
         Json::Object(o) => Value::Message(
             o.iter()
+                .filter(|(k, _)| !ao_core::Key::new(k.as_str()).is_private())
                 .map(|(k, v)| (k.as_str(), json_to_value(v)))
                 .collect(),
         ),
@@ -219,14 +222,16 @@ fn outbox_message(j: &Json, process_id: &str, image: &str) -> Message {
     let mut out = Message::new();
     if let Json::Object(o) = j {
         for (k, v) in o {
-            if k.eq_ignore_ascii_case("tags") {
+            if k.eq_ignore_ascii_case("tags") || ao_core::Key::new(k).is_private() {
                 continue;
             }
             out.insert(k.to_lowercase().as_str(), json_to_value(v));
         }
         if let Some(Json::Array(tags)) = o.get("Tags").or_else(|| o.get("tags")) {
             for t in tags {
-                if let (Some(n), Some(v)) = (t["name"].as_str(), t.get("value")) {
+                if let (Some(n), Some(v)) = (t["name"].as_str(), t.get("value"))
+                    && !ao_core::Key::new(n).is_private()
+                {
                     out.insert(n.to_lowercase().as_str(), json_to_value(v));
                 }
             }
@@ -295,7 +300,25 @@ fn results(rt: &WasmRuntime, base: &Message) -> Result<Message> {
 
 #[cfg(test)]
 mod tests {
-    use super::header_case;
+    use super::{header_case, outbox_message};
+
+    /// What a module answers never reaches a message's private area: private keys and tags of
+    /// an outbox message are dropped, the others kept.
+    #[test]
+    fn a_module_cannot_set_private_keys_on_its_outbox() {
+        let j = serde_json::json!({
+            "Target": "T",
+            "priv-verified-signers": ["forged"],
+            "Data": {"priv": 1, "kept": 2},
+            "Tags": [{"name": "Priv-X", "value": "y"}, {"name": "Action", "value": "Ping"}]
+        });
+        let m = outbox_message(&j, "P", "I");
+        assert!(m.private_fields().is_empty(), "{:?}", m.private_fields());
+        assert!(m.keys().all(|k| !k.is_private()));
+        assert_eq!(m.get_str("action"), Some("Ping"));
+        let data = m.get_message("data").unwrap();
+        assert!(data.private_fields().is_empty() && data.contains("kept"));
+    }
 
     #[test]
     fn header_casing() {

@@ -32,6 +32,15 @@ const SET_IGNORED: [&str; 9] = [
     "set-mode",
 ];
 
+/// A resolver extension that makes `commit` refuse to sign (403).
+///
+/// `commit` signs its base with the node's wallet for whoever resolves it. A node that serves
+/// requests from others registers this (HyperBEAM signs for anyone), or its signature would
+/// vouch for content anyone chooses: a peer trusting the node's signed records, or a check
+/// trusting the node's own signature, could be fooled by replaying it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RefuseCommit;
+
 impl Device for MessageDevice {
     fn id(&self) -> &str {
         "message@1.0"
@@ -46,6 +55,13 @@ impl Device for MessageDevice {
     ) -> Option<BoxFuture<'a, Result<Value>>> {
         Some(Box::pin(async move {
             if crate::key::normalize(key) == "commit" {
+                if ctx.extension::<RefuseCommit>().is_some() {
+                    return Err(Error::status(
+                        403,
+                        "commit: this node does not sign messages on request (its signature \
+                         would then vouch for whatever anyone asks it to sign)",
+                    ));
+                }
                 let wallet = ctx.extension::<Wallet>();
                 commit(base, request, wallet.as_deref()).map(Value::Message)
             } else {

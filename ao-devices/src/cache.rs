@@ -88,7 +88,7 @@ fn read(request: &Message, ctx: &Context) -> Result<Value> {
     read_target(request, ctx, "cache@1.0")
 }
 
-/// The node's trusted cache writers.
+/// The node's trusted cache writers (never the node itself: [`NodeState::authorizers`]).
 fn cache_writers(ctx: &Context) -> Vec<String> {
     let Some(state) = ctx.extension::<NodeState>() else {
         return Vec::new();
@@ -97,7 +97,7 @@ fn cache_writers(ctx: &Context) -> Vec<String> {
     let list = options
         .get("cache_writers")
         .or_else(|| options.get("cache-writers"));
-    match list {
+    let writers = match list {
         Some(Value::List(l)) => l
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
@@ -112,7 +112,8 @@ fn cache_writers(ctx: &Context) -> Vec<String> {
             .filter(|s| !s.is_empty())
             .collect(),
         _ => Vec::new(),
-    }
+    };
+    state.authorizers(writers)
 }
 
 /// Whether a signer of the request is a trusted writer.

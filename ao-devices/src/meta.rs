@@ -5,6 +5,8 @@
 //! * `POST /~meta@1.0/info` — merges the request's keys into the options; accepted only when the
 //!   request is signed by the operator (or by anyone while `operator` is `unclaimed`), refused
 //!   when `initialized` is `permanent`. Each accepted update is appended to the node history.
+//!   The node's own signature authorizes nothing (see [`NodeState::authorizers`]), so with no
+//!   `operator` option (the operator is then the node's address) updates are refused.
 //! * `build` — what this node is: name, version, source.
 
 use std::sync::{Arc, RwLock};
@@ -94,6 +96,22 @@ impl NodeState {
             .unwrap_or_else(|| self.address.clone())
     }
 
+    /// The addresses among `addresses` whose signature may authorize a request (as the operator,
+    /// a route owner, a cache writer…): all but this node's own.
+    ///
+    /// The node signs content that others choose: every reply (`force-signed`), `commit`
+    /// results when allowed, the outbox messages of the processes it runs. A request carrying
+    /// its signature therefore says nothing about who sent it, and replaying such a signature
+    /// must not let anyone act as the node's operator. (HyperBEAM accepts the node wallet as the
+    /// operator when no `operator` is set; an operator who administers the node over HTTP sets
+    /// `operator` to a wallet of their own.)
+    pub fn authorizers(&self, addresses: Vec<String>) -> Vec<String> {
+        addresses
+            .into_iter()
+            .filter(|a| *a != self.address)
+            .collect()
+    }
+
     /// The accepted updates, oldest first.
     pub fn history(&self) -> Vec<Message> {
         self.history.read().map(|h| h.clone()).unwrap_or_default()
@@ -121,6 +139,14 @@ impl NodeState {
             ));
         }
         let operator = self.operator();
+        if operator == self.address {
+            return Err(Error::status(
+                403,
+                "Unauthorized: this node's operator is its own wallet, whose signature \
+                 authorizes no request (the node signs replies and messages others choose); \
+                 set the `operator` option to the operator's wallet address.",
+            ));
+        }
         if operator != "unclaimed" {
             let signed = match &self.signer_check {
                 Some(check) => check(request, &operator)?,

@@ -512,7 +512,7 @@ fn routes_key(request: &Message, ctx: &Context) -> Result<Value> {
             .collect(),
         None => vec![node.operator()],
     };
-    if !signed_by_any(request, &owners) {
+    if !signed_by_any(request, &node.authorizers(owners)) {
         return Err(Error::status(
             403,
             "Unauthorized: routes are added only by a route owner's signature.",

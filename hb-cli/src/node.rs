@@ -85,6 +85,15 @@ fn store_config(opts: &Message, data_dir: &Path) -> Result<StoreConfig> {
     Ok(c)
 }
 
+/// Whether a boolean option is set to true (`true` as an atom or a string).
+fn option_is_true(opts: &Message, name: &str) -> bool {
+    match opts.get(name) {
+        Some(Value::Atom(a)) => a.as_str() == "true",
+        Some(v) => v.as_str() == Some("true"),
+        None => false,
+    }
+}
+
 /// An option holding a number of bytes (an integer, or a string of digits).
 fn byte_option(opts: &Message, name: &str) -> Result<Option<u64>> {
     let Some(v) = opts.get(name) else {
@@ -157,7 +166,12 @@ impl Node {
             ao_http::ClientConfig::from_options(&options)?,
             Some(wallet.clone()),
         )?;
-        let resolver = Resolver::builder(registry)
+        let mut resolver = Resolver::builder(registry);
+        // `message@1.0/commit` signs with the node wallet only where the operator allows it.
+        if !option_is_true(&options, "commit-with-node-wallet") {
+            resolver = resolver.extension(Arc::new(ao_core::message_device::RefuseCommit));
+        }
+        let resolver = resolver
             .store(store.clone() as Arc<dyn Store>)
             .extension(metrics.clone())
             .extension(Arc::new(state))

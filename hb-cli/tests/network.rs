@@ -126,7 +126,10 @@ async fn three_nodes_route_relay_and_choose() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
+    // A's operator: a wallet of their own (the node's signature authorizes nothing).
+    let operator = Wallet::load(&fixtures().join("wallets/key-2.json")).unwrap();
     let config = serde_json::json!({
+        "operator": operator.address_string(),
         "on": { "request": { "device": "router@1.0", "path": "preprocess" } },
         "routes": [
             { "template": "^/~meta@1.0/info/address", "node": { "prefix": bu } },
@@ -163,7 +166,7 @@ async fn three_nodes_route_relay_and_choose() {
     );
     assert_eq!(
         get(&c, &format!("{}/~meta@1.0/info/operator", a.url)).await,
-        (200, a.address.clone())
+        (200, operator.address_string())
     );
     // A message template: a request carrying `x-route-to: c` goes to C.
     let r = c
@@ -344,7 +347,10 @@ async fn three_nodes_route_relay_and_choose() {
     )
     .await;
     assert_eq!(status, 404, "the refused route was not added");
-    let operator = Wallet::load(&da.path().join("wallet.json")).unwrap();
+    // Nor does A's own signature add one (A signs replies whose keys anyone chooses).
+    let wallet_a = Wallet::load(&da.path().join("wallet.json")).unwrap();
+    let (status, body) = post_signed(&c, &routes_url, &added, &wallet_a).await;
+    assert_eq!(status, 403, "{body}");
     let (status, body) = post_signed(&c, &routes_url, &added, &operator).await;
     assert_eq!((status, body.as_str()), (200, "Route added."));
     assert_eq!(
@@ -464,6 +470,12 @@ async fn stopped_peers_give_502_or_504_and_the_node_keeps_serving() {
 async fn added_routes_survive_a_restart() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let b = serve(db.path(), None);
+    let operator = Wallet::load(&fixtures().join("wallets/key-2.json")).unwrap();
+    std::fs::write(
+        da.path().join("config.json"),
+        serde_json::json!({ "operator": operator.address_string() }).to_string(),
+    )
+    .unwrap();
     let a = serve(da.path(), None);
     let c = client();
     let routes_url = format!("{}/~router@1.0/routes", a.url);
@@ -471,7 +483,6 @@ async fn added_routes_survive_a_restart() {
         .with("template", "^/kept/")
         .with("node", format!("{}/~meta@1.0/info/address", b.url))
         .with("priority", 1i64);
-    let operator = Wallet::load(&da.path().join("wallet.json")).unwrap();
     let (status, body) = post_signed(&c, &routes_url, &added, &operator).await;
     assert_eq!((status, body.as_str()), (200, "Route added."));
     let relayed = format!("{}/~relay@1.0/call?relay-path={}", a.url, q("/kept/x"));
@@ -621,7 +632,9 @@ async fn remote_schedulers_and_ping_pong_across_nodes() {
     )
     .unwrap();
     let b = serve(db.path(), None);
+    let operator = Wallet::load(&fixtures().join("wallets/key-2.json")).unwrap();
     let config = serde_json::json!({
+        "operator": operator.address_string(),
         "scheduler-location-notify-peers": [c_node.url, b.url],
         "http-request-timeout": 2000,
         "outbox-retry-interval": 300,
@@ -635,17 +648,16 @@ async fn remote_schedulers_and_ping_pong_across_nodes() {
         .build()
         .unwrap();
     let user = Wallet::load(&fixtures().join("wallets/key-1.json")).unwrap();
-    let wallet_a = Wallet::load(&da.path().join("wallet.json")).unwrap();
     let wallet_c = Wallet::load(&dc.path().join("wallet.json")).unwrap();
 
     // Location records. A's operator has A sign its record (its URL: where A listens); A
     // tells B and C.
     let location = |node: &str| format!("{node}/~scheduler@1.0/location");
     let record_a = Message::new().with("nonce", 1i64);
-    let (status, body) = post_signed(&c, &location(&a.url), &record_a, &wallet_a).await;
+    let (status, body) = post_signed(&c, &location(&a.url), &record_a, &operator).await;
     assert_eq!(status, 200, "{body}");
     // The same nonce again is stale.
-    let (status, body) = post_signed(&c, &location(&a.url), &record_a, &wallet_a).await;
+    let (status, body) = post_signed(&c, &location(&a.url), &record_a, &operator).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("nonce"), "{body}");
     for peer in [&c_node.url, &b.url] {

@@ -57,6 +57,13 @@ async fn post_signed(
 #[tokio::test]
 async fn identity_signed_replies_and_operator_updates() {
     let dir = tempfile::tempdir().unwrap();
+    // The operator administers the node with a wallet of their own.
+    let operator = Wallet::load(&fixtures().join("wallets/key-2.json")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::json!({ "operator": operator.address_string() }).to_string(),
+    )
+    .unwrap();
     let node = serve(dir.path());
     let wallet = Wallet::load(&dir.path().join("wallet.json")).unwrap();
     #[cfg(unix)]
@@ -95,7 +102,12 @@ async fn identity_signed_replies_and_operator_updates() {
         403
     );
     assert_eq!(post_signed(&c, &url, &update, None).await.status(), 403);
-    let accepted = post_signed(&c, &url, &update, Some(&wallet)).await;
+    // Nor is the node's own signature the operator's.
+    assert_eq!(
+        post_signed(&c, &url, &update, Some(&wallet)).await.status(),
+        403
+    );
+    let accepted = post_signed(&c, &url, &update, Some(&operator)).await;
     assert_eq!(accepted.status(), 200, "{}", accepted.text().await.unwrap());
     let v = get_text(&c, format!("{}/~meta@1.0/info/greeting-option", node.url)).await;
     assert_eq!(v, "hello operator");
@@ -262,6 +274,87 @@ async fn a_request_cannot_claim_verified_signers() {
             .unwrap();
         assert_eq!(r.status(), 404, "{path}: the option was set");
     }
+}
+
+/// The node signs content others choose (every reply; `commit` where allowed), so its own
+/// signature must authorize nothing: replaying a signed reply that echoes `operator=<attacker>`
+/// as an operator update used to make the attacker the node's operator.
+#[tokio::test]
+async fn the_nodes_own_signature_authorizes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The node's own address is even named as the operator and a cache writer.
+    let wallet = fixtures().join("wallets/test-wallet.json");
+    std::fs::copy(&wallet, dir.path().join("wallet.json")).unwrap();
+    let address = Wallet::load(&wallet).unwrap().address_string();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::json!({ "operator": address, "cache-writers": [address] }).to_string(),
+    )
+    .unwrap();
+    let node = serve(dir.path());
+    let c = client();
+    assert_eq!(
+        get_text(&c, format!("{}/~meta@1.0/info/address", node.url)).await,
+        address
+    );
+    let attacker = "a".repeat(43);
+    // `commit` does not sign for others.
+    let r = c
+        .post(format!(
+            "{}/set&operator={attacker}&taken=yes/commit",
+            node.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
+    // A signed reply whose keys the request chose…
+    let r = c
+        .post(format!("{}/set&operator={attacker}&taken=yes", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reply = r.headers().clone();
+    assert_eq!(reply.get("operator").unwrap(), attacker.as_str());
+    assert!(reply.contains_key("signature"), "replies are signed");
+    // …replayed, with its signature, as an operator update: refused, nothing set.
+    let mut replay = c.post(format!("{}/~meta@1.0/info", node.url));
+    for (k, v) in &reply {
+        if !matches!(k.as_str(), "content-length" | "date" | "host") {
+            replay = replay.header(k, v);
+        }
+    }
+    let r = replay.send().await.unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("operator"), "{body}");
+    for key in ["taken", "operator"] {
+        let v = get_text(&c, format!("{}/~meta@1.0/info/{key}", node.url)).await;
+        assert_ne!(
+            v,
+            if key == "taken" {
+                "yes"
+            } else {
+                attacker.as_str()
+            }
+        );
+    }
+    // Nor is such a replay a cache writer's.
+    let r = c
+        .post(format!("{}/set&target=x&taken=yes", node.url))
+        .send()
+        .await
+        .unwrap();
+    let reply = r.headers().clone();
+    let mut replay = c.post(format!("{}/~cache@1.0/write", node.url));
+    for (k, v) in &reply {
+        if !matches!(k.as_str(), "content-length" | "date" | "host") {
+            replay = replay.header(k, v);
+        }
+    }
+    assert_eq!(replay.send().await.unwrap().status(), 403);
 }
 
 #[test]

@@ -4,13 +4,16 @@
 //! `{data-protocol: ao, variant: ao.N.1, type: scheduler-location, url, nonce, time-to-live,
 //! codec-device}`, cached under `scheduler-locations/<address>`:
 //!
-//! * `POST /~scheduler@1.0/location` signed by the operator makes this node sign a new record
+//! * `POST /~scheduler@1.0/location` signed by the operator (the `operator` option: the node's
+//!   own signature authorizes nothing, see `NodeState::authorizers`) makes this node sign a new record
 //!   for itself (`url` from the request, else `scheduler-location-url`, else the URL the server
 //!   listens on, else `http://<host>:<port>`; `nonce` from the request, else one above the known one), cache it,
 //!   and send it to every URL of the `scheduler-location-notify-peers` option (through the
 //!   durable outbox, at `/~scheduler@1.0/location`; HyperBEAM posts to a `record` key that
 //!   does not exist).
-//! * The same POST carrying another signer's record (peer gossip) caches it for that signer.
+//! * The same POST carrying another signer's record (peer gossip) caches it for that signer;
+//!   a record signed by this node itself is refused (403), and so is a peer's signed reply
+//!   (it has a `status`) posted as its record (400).
 //! * Either way a nonce that is not above the known one for that address is refused (400, with
 //!   `requested-nonce` and `existing-nonce`), and an unsigned record is refused (400).
 //! * `GET /~scheduler@1.0/location?address=<addr>` answers `{body: record}` from the cache
@@ -269,11 +272,22 @@ pub async fn post(ctx: &Context, req: &Message) -> Result<Value> {
     let node = ctx.extension::<NodeState>();
     let me = own_address(ctx).unwrap_or_default();
     let operator = node.as_ref().map(|n| n.operator()).unwrap_or_default();
-    let by_operator = signers.iter().any(|s| *s == me || *s == operator);
+    // The node's own signature authorizes nothing (`NodeState::authorizers`): it signs replies
+    // and messages that others choose, so a record "signed by this node" may be one of those.
+    let by_operator = operator != me && signers.contains(&operator);
     let signer = if by_operator {
         me.clone()
     } else {
-        signers[0].clone()
+        match signers.iter().find(|s| **s != me) {
+            Some(s) => s.clone(),
+            None => {
+                return Err(Error::status(
+                    403,
+                    "Unauthorized: this node signs its location record at its operator's \
+                     request (the `operator` option, a wallet other than the node's).",
+                ));
+            }
+        }
     };
     let existing = read_record(store.as_ref(), &signer)?
         .and_then(|r| nonce_of(&r))
@@ -283,7 +297,13 @@ pub async fn post(ctx: &Context, req: &Message) -> Result<Value> {
         return Err(stale(requested, existing, &signer));
     }
     if !by_operator {
-        // A peer's record (gossip): verified above, cached as it is.
+        // A peer's record (gossip): verified above, cached as it is. A signed reply of the peer
+        // (whose signature covers its `status`) is not a record, whatever keys it echoes.
+        if record.contains("status") {
+            return Err(Error::BadRequest(
+                "a scheduler location record has no status: this is a signed reply".into(),
+            ));
+        }
         if record.get_str("url").is_none() {
             return Err(Error::BadRequest(
                 "a scheduler location record needs a url".into(),
@@ -568,7 +588,8 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let me = wallet("key-1.json");
         let address = me.address_string();
-        let mut opts = Message::new();
+        // The operator: a wallet of its own (the node's signature authorizes nothing).
+        let mut opts = Message::new().with("operator", wallet("test-wallet.json").address_string());
         if let Some(r) = routes {
             opts.insert("routes", r);
         }
@@ -742,9 +763,22 @@ mod tests {
             status(futures::executor::block_on(post(&ctx, &unsigned))),
             400
         );
-        // The operator's request: the node signs a record of its own, nonce one above.
-        let me_wallet = wallet("key-1.json");
+        // A peer's signed reply echoing a record's keys is not a record.
+        let reply = record("http://evil:1", 7).with("status", 200i64);
+        assert_eq!(status(post_signed(&reply, &peer)), 400);
+        // The node's own signature (it signs replies and messages others choose) is neither the
+        // operator's request nor a record to cache.
         let ask = Message::new().with("url", "http://me:8");
+        assert_eq!(status(post_signed(&ask, &wallet("key-1.json"))), 403);
+        assert_eq!(
+            status(post_signed(
+                &record("http://evil:1", 9),
+                &wallet("key-1.json")
+            )),
+            403
+        );
+        // The operator's request: the node signs a record of its own, nonce one above.
+        let me_wallet = wallet("test-wallet.json");
         let signed = match post_signed(&ask, &me_wallet).unwrap() {
             Value::Message(m) => m,
             other => panic!("{other:?}"),

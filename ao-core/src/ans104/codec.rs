@@ -8,7 +8,7 @@
 //! `original-tags` is also kept when tag names repeat, so such items re-encode to the bytes
 //! that were signed (HyperBEAM loses them and cannot verify such items after decoding).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
@@ -456,13 +456,29 @@ pub fn item_to_tabm(item: &DataItem, depth: usize) -> Result<Value> {
             .ok_or_else(|| bundle_err("a bundle without a bundle-map is not supported"))?;
         let map_id = b64u_decode(map_id).ok_or_else(|| bundle_err("bundle-map is not an ID"))?;
         let items = unbundle(&item.data)?;
-        let find = |id: &[u8]| {
-            items
-                .iter()
-                .find(|i| i.unsigned_id()[..] == *id)
-                .ok_or_else(|| bundle_err(format!("no item with unsigned ID {}", b64u(id))))
+        // Each item's unsigned ID once (a deep hash over the item), the first item of an ID
+        // winning; and each item decoded at most once: a manifest naming one member under two
+        // keys (or the manifest itself as a member) is refused, or nested bundles doing so at
+        // each level would decode 2^depth members from a few kilobytes.
+        let mut by_id: HashMap<[u8; 32], usize> = HashMap::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            by_id.entry(it.unsigned_id()).or_insert(i);
+        }
+        let mut used = vec![false; items.len()];
+        let mut take = |id: &[u8]| {
+            let i = <[u8; 32]>::try_from(id)
+                .ok()
+                .and_then(|id| by_id.get(&id).copied())
+                .ok_or_else(|| bundle_err(format!("no item with unsigned ID {}", b64u(id))))?;
+            if std::mem::replace(&mut used[i], true) {
+                return Err(bundle_err(format!(
+                    "the item with unsigned ID {} is named twice",
+                    b64u(id)
+                )));
+            }
+            Ok(&items[i])
         };
-        let manifest = find(&map_id)?;
+        let manifest = take(&map_id)?;
         let index: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&manifest.data)
                 .map_err(|e| bundle_err(format!("manifest is not a JSON object: {e}")))?;
@@ -471,7 +487,7 @@ pub fn item_to_tabm(item: &DataItem, depth: usize) -> Result<Value> {
                 .as_str()
                 .and_then(|s| b64u_decode(s.as_bytes()))
                 .ok_or_else(|| bundle_err("manifest entry is not an ID"))?;
-            let member = item_to_tabm(find(&id)?, depth + 1)?;
+            let member = item_to_tabm(take(&id)?, depth + 1)?;
             msg.insert(Key::new(&k), member);
         }
     } else if !item.data.is_empty() {

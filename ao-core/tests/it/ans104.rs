@@ -244,6 +244,74 @@ fn ans4_nested_bundle() {
     assert_eq!(decoded, want);
 }
 
+fn u256(n: usize) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[24..].copy_from_slice(&(n as u64).to_be_bytes());
+    out
+}
+
+/// HyperBEAM bundle data: the item count, then each item's size and unsigned ID, then the items.
+fn bundle_data(items: &[&DataItem]) -> Vec<u8> {
+    let mut out = u256(items.len()).to_vec();
+    for it in items {
+        out.extend_from_slice(&u256(it.serialize().len()));
+        out.extend_from_slice(&it.unsigned_id());
+    }
+    for it in items {
+        out.extend_from_slice(&it.serialize());
+    }
+    out
+}
+
+/// A bundle whose manifest names `member` under the keys `keys`.
+fn bundle_naming(member: &DataItem, keys: &[&str]) -> DataItem {
+    let id = b64u(&member.unsigned_id());
+    let index: serde_json::Map<String, Json> = keys
+        .iter()
+        .map(|k| ((*k).to_owned(), Json::String(id.clone())))
+        .collect();
+    let manifest = DataItem::new(
+        vec![
+            Tag::new("data-protocol", "bundle-map"),
+            Tag::new("variant", "0.0.1"),
+        ],
+        serde_json::to_vec(&index).unwrap(),
+    );
+    DataItem::new(
+        vec![
+            Tag::new("bundle-format", "binary"),
+            Tag::new("bundle-version", "2.0.0"),
+            Tag::new("bundle-map", b64u(&manifest.unsigned_id())),
+        ],
+        bundle_data(&[&manifest, member]),
+    )
+}
+
+/// A manifest naming one member under two keys, at each level of a nested bundle, would make
+/// a few kilobytes decode into 2^depth messages: it is refused, while the same nesting naming
+/// each member once decodes.
+#[test]
+fn a_bundle_member_named_twice_is_refused() {
+    let leaf = DataItem::new(vec![Tag::new("k", "v")], Vec::new());
+    let (mut doubled, mut single) = (leaf.clone(), leaf);
+    for _ in 0..24 {
+        doubled = bundle_naming(&doubled, &["a", "b"]);
+        single = bundle_naming(&single, &["a"]);
+    }
+    let raw = Bytes::from(doubled.serialize());
+    assert!(raw.len() < 64 * 1024, "{} bytes", raw.len());
+    match ans104::decode(&raw) {
+        Err(Error::Ans104(e)) => assert!(e.to_string().contains("named twice"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let decoded = ans104::decode(&Bytes::from(single.serialize())).unwrap();
+    let mut at = &decoded;
+    for _ in 0..24 {
+        at = at.get_message("a").unwrap();
+    }
+    assert_eq!(at.get_str("k"), Some("v"));
+}
+
 #[test]
 fn ethereum_item_round_trips_and_verifies() {
     let wallet = EthWallet::from_secret(&[0x42; 32]).unwrap();

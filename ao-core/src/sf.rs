@@ -43,6 +43,45 @@ impl BareItem {
 /// Parameters: ordered `;key=value` pairs.
 pub type Params = Vec<(String, BareItem)>;
 
+/// Where each key of a growing list of unique keys is, once the list is long enough for a
+/// linear search to matter: a dictionary or parameter list of n distinct keys costs O(n), not
+/// O(n²) (an `ao-types` of a million keys was minutes of comparisons).
+#[derive(Default)]
+struct KeyIndex {
+    at: Option<std::collections::HashMap<String, usize>>,
+}
+
+impl KeyIndex {
+    /// Keys a list holds before it is indexed.
+    const LINEAR: usize = 16;
+
+    /// Sets `key` to `value`: a key already present keeps its position and takes the new value
+    /// (RFC 8941: the last value wins), a new key is appended.
+    fn upsert<V>(&mut self, list: &mut Vec<(String, V)>, key: String, value: V) {
+        if self.at.is_none() && list.len() >= Self::LINEAR {
+            self.at = Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.clone(), i))
+                    .collect(),
+            );
+        }
+        let found = match &self.at {
+            Some(at) => at.get(&key).copied(),
+            None => list.iter().position(|(k, _)| *k == key),
+        };
+        match found {
+            Some(i) => list[i].1 = value,
+            None => {
+                if let Some(at) = &mut self.at {
+                    at.insert(key.clone(), list.len());
+                }
+                list.push((key, value));
+            }
+        }
+    }
+}
+
 /// An item with parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
@@ -139,6 +178,7 @@ impl<'a> Parser<'a> {
 
     fn params(&mut self) -> Result<Params> {
         let mut params = Vec::new();
+        let mut index = KeyIndex::default();
         while self.peek() == Some(b';') {
             self.pos += 1;
             self.skip_sp();
@@ -149,11 +189,7 @@ impl<'a> Parser<'a> {
             } else {
                 BareItem::Boolean(true)
             };
-            if let Some(slot) = params.iter_mut().find(|(pk, _)| *pk == k) {
-                slot.1 = v;
-            } else {
-                params.push((k, v));
-            }
+            index.upsert(&mut params, k, v);
         }
         Ok(params)
     }
@@ -399,6 +435,7 @@ pub fn parse_list(input: &[u8]) -> Result<Vec<Member>> {
 pub fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>> {
     let mut p = Parser::new(input);
     let mut out: Vec<(String, Member)> = Vec::new();
+    let mut index = KeyIndex::default();
     if p.pos == input.len() {
         return Ok(out);
     }
@@ -414,11 +451,7 @@ pub fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>> {
                 params,
             })
         };
-        if let Some(slot) = out.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 = member;
-        } else {
-            out.push((key, member));
-        }
+        index.upsert(&mut out, key, member);
         p.skip_ows();
         match p.peek() {
             None => return Ok(out),
@@ -557,6 +590,57 @@ fn format_decimal(d: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Dictionaries and parameter lists of any length, with repeated keys, parse as a
+        /// naive model says: first position, last value (RFC 8941 §4.2.2).
+        #[test]
+        fn repeated_keys_keep_their_first_position_and_last_value(
+            keys in proptest::collection::vec(0u8..40, 0..120),
+        ) {
+            let mut model: Vec<(String, i64)> = Vec::new();
+            let mut dict = Vec::new();
+            let mut params = String::from("x");
+            for (n, k) in keys.iter().enumerate() {
+                let k = format!("k{k}");
+                match model.iter_mut().find(|(mk, _)| *mk == k) {
+                    Some(slot) => slot.1 = n as i64,
+                    None => model.push((k.clone(), n as i64)),
+                }
+                dict.push(format!("{k}={n}"));
+                params.push_str(&format!(";{k}={n}"));
+            }
+            let parsed: Vec<(String, i64)> = parse_dictionary(dict.join(", ").as_bytes())
+                .unwrap()
+                .into_iter()
+                .map(|(k, m)| match m {
+                    Member::Item(Item { bare: BareItem::Integer(i), .. }) => (k, i),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            proptest::prop_assert_eq!(&parsed, &model);
+            let item = parse_item(params.as_bytes()).unwrap();
+            let params: Vec<(String, i64)> = item
+                .params
+                .into_iter()
+                .map(|(k, b)| match b {
+                    BareItem::Integer(i) => (k, i),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            proptest::prop_assert_eq!(&params, &model);
+        }
+    }
+
+    /// A dictionary of 200,000 distinct keys parses whole (it took minutes while duplicate
+    /// keys were found by a linear search).
+    #[test]
+    fn a_long_dictionary_parses() {
+        let text: Vec<String> = (0..200_000).map(|i| format!("k{i}=\"t{i}\"")).collect();
+        let dict = parse_dictionary(text.join(", ").as_bytes()).unwrap();
+        assert_eq!(dict.len(), 200_000);
+        assert_eq!(dict[123_456].0, "k123456");
+    }
 
     /// `is_key` says yes exactly when the dictionary parser reads the whole key back.
     #[test]

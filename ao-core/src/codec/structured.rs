@@ -179,11 +179,20 @@ fn from_tabm_at(tabm: &Message, depth: usize) -> Result<Message> {
         }
         None => Vec::new(),
     };
-    let type_of = |k: &Key| {
-        types
+    // Indexed when long: fields × types comparisons were quadratic in a hostile message.
+    let indexed: Option<std::collections::HashMap<&Key, &str>> = (types.len() > 16).then(|| {
+        let mut m = std::collections::HashMap::with_capacity(types.len());
+        for (k, t) in &types {
+            m.entry(k).or_insert(t.as_str());
+        }
+        m
+    });
+    let type_of = |k: &Key| match &indexed {
+        Some(m) => m.get(k).copied(),
+        None => types
             .iter()
             .find(|(tk, _)| tk == k)
-            .map(|(_, t)| t.as_str())
+            .map(|(_, t)| t.as_str()),
     };
     let mut out = Message::new();
     {
@@ -378,5 +387,27 @@ mod tests {
         assert!(parse_float(b"3").is_none());
         assert!(parse_float(b".5").is_none());
         assert!(parse_float(b"1e5").is_none());
+    }
+
+    /// Every field of a message with many typed keys gets its own type (the types are looked
+    /// up through an index beyond a few).
+    #[test]
+    fn many_typed_fields_decode() {
+        let n = 50_000;
+        let mut tabm = Message::new();
+        let mut types = Vec::new();
+        for i in 0..n {
+            tabm.insert(format!("k{i}").as_str(), Value::Binary(i.to_string().into()));
+            types.push(format!("k{i}=\"integer\""));
+        }
+        tabm.insert("ao-types", Value::Binary(types.join(", ").into()));
+        let m = from_tabm(&tabm).unwrap();
+        assert_eq!(m.len(), n);
+        for i in [0, 17, 49_999] {
+            assert_eq!(
+                m.get(&format!("k{i}")).and_then(Value::as_integer),
+                Some(i as i64)
+            );
+        }
     }
 }

@@ -467,7 +467,13 @@ fn multipart_boundary(content_type: &[u8]) -> Option<String> {
 
 type Parts = (Vec<(String, Value)>, Vec<u8>);
 
+/// The longest boundary RFC 2046 allows.
+const MAX_BOUNDARY: usize = 70;
+
 fn parse_multipart(body: &[u8], boundary: &str, inline_key: &str) -> Result<Parts> {
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
+        return Err(Error::Multipart("the boundary must be 1 to 70 bytes long"));
+    }
     let open = format!("--{boundary}\r\n");
     let close = format!("\r\n--{boundary}--");
     let start =
@@ -480,6 +486,7 @@ fn parse_multipart(body: &[u8], boundary: &str, inline_key: &str) -> Result<Part
     let delimiter = format!("\r\n--{boundary}");
     let mut parts = Vec::new();
     let mut seen_keys: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for raw in split(inner, delimiter.as_bytes()) {
         let raw = raw.strip_prefix(b"\r\n").unwrap_or(raw);
         let (head, part_body) = match find(raw, b"\r\n\r\n") {
@@ -528,7 +535,7 @@ fn parse_multipart(body: &[u8], boundary: &str, inline_key: &str) -> Result<Part
             .find(|s| !s.is_empty())
             .unwrap_or(&name)
             .to_owned();
-        if !seen_keys.contains(&first) {
+        if seen.insert(first.clone()) {
             seen_keys.push(first);
         }
         let value = if fields.is_empty() {
@@ -589,18 +596,20 @@ fn normalise_disposition(d: &[u8]) -> Vec<u8> {
         .join(&b';')
 }
 
+/// The first occurrence of a non-empty needle (linear time: memchr's two-way search).
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
+/// The last occurrence of a non-empty needle (linear time).
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    hay.windows(needle.len()).rposition(|w| w == needle)
+    memchr::memmem::rfind(hay, needle)
 }
 
 fn split<'a>(mut hay: &'a [u8], delim: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {

@@ -315,3 +315,40 @@ fn private_keys_are_dropped_on_decoding() {
     assert_eq!(nested.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["c"]);
     assert!(m.private_fields().is_empty() && nested.private_fields().is_empty());
 }
+
+/// Multipart bodies: a boundary longer than RFC 2046's 70 bytes is refused (the search for it
+/// was O(body × boundary)), and a body of many parts decodes whole.
+#[test]
+fn multipart_boundaries_are_bounded_and_many_parts_decode() {
+    let multipart = |boundary: &str, body: Vec<u8>| {
+        let mut http = httpsig::HttpMessage::default();
+        http.headers.insert(
+            "content-type".into(),
+            Bytes::from(format!("multipart/form-data; boundary=\"{boundary}\"")),
+        );
+        http.body = Some(Bytes::from(body));
+        codec::from_http(&http)
+    };
+    let long = "-".repeat(71);
+    let mut body = format!("--{long}\r\ncontent-disposition: form-data;name=\"a\"\r\n\r\nx")
+        .into_bytes();
+    body.extend_from_slice(format!("\r\n--{long}--").as_bytes());
+    match multipart(&long, body) {
+        Err(ao_core::Error::Multipart(reason)) => assert!(reason.contains("70"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let n = 20_000;
+    let boundary = "b".repeat(70);
+    let mut body = Vec::new();
+    for i in 0..n {
+        body.extend_from_slice(
+            format!("--{boundary}\r\ncontent-disposition: form-data;name=\"k{i}\"\r\n\r\nv{i}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--").as_bytes());
+    let m = multipart(&boundary, body).unwrap();
+    for i in [0, 777, n - 1] {
+        assert_eq!(m.get_str(&format!("k{i}")), Some(format!("v{i}").as_str()));
+    }
+}

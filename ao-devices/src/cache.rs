@@ -80,8 +80,26 @@ pub fn read_target(request: &Message, ctx: &Context, device: &str) -> Result<Val
             format!("{device}: accept application/aos-2 is not served by this node"),
         ));
     }
-    ao_core::cache::read(store(ctx)?, target)?
+    let store = store(ctx)?;
+    // A group is read whole, so only a message's own group is: the node's index groups
+    // (`data`, `computed/<pid>`, `assignments/<pid>`, …) grow with the store, and reading one
+    // would load all of it. A message lives under its ID (a link to it resolves there).
+    let (resolved, entry) = store.resolve_entry(target)?;
+    if matches!(entry, Some(ao_core::store::Entry::Group)) && !is_message_group(&resolved) {
+        return Err(Error::BadRequest(format!(
+            "{device}: {target:?} is an index of the node's store, not a message: \
+             read a message by its ID, or one entry below the index"
+        )));
+    }
+    ao_core::cache::read(store, target)?
         .ok_or_else(|| Error::NotFound(format!("{device}: nothing stored at {target:?}")))
+}
+
+/// Whether a resolved group path is (inside) a message stored by ID: its first segment is
+/// ID-shaped.
+fn is_message_group(resolved: &str) -> bool {
+    let first = resolved.split('/').next().unwrap_or("");
+    ao_core::key::is_id_shaped(first.as_bytes())
 }
 
 fn read(request: &Message, ctx: &Context) -> Result<Value> {

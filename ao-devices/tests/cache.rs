@@ -65,6 +65,35 @@ fn message_lookup() {
     assert_eq!(v, Value::from("test-data"));
 }
 
+/// Groups that are indexes of the store (they grow with it) are not read whole; messages,
+/// also through links, are.
+#[test]
+fn index_groups_are_not_read_whole() {
+    let (r, store) = node(&[]);
+    let m = msg! { "k" => "v" };
+    let id = ao_core::cache::write_message(store.as_ref(), &m).unwrap();
+    store.make_link(&id, "computed/p/slot/1").unwrap();
+    for target in ["data", "computed", "computed/p", "computed/p/slot"] {
+        for device in ["lookup@1.0", "cache@1.0"] {
+            match on(&r, device, msg! { "path" => "read", "target" => target }) {
+                Err(Error::BadRequest(reason)) => assert!(reason.contains("index"), "{reason}"),
+                other => panic!("{device} {target}: {other:?}"),
+            }
+        }
+    }
+    for target in [id.as_str(), "computed/p/slot/1"] {
+        let v = on(&r, "cache@1.0", msg! { "path" => "read", "target" => target }).unwrap();
+        assert_eq!(v, Value::Message(m.clone()), "{target}");
+    }
+    let k = on(
+        &r,
+        "cache@1.0",
+        msg! { "path" => "read", "target" => "computed/p/slot/1/k" },
+    )
+    .unwrap();
+    assert_eq!(k, Value::from("v"));
+}
+
 #[test]
 fn lookup_errors() {
     let (r, _) = node(&[]);

@@ -82,7 +82,12 @@ fn index_groups_are_not_read_whole() {
         }
     }
     for target in [id.as_str(), "computed/p/slot/1"] {
-        let v = on(&r, "cache@1.0", msg! { "path" => "read", "target" => target }).unwrap();
+        let v = on(
+            &r,
+            "cache@1.0",
+            msg! { "path" => "read", "target" => target },
+        )
+        .unwrap();
         assert_eq!(v, Value::Message(m.clone()), "{target}");
     }
     let k = on(

@@ -36,6 +36,9 @@ pub struct ClientConfig {
     pub retries: usize,
     /// Idle connections kept per peer (`http-pool-idle-per-host`).
     pub pool_idle_per_host: usize,
+    /// The largest reply body read from a peer (`http-max-reply-bytes`): a larger one is a
+    /// bad reply, so a peer (any URL a relay request names) cannot fill the node's memory.
+    pub max_reply_bytes: u64,
 }
 
 impl Default for ClientConfig {
@@ -46,6 +49,7 @@ impl Default for ClientConfig {
             max_redirects: 5,
             retries: 2,
             pool_idle_per_host: 32,
+            max_reply_bytes: 64 << 20,
         }
     }
 }
@@ -77,6 +81,9 @@ impl ClientConfig {
         }
         if let Some(v) = int(opts, "http-pool-idle-per-host") {
             c.pool_idle_per_host = v? as usize;
+        }
+        if let Some(v) = int(opts, "http-max-reply-bytes") {
+            c.max_reply_bytes = v?;
         }
         Ok(c)
     }
@@ -262,7 +269,7 @@ impl HttpClient {
                 tracing::debug!(%peer, %path, status, "following redirect");
                 continue;
             }
-            return decode(&peer, resp).await;
+            return decode(&peer, resp, self.config.max_reply_bytes).await;
         }
     }
 
@@ -338,7 +345,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Decodes a reply (spec ao-core.md §7, client side).
-async fn decode(peer: &str, resp: reqwest::Response) -> Result<Reply, PeerError> {
+async fn decode(
+    peer: &str,
+    mut resp: reqwest::Response,
+    max_bytes: u64,
+) -> Result<Reply, PeerError> {
     let status = resp.status().as_u16();
     let mut http = HttpMessage::default();
     for (name, value) in resp.headers() {
@@ -359,7 +370,14 @@ async fn decode(peer: &str, resp: reqwest::Response) -> Result<Reply, PeerError>
             }
         }
     }
-    let body = resp.bytes().await.map_err(|e| {
+    let too_large = || PeerError::BadReply {
+        peer: peer.to_owned(),
+        reason: format!("the reply is larger than {max_bytes} bytes (http-max-reply-bytes)"),
+    };
+    if resp.content_length().is_some_and(|n| n > max_bytes) {
+        return Err(too_large());
+    }
+    let failed = |e: reqwest::Error| {
         if e.is_timeout() {
             PeerError::Timeout {
                 peer: peer.to_owned(),
@@ -371,7 +389,16 @@ async fn decode(peer: &str, resp: reqwest::Response) -> Result<Reply, PeerError>
                 reason: error_chain(&e),
             }
         }
-    })?;
+    };
+    // Read chunk by chunk, so a reply that runs past the limit is dropped as it does.
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+        if (body.len() + chunk.len()) as u64 > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = Bytes::from(body);
     let bad = |e: ao_core::Error| PeerError::BadReply {
         peer: peer.to_owned(),
         reason: e.to_string(),
@@ -518,5 +545,61 @@ mod tests {
         assert!(head.contains("\r\nresult-depth: 3\r\n"), "{head}");
         assert!(head.contains("\r\nk: v\r\n"), "{head}");
         assert!(!head.contains("connection: upgrade"), "{head}");
+    }
+
+    /// A reply over `max_reply_bytes` is a bad reply (502), whether it announces its length or
+    /// streams (chunked) past the limit; one within it is read.
+    #[tokio::test]
+    async fn replies_over_the_limit_are_bad_replies() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let replies: [&[u8]; 3] = [
+                b"HTTP/1.1 200 OK\r\ncontent-length: 999999999\r\nconnection: close\r\n\r\nabc",
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n",
+            ];
+            for (i, head) in replies.iter().enumerate() {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                s.write_all(head).await.unwrap();
+                match i {
+                    // A chunked body that does not stop: 600 bytes at a time.
+                    1 => loop {
+                        let chunk = format!("258\r\n{}\r\n", "x".repeat(600));
+                        if s.write_all(chunk.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    },
+                    2 => s.write_all(&[b'y'; 1000]).await.unwrap(),
+                    _ => {}
+                }
+            }
+        });
+        let client = HttpClient::new(
+            ClientConfig {
+                max_reply_bytes: 1000,
+                retries: 0,
+                ..ClientConfig::default()
+            },
+            None,
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let e = client
+                .request(Outbound::new("GET", url.clone(), "/x", Message::new()))
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 502, "{e}");
+            assert!(e.to_string().contains("larger than 1000 bytes"), "{e}");
+        }
+        let reply = client
+            .request(Outbound::new("GET", url, "/x", Message::new()))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        server.await.unwrap();
     }
 }

@@ -397,7 +397,10 @@ mod tests {
         let mut tabm = Message::new();
         let mut types = Vec::new();
         for i in 0..n {
-            tabm.insert(format!("k{i}").as_str(), Value::Binary(i.to_string().into()));
+            tabm.insert(
+                format!("k{i}").as_str(),
+                Value::Binary(i.to_string().into()),
+            );
             types.push(format!("k{i}=\"integer\""));
         }
         tabm.insert("ao-types", Value::Binary(types.join(", ").into()));

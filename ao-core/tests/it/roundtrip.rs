@@ -330,8 +330,8 @@ fn multipart_boundaries_are_bounded_and_many_parts_decode() {
         codec::from_http(&http)
     };
     let long = "-".repeat(71);
-    let mut body = format!("--{long}\r\ncontent-disposition: form-data;name=\"a\"\r\n\r\nx")
-        .into_bytes();
+    let mut body =
+        format!("--{long}\r\ncontent-disposition: form-data;name=\"a\"\r\n\r\nx").into_bytes();
     body.extend_from_slice(format!("\r\n--{long}--").as_bytes());
     match multipart(&long, body) {
         Err(ao_core::Error::Multipart(reason)) => assert!(reason.contains("70"), "{reason}"),

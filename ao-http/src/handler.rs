@@ -159,9 +159,10 @@ impl Node {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let device = device_label(&req.target);
         let cors_request_headers = req.header("access-control-request-headers").cloned();
-        let mut resp = match self.answer(&req, id).await {
+        let mut steering = None;
+        let mut resp = match self.answer(&req, id, &mut steering).await {
             Ok(r) => r,
-            Err(e) => self.error_response(&req, &e, id),
+            Err(e) => self.error_response(&req, steering, &e, id),
         };
         add_cors(&mut resp, cors_request_headers);
         self.metrics.record(&device, resp.status, started.elapsed());
@@ -177,7 +178,14 @@ impl Node {
         resp
     }
 
-    async fn answer(&self, req: &HttpRequest, id: u64) -> Result<HttpResponse, ApiError> {
+    /// Answers a request; `steering` receives the keys of the decoded request that choose the
+    /// reply's codec, for an error reply.
+    async fn answer(
+        &self,
+        req: &HttpRequest,
+        id: u64,
+        steering: &mut Option<Message>,
+    ) -> Result<HttpResponse, ApiError> {
         if req.method.eq_ignore_ascii_case("OPTIONS") {
             return Ok(HttpResponse {
                 status: 204,
@@ -219,6 +227,7 @@ impl Node {
             });
         }
         let singleton = self.singleton(req)?;
+        *steering = Some(reply_steering(&singleton));
         let reads_info =
             req.method.eq_ignore_ascii_case("GET") && req.target.starts_with("/~meta@1.0/info");
         if !reads_info && !self.initialized() {
@@ -416,7 +425,16 @@ impl Node {
         })
     }
 
-    fn error_response(&self, req: &HttpRequest, e: &ApiError, id: u64) -> HttpResponse {
+    /// The reply to a failed request, in the codec the request asked for: from its decoded
+    /// keys when it was decoded, else from its headers (a request is not decoded, nor its
+    /// signatures verified, a second time to answer its error).
+    fn error_response(
+        &self,
+        req: &HttpRequest,
+        steering: Option<Message>,
+        e: &ApiError,
+        id: u64,
+    ) -> HttpResponse {
         let status = e.status();
         if e.is_internal() {
             tracing::error!(request = id, error = %e, method = %req.method, path = %truncate(&req.target, 200), "internal error");
@@ -430,7 +448,15 @@ impl Node {
                 .with("status", i64::from(status))
                 .with("body", other),
         };
-        let request = self.singleton(req).unwrap_or_default();
+        let request = steering.unwrap_or_else(|| {
+            let mut m = Message::new();
+            for name in REPLY_STEERING {
+                if let Some(v) = req.header(name) {
+                    m.insert(name, Value::Binary(v.clone()));
+                }
+            }
+            m
+        });
         match self.encode(&request, msg, id) {
             Ok(mut r) => {
                 r.status = status;
@@ -443,6 +469,20 @@ impl Node {
             },
         }
     }
+}
+
+/// The keys of a request that [`reply_codec`] reads.
+const REPLY_STEERING: [&str; 3] = ["accept-codec", "require-codec", "accept"];
+
+/// A request's keys that choose its reply's codec.
+fn reply_steering(request: &Message) -> Message {
+    let mut m = Message::new();
+    for name in REPLY_STEERING {
+        if let Some(v) = request.get(name) {
+            m.insert(name, v.clone());
+        }
+    }
+    m
 }
 
 /// A non-message result as a message (spec §2.6), with `status` embedded (§7.3 step 5).
@@ -482,6 +522,7 @@ pub fn status_of(msg: &Message) -> u16 {
 /// The codec of the reply (spec §7.4): `accept-codec` / `require-codec` keys, then the `accept`
 /// header, then httpsig.
 pub fn reply_codec(request: &Message) -> String {
+    // Keep `REPLY_STEERING` in step with the keys read here.
     for key in ["accept-codec", "require-codec"] {
         if let Some(c) = request.get_str(key)
             && let Some(codec) = codec_name(c)

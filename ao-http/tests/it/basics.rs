@@ -120,6 +120,31 @@ async fn json_when_asked() {
     let msg = codec::from_json(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(msg.get_str("body"), Some("1"));
     assert_eq!(msg.get_str("ao-result"), Some("body"));
+    // Errors too: of a request that decodes, or of one that does not.
+    let r = node
+        .client
+        .get(format!("{}/~message@1.0/missing", node.url))
+        .header("accept-codec", "json@1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["codec-device"], "json@1.0");
+    let msg = codec::from_json(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(msg.get("status"), Some(&Value::Integer(404)));
+    let r = node
+        .client
+        .post(format!("{}/~message@1.0/greeting", node.url))
+        .header("codec-device", "json@1.0")
+        .header("accept", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["codec-device"], "json@1.0");
+    let msg = codec::from_json(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(msg.get("status"), Some(&Value::Integer(400)));
     node.handle.shutdown().await;
 }
 

@@ -141,17 +141,36 @@ pub fn target_path(msg: &Message) -> Option<&str> {
     msg.get_str("route-path").or_else(|| msg.get_str("path"))
 }
 
+/// The longest route pattern compiled; a longer one matches nothing.
+const MAX_PATTERN_BYTES: usize = 4096;
+
+/// The most memory one compiled pattern may take (its program, and its lazy DFA's cache).
+const MAX_PATTERN_PROGRAM: usize = 1 << 20;
+
+/// Patterns kept compiled.
+const PATTERN_CACHE: usize = 256;
+
+/// A route pattern, compiled once. Patterns can come from requests (`router@1.0/match` with
+/// `routes` of its own), so each is bounded in length and compiled size, and the cache in
+/// entries: at most about `PATTERN_CACHE × 2 × MAX_PATTERN_PROGRAM` bytes in all.
 fn regex(pattern: &str) -> Option<regex::Regex> {
     static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    if pattern.len() > MAX_PATTERN_BYTES {
+        return None;
+    }
     let cache = CACHE.get_or_init(Default::default);
     if let Ok(c) = cache.lock()
         && let Some(r) = c.get(pattern)
     {
         return r.clone();
     }
-    let compiled = regex::Regex::new(pattern).ok();
+    let compiled = regex::RegexBuilder::new(pattern)
+        .size_limit(MAX_PATTERN_PROGRAM)
+        .dfa_size_limit(MAX_PATTERN_PROGRAM)
+        .build()
+        .ok();
     if let Ok(mut c) = cache.lock() {
-        if c.len() >= 1024 {
+        if c.len() >= PATTERN_CACHE {
             c.clear();
         }
         c.insert(pattern.to_owned(), compiled.clone());
@@ -316,9 +335,11 @@ pub fn ring_distance(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
     if d == [0; 32] { d } else { d.min(neg) }
 }
 
+/// A node's `weight` for `By-Weight`: a finite number in `0..=1e15` (anything else is 0, so
+/// the total stays finite and positive weights stay usable).
 fn weight(node: &Value) -> f64 {
     let w = node.as_message().and_then(|m| m.get("weight"));
-    match w {
+    let w = match w {
         Some(Value::Integer(i)) => *i as f64,
         Some(Value::Float(f)) => *f,
         Some(v) => v
@@ -326,6 +347,11 @@ fn weight(node: &Value) -> f64 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0.0),
         None => 0.0,
+    };
+    if w.is_finite() {
+        w.clamp(0.0, 1e15)
+    } else {
+        0.0
     }
 }
 
@@ -353,12 +379,12 @@ pub fn choose(
         }
         "By-Weight" => {
             for _ in 0..n {
-                let total: f64 = nodes.iter().map(|x| weight(x).max(0.0)).sum();
+                let total: f64 = nodes.iter().map(weight).sum();
                 let i = if total > 0.0 {
                     let mut r = rng.gen_range(0.0..total);
                     let mut pick = nodes.len() - 1;
                     for (i, x) in nodes.iter().enumerate() {
-                        let w = weight(x).max(0.0);
+                        let w = weight(x);
                         if r < w {
                             pick = i;
                             break;
@@ -705,6 +731,12 @@ mod tests {
         assert!(regex_matches("/a/b", "^a/"));
         assert!(regex_matches("/a/b", "^/a/b$"));
         assert!(!regex_matches("/x/a/b", "^/a"));
+        // Patterns a request may bring are bounded: too long, or compiling too large (a
+        // thousand-fold repetition of a class), they match nothing.
+        let long = format!("^/a{}", "b?".repeat(MAX_PATTERN_BYTES));
+        assert!(!regex_matches("/a", &long));
+        assert!(!regex_matches("/a", "^/(\\w{1000}){1000}"));
+        assert!(regex_matches("/aaa", "^/\\w{3}$"));
         assert!(match_routes(&msg! { "path" => "/x/meta@1.0" }, &routes).is_none());
     }
 
@@ -783,6 +815,20 @@ mod tests {
             assert_eq!(choose(9, s, &base, nodes(5), &mut rng()).unwrap().len(), 5);
         }
         assert!(choose(1, "Sideways", &base, nodes(2), &mut rng()).is_err());
+        // By-Weight: weights that are not finite count as 0, huge ones are capped.
+        let weighted =
+            |w: &str| Value::Message(msg! { "prefix" => format!("http://{w}"), "weight" => w });
+        for _ in 0..20 {
+            let ns = vec![
+                weighted("inf"),
+                weighted("NaN"),
+                weighted("1e308"),
+                weighted("1e308"),
+            ];
+            let picked = choose(1, "By-Weight", &base, ns, &mut rng()).unwrap();
+            let prefix = picked[0].as_message().unwrap().get_str("prefix").unwrap();
+            assert_eq!(prefix, "http://1e308");
+        }
         // By-Base: the base modulo the number of nodes, then the next among the rest.
         let i = mod_small(&base, 5);
         let picked = choose(2, "By-Base", &base, nodes(5), &mut rng()).unwrap();

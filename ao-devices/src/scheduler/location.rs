@@ -292,7 +292,12 @@ pub async fn post(ctx: &Context, req: &Message) -> Result<Value> {
     let existing = read_record(store.as_ref(), &signer)?
         .and_then(|r| nonce_of(&r))
         .unwrap_or(-1);
-    let requested = nonce_of(&record).unwrap_or(existing + 1);
+    let requested = match nonce_of(&record) {
+        Some(n) => n,
+        None => existing
+            .checked_add(1)
+            .ok_or_else(|| stale(i64::MAX, existing, &signer))?,
+    };
     if requested <= existing {
         return Err(stale(requested, existing, &signer));
     }
@@ -803,5 +808,12 @@ mod tests {
             status(get(&ctx, &Message::new().with("address", "y".repeat(43)))),
             404
         );
+        // After the highest nonce there is no next one: a record without a nonce is stale.
+        assert_eq!(
+            status(post_signed(&record("http://p:3", i64::MAX), &peer)),
+            200
+        );
+        let no_nonce = Message::new().with("url", "http://p:4");
+        assert_eq!(status(post_signed(&no_nonce, &peer)), 400);
     }
 }

@@ -130,7 +130,10 @@ fn write(store: &mut Store, at: u64, bytes: &[u8]) -> wasmtime::Result<()> {
         .memory
         .ok_or_else(|| wasmtime::Error::msg("module exports no memory"))?;
     let data = mem.data_mut(&mut *store);
-    let end = at as usize + bytes.len() + 1;
+    let end = usize::try_from(at)
+        .ok()
+        .and_then(|a| a.checked_add(bytes.len() + 1))
+        .unwrap_or(usize::MAX);
     if at == 0 || end > data.len() {
         return Err(wasmtime::Error::msg(format!(
             "guest allocation {at} of {} bytes outside memory",

@@ -61,6 +61,10 @@ pub struct WasmConfig {
     /// The default memory limit of an instance, in bytes (a process's `Memory-Limit` overrides
     /// it).
     pub memory_limit: u64,
+    /// The most memory any instance may have, in bytes, whatever its `Memory-Limit` asks
+    /// (`wasm-max-memory`): a tag is chosen by whoever spawns a process or calls
+    /// `wasm-64@1.0`, the memory is the node's.
+    pub max_memory_limit: u64,
     /// The maximum native stack a guest may use, in bytes.
     pub max_wasm_stack: usize,
     /// The store path prefix under which AOT artifacts are kept.
@@ -75,6 +79,7 @@ impl Default for WasmConfig {
             time_per_call: Duration::from_secs(30),
             spectre_hardening: true,
             memory_limit: 4 << 30,
+            max_memory_limit: 16 << 30,
             max_wasm_stack: 1 << 20,
             artifact_prefix: "ao-wasm/aot".to_owned(),
         }
@@ -119,8 +124,10 @@ impl WasmConfig {
 
     /// The defaults overridden by node options: `wasm-budget` (`fuel` or `wall-clock`, the
     /// [`Budget`]), `process-fuel` ([`WasmConfig::fuel_per_call`]), `process-time-ms`
-    /// ([`WasmConfig::time_per_call`], in milliseconds) and `wasm-spectre-hardening` (`true` or
-    /// `false`, [`WasmConfig::spectre_hardening`]). A value of the wrong form is a
+    /// ([`WasmConfig::time_per_call`], in milliseconds), `wasm-spectre-hardening` (`true` or
+    /// `false`, [`WasmConfig::spectre_hardening`]) and `wasm-max-memory` (bytes, or a
+    /// `Memory-Limit` form such as `16-gb`: [`WasmConfig::max_memory_limit`]). A value of the
+    /// wrong form is a
     /// [`WasmError::Config`] naming the option.
     pub fn from_options(opts: &ao_core::Message) -> Result<Self> {
         let mut c = Self::default();
@@ -151,6 +158,18 @@ impl WasmConfig {
                     ));
                 }
             };
+        }
+        if let Some(v) = opts.get("wasm-max-memory") {
+            c.max_memory_limit = v
+                .as_integer()
+                .and_then(|i| u64::try_from(i).ok())
+                .or_else(|| option_text(v).and_then(crate::instance::parse_memory_limit))
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    WasmError::Config(
+                        "node option wasm-max-memory must be a number of bytes or a size such as `16-gb`".into(),
+                    )
+                })?;
         }
         Ok(c)
     }

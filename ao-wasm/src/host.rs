@@ -20,7 +20,7 @@ use wasmtime::{
 };
 
 use crate::engine::ModuleKind;
-use crate::memfs::{Dev, Io, MemFs};
+use crate::memfs::{self, Dev, Io, MemFs};
 use crate::{Limits, Result, WasmError, WasmValue};
 
 /// Imports the embedder serves (e.g. `my_lib.mul` of `pow_calculator.wasm`).
@@ -42,7 +42,13 @@ where
 }
 
 /// Most bytes of guest stdout/stderr kept per instance (older output is dropped).
-const MAX_CAPTURE: usize = 1 << 20;
+pub(crate) const MAX_CAPTURE: usize = 1 << 20;
+
+/// The last [`MAX_CAPTURE`] bytes of a capture buffer (which holds up to twice as many, so that
+/// dropping old output is amortised).
+pub(crate) fn captured(sink: &[u8]) -> &[u8] {
+    &sink[sink.len().saturating_sub(MAX_CAPTURE)..]
+}
 
 /// The emscripten runtime exports the trampolines need, found after instantiation.
 #[derive(Clone)]
@@ -74,6 +80,9 @@ pub(crate) struct HostState {
     pub(crate) tzset_done: bool,
     /// The emscripten-2 glue's in-memory file system, made on first use (not in snapshots).
     pub(crate) fs: Option<MemFs>,
+    /// The metered module's fuel counter (under [`crate::Budget::Fuel`]): host functions charge
+    /// the work they do for the guest to it ([`charge`]).
+    pub(crate) fuel: Option<wasmtime::Global>,
 }
 
 impl fmt::Debug for HostState {
@@ -101,6 +110,7 @@ impl HostState {
             temp_ret0: 0,
             tzset_done: false,
             fs: None,
+            fuel: None,
         }
     }
 }
@@ -339,6 +349,38 @@ fn classify(module: &str, name: &str, kind: ModuleKind, legacy: bool) -> Import 
     }
 }
 
+/// The parameters [`dispatch`] reads by position for an import: a module declaring fewer is
+/// refused when it is linked (the guest chooses the declaration).
+fn min_params(which: Import) -> usize {
+    match which {
+        Import::FdWrite | Import::FdRead | Import::TzsetJs | Import::Strftime => 4,
+        Import::Memcpy | Import::TzsetLegacy => 3,
+        Import::EnvironSizesGet
+        | Import::TimeToTm
+        | Import::EnvironSizesLegacy
+        | Import::EnvironGetLegacy => 2,
+        Import::ProcExit
+        | Import::Exit
+        | Import::Invoke
+        | Import::ResizeHeap
+        | Import::MktimeJs
+        | Import::SetTempRet0
+        | Import::SystemLegacy
+        | Import::Ioctl => 1,
+        Import::Zero
+        | Import::One
+        | Import::Errno(_)
+        | Import::ClockTimeGet
+        | Import::ThrowLongjmp
+        | Import::Abort
+        | Import::DateNow
+        | Import::GetTempRet0
+        | Import::NowLegacy
+        | Import::Fs(_)
+        | Import::Other => 0,
+    }
+}
+
 /// Builds the module-specific linker and pre-instantiates the module.
 pub(crate) fn link(
     engine: &Engine,
@@ -356,6 +398,15 @@ pub(crate) fn link(
             )));
         };
         let which = classify(imp.module(), imp.name(), kind, legacy);
+        let need = min_params(which);
+        if ty.params().len() < need {
+            return Err(WasmError::Link(format!(
+                "import {}.{} declares {} parameters; this host function takes {need}",
+                imp.module(),
+                imp.name(),
+                ty.params().len()
+            )));
+        }
         let ptr64 = ty.params().any(|p| matches!(p, ValType::I64));
         let (m, n) = (imp.module().to_owned(), imp.name().to_owned());
         let ty2: FuncType = ty.clone();
@@ -540,26 +591,35 @@ fn dispatch(
                 val_u64(&params[2]),
                 val_u64(&params[3]),
             );
-            let (mem, state) = memory(&mut caller)?;
-            let mut total = 0u64;
-            for i in 0..n {
-                let base = iovs + i * 2 * w;
-                let (p, len) = (mem.u(base, w)?, mem.u(base + w, w)?);
-                let data = mem.read(p, len)?;
-                let sink = if fd == 1 {
-                    &mut state.stdout
-                } else {
-                    &mut state.stderr
-                };
-                capture(sink, data);
-                total += len;
-            }
-            let mut mem = mem;
-            mem.put(retptr, total, w as usize)?;
-            if total > 0 && fd <= 2 {
-                // ao-loader's TTY stamps the node with `Date.now()` on every write.
-                state.date_now += 1.0;
-            }
+            let mut fuel_left = fuel_of(&mut caller);
+            let written = (|| {
+                let (mut mem, state) = memory(&mut caller)?;
+                let mut total = 0u64;
+                for i in 0..n {
+                    let base = i
+                        .checked_mul(2 * w)
+                        .and_then(|o| iovs.checked_add(o))
+                        .ok_or_else(|| HostError::Memory(format!("iovec {i} at {iovs}")))?;
+                    let (p, len) = (mem.u(base, w)?, mem.u(base.saturating_add(w), w)?);
+                    charge_fuel(&mut fuel_left, len.saturating_add(1))?;
+                    let data = mem.read(p, len)?;
+                    let sink = if fd == 1 {
+                        &mut state.stdout
+                    } else {
+                        &mut state.stderr
+                    };
+                    capture(sink, data);
+                    total = total.saturating_add(len);
+                }
+                mem.put(retptr, total, w as usize)?;
+                if total > 0 && fd <= 2 {
+                    // ao-loader's TTY stamps the node with `Date.now()` on every write.
+                    state.date_now += 1.0;
+                }
+                wasmtime::Result::<()>::Ok(())
+            })();
+            settle_fuel(&mut caller, fuel_left)?;
+            written?;
         }
         Import::FdRead => {
             let retptr = val_u64(&params[3]);
@@ -590,6 +650,7 @@ fn dispatch(
                 val_u64(&params[1]),
                 val_u64(&params[2]),
             );
+            charge(&mut caller, n.saturating_add(1))?;
             let (mem, _) = memory(&mut caller)?;
             let from = mem.range(src, n)?;
             mem.range(dst, n)?;
@@ -654,7 +715,7 @@ fn dispatch(
                 val_u64(&params[2]),
                 val_u64(&params[3]),
             );
-            let (mut mem, _) = memory(&mut caller)?;
+            let (mem, _) = memory(&mut caller)?;
             let format = mem.cstr(fmt)?.to_vec();
             let t = read_tm(&mem, tm)?;
             let (gmtoff, zone_ptr) = if ptr64 {
@@ -667,13 +728,18 @@ fn dispatch(
             } else {
                 mem.cstr(zone_ptr)?.to_vec()
             };
-            let out = crate::time::strftime(&format, &t, gmtoff, &zone);
-            if out.len() as u64 + 1 > max {
-                set_int(results, 0);
-            } else {
-                mem.write(s, &out)?;
-                mem.write(s + out.len() as u64, &[0])?;
-                set_int(results, out.len() as i64);
+            // The format and zone were scanned; the output is at most `max` bytes.
+            charge(&mut caller, (format.len() + zone.len()) as u64 + 1)?;
+            let out = crate::time::strftime(&format, &t, gmtoff, &zone, max);
+            match out.filter(|o| (o.len() as u64) < max) {
+                Some(out) => {
+                    charge(&mut caller, out.len() as u64)?;
+                    let (mut mem, _) = memory(&mut caller)?;
+                    mem.write(s, &out)?;
+                    mem.write(s + out.len() as u64, &[0])?;
+                    set_int(results, out.len() as i64);
+                }
+                None => set_int(results, 0),
             }
         }
         Import::SetTempRet0 => caller.data_mut().temp_ret0 = val_i64(&params[0]) as i32,
@@ -794,12 +860,62 @@ fn set_errno(caller: &mut Caller<'_, HostState>, errno: u64) -> wasmtime::Result
     mem.put(val_u64(&out[0]), errno, 4)
 }
 
+/// Appends guest output to a capture buffer, which keeps (at least) the last [`MAX_CAPTURE`]
+/// bytes ([`captured`]): old output is dropped once the buffer holds twice that, so each byte
+/// is moved at most once more, however the guest splits its writes.
 fn capture(sink: &mut Vec<u8>, data: &[u8]) {
+    if data.len() >= MAX_CAPTURE {
+        sink.clear();
+        sink.extend_from_slice(&data[data.len() - MAX_CAPTURE..]);
+        return;
+    }
     sink.extend_from_slice(data);
-    if sink.len() > MAX_CAPTURE {
+    if sink.len() > 2 * MAX_CAPTURE {
         let excess = sink.len() - MAX_CAPTURE;
         sink.drain(..excess);
     }
+}
+
+/// The fuel left, under [`crate::Budget::Fuel`].
+fn fuel_of(caller: &mut Caller<'_, HostState>) -> Option<i64> {
+    let g = caller.data().fuel?;
+    match g.get(&mut *caller) {
+        Val::I64(left) => Some(left),
+        _ => Some(0),
+    }
+}
+
+/// Takes `units` from a fuel count read by [`fuel_of`] (to be written back with
+/// [`settle_fuel`]); out of fuel, the count is left at zero and the call traps, as the
+/// metering's own check does.
+fn charge_fuel(left: &mut Option<i64>, units: u64) -> wasmtime::Result<()> {
+    if let Some(l) = left {
+        let units = i64::try_from(units).unwrap_or(i64::MAX);
+        if *l < units {
+            *l = 0;
+            return Err(HostError::Abort("out of fuel in a host call".into()).into());
+        }
+        *l -= units;
+    }
+    Ok(())
+}
+
+/// Writes back a fuel count taken down by [`charge_fuel`].
+fn settle_fuel(caller: &mut Caller<'_, HostState>, left: Option<i64>) -> wasmtime::Result<()> {
+    if let (Some(g), Some(l)) = (caller.data().fuel, left) {
+        g.set(&mut *caller, Val::I64(l))?;
+    }
+    Ok(())
+}
+
+/// Charges host work done for the guest (bytes copied, scanned or written) to its fuel, one
+/// unit per byte as the metering charges `memory.copy`: a host call costs what it does, so one
+/// call cannot do unbounded work. Nothing under a wall-clock budget.
+fn charge(caller: &mut Caller<'_, HostState>, units: u64) -> wasmtime::Result<()> {
+    let mut left = fuel_of(caller);
+    let charged = charge_fuel(&mut left, units);
+    settle_fuel(caller, left)?;
+    charged
 }
 
 /// `invoke_<sig>(index, args…)`: calls table entry `index`; a longjmp unwinding through it
@@ -922,11 +1038,25 @@ fn write_tm(mem: &mut Mem<'_>, tm: u64, time: i64, ptr64: bool) -> wasmtime::Res
 
 /// A file-system import of the emscripten-2 glue. The `__syscall_*` imports answer `-errno`,
 /// the WASI `fd_*` ones `errno`.
+/// A call into the in-memory file system, its reads and writes charged to the fuel by the byte.
 fn fs_call(
     call: FsCall,
     caller: &mut Caller<'_, HostState>,
     params: &[Val],
     results: &mut [Val],
+) -> wasmtime::Result<()> {
+    let mut fuel = fuel_of(caller);
+    let out = fs_call_charged(call, caller, params, results, &mut fuel);
+    settle_fuel(caller, fuel)?;
+    out
+}
+
+fn fs_call_charged(
+    call: FsCall,
+    caller: &mut Caller<'_, HostState>,
+    params: &[Val],
+    results: &mut [Val],
+    fuel: &mut Option<i64>,
 ) -> wasmtime::Result<()> {
     let arg = |i: usize| params.get(i).map_or(0, val_i64);
     let (mut mem, state) = memory(caller)?;
@@ -1071,18 +1201,29 @@ fn fs_call(
                 arg(2) as u32 as u64,
                 arg(3) as u32 as u64,
             );
+            // What the files may still grow by.
+            let mut room = memfs::MAX_FILE_BYTES.saturating_sub(fs.file_bytes());
             match fs.io(fd, write) {
                 Err(e) => Err(e),
                 Ok(io) => {
                     let mut total = 0u64;
                     let mut io = io;
+                    let mut full = false;
                     for i in 0..n {
                         let (p, len) = (mem.u(iovs + 8 * i, 4)?, mem.u(iovs + 8 * i + 4, 4)?);
+                        charge_fuel(fuel, len.saturating_add(1))?;
                         let done = match (&mut io, write) {
                             (Io::File(data, pos), true) => {
                                 let src = mem.read(p, len)?;
-                                let at = **pos as usize;
-                                let end = at + src.len();
+                                let at = **pos;
+                                let end = at.saturating_add(src.len() as u64);
+                                let growth = end.saturating_sub(data.len() as u64);
+                                if growth > room {
+                                    full = true;
+                                    break;
+                                }
+                                room -= growth;
+                                let (at, end) = (at as usize, end as usize);
                                 if data.len() < end {
                                     data.resize(end, 0);
                                 }
@@ -1101,7 +1242,8 @@ fn fs_call(
                             (Io::Dev(Dev::Tty | Dev::Tty1), false)
                             | (Io::Dev(Dev::Null), false) => 0,
                             (Io::Dev(Dev::Random), false) => {
-                                mem.write(p, &vec![0; len as usize])?;
+                                let r = mem.range(p, len)?;
+                                mem.data[r].fill(0);
                                 len
                             }
                             (Io::Dev(d), true) => {
@@ -1124,8 +1266,12 @@ fn fs_call(
                         // ao-loader's TTY stamps the node with `Date.now()` on every write.
                         *date_now += 1.0;
                     }
-                    mem.put(retptr, total, 4)?;
-                    Ok(0)
+                    if full && total == 0 {
+                        Err(memfs::MemFs::ENOSPC)
+                    } else {
+                        mem.put(retptr, total, 4)?;
+                        Ok(0)
+                    }
                 }
             }
         }

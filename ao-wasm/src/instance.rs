@@ -144,6 +144,11 @@ impl Instance {
         user: Option<Box<dyn HostImports>>,
     ) -> Result<Self> {
         let engine = module.engine().wasmtime();
+        // No instance has more memory than the node allows, whatever its tag asked.
+        let mut limits = limits;
+        limits.memory_bytes = limits
+            .memory_bytes
+            .min(module.engine().config().max_memory_limit);
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes, user));
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         // Under fuel, instantiation (a start function) runs on the count the module was
@@ -199,6 +204,7 @@ impl Instance {
         };
         let state = store.data_mut();
         state.memory = memory;
+        state.fuel = fuel;
         state.runtime = Some(runtime);
         let mut me = Self {
             module: Arc::clone(module),
@@ -255,12 +261,12 @@ impl Instance {
 
     /// What the guest wrote to stdout (the last MiB).
     pub fn stdout(&self) -> &[u8] {
-        &self.store.data().stdout
+        host::captured(&self.store.data().stdout)
     }
 
     /// What the guest wrote to stderr and other descriptors (the last MiB).
     pub fn stderr(&self) -> &[u8] {
-        &self.store.data().stderr
+        host::captured(&self.store.data().stderr)
     }
 
     /// Clears the captured stdout and stderr.

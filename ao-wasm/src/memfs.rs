@@ -37,6 +37,11 @@ const EXDEV: Errno = 75;
 const EMFILE: Errno = 33;
 const EIO: Errno = 29;
 const ENOTTY: Errno = 59;
+const ENOSPC: Errno = 51;
+
+/// The most bytes the regular files of one instance's file system hold together: writes past
+/// it fail with `ENOSPC` (the files live in host memory, outside the guest's memory limit).
+pub(crate) const MAX_FILE_BYTES: u64 = 64 << 20;
 
 const O_ACCMODE: i32 = 2_097_155;
 const O_CREAT: i32 = 64;
@@ -107,6 +112,20 @@ pub(crate) struct Stat {
 pub(crate) struct MemFs {
     nodes: Vec<Option<Node>>,
     streams: BTreeMap<i32, Stream>,
+}
+
+impl MemFs {
+    /// The bytes the regular files hold, together (bounded by [`MAX_FILE_BYTES`]).
+    pub(crate) fn file_bytes(&self) -> u64 {
+        self.nodes
+            .iter()
+            .flatten()
+            .map(|n| match &n.kind {
+                Kind::File(d) => d.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
 }
 
 /// A path as absolute, normalized components (`.` and `..` resolved, `..` at the root dropped).
@@ -565,4 +584,5 @@ impl MemFs {
 
     /// `ioctl` on a descriptor that is not a terminal, or on none.
     pub(crate) const ENOTTY: Errno = ENOTTY;
+    pub(crate) const ENOSPC: Errno = ENOSPC;
 }

@@ -197,7 +197,22 @@ fn expand(spec: &str, t: &[i32; 9], gmtoff: i64, zone: &str) -> String {
 }
 
 /// emscripten's JS `strftime`: two tables of textual replacements applied in order.
-pub(crate) fn strftime(format: &[u8], t: &[i32; 9], gmtoff: i64, zone: &[u8]) -> Vec<u8> {
+///
+/// `None` when the text would grow past `64 × max + 4096` bytes on the way (the guest's
+/// buffer holds `max`): the caller answers "does not fit" without building it.
+pub(crate) fn strftime(
+    format: &[u8],
+    t: &[i32; 9],
+    gmtoff: i64,
+    zone: &[u8],
+    max: u64,
+) -> Option<Vec<u8>> {
+    let bound = usize::try_from(max.saturating_mul(64).saturating_add(4096)).unwrap_or(usize::MAX);
+    // The length `pattern` would have with every `from` replaced by `to`.
+    let grown = |pattern: &str, from: &str, to: &str| {
+        let n = pattern.matches(from).count();
+        (pattern.len() - n * from.len()).saturating_add(n.saturating_mul(to.len()))
+    };
     const RULES_1: [(&str, &str); 28] = [
         ("%c", "%a %b %d %H:%M:%S %Y"),
         ("%D", "%m/%d/%y"),
@@ -235,6 +250,9 @@ pub(crate) fn strftime(format: &[u8], t: &[i32; 9], gmtoff: i64, zone: &[u8]) ->
     let zone = String::from_utf8_lossy(zone);
     let mut pattern = String::from_utf8_lossy(format).into_owned();
     for (from, to) in RULES_1 {
+        if grown(&pattern, from, to) > bound {
+            return None;
+        }
         pattern = pattern.replace(from, to);
     }
     pattern = pattern.replace("%%", "\0\0");
@@ -244,10 +262,13 @@ pub(crate) fn strftime(format: &[u8], t: &[i32; 9], gmtoff: i64, zone: &[u8]) ->
         }
         if pattern.contains(rule) {
             let with = expand(rule, t, gmtoff, &zone);
+            if grown(&pattern, rule, &with) > bound {
+                return None;
+            }
             pattern = pattern.replace(rule, &with);
         }
     }
-    pattern.replace("\0\0", "%").into_bytes()
+    Some(pattern.replace("\0\0", "%").into_bytes())
 }
 
 #[cfg(test)]
@@ -267,10 +288,14 @@ mod tests {
     #[test]
     fn strftime_matches_the_js_glue() {
         let tm = gmtime(1_709_210_096);
-        let out = strftime(b"%c|%F|%j|%y|%u|%V|%z|%Z|%%|%e", &tm, 0, b"UTC");
+        let out = strftime(b"%c|%F|%j|%y|%u|%V|%z|%Z|%%|%e", &tm, 0, b"UTC", 100).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "Thu Feb 29 12:34:56 2024|2024-02-29|060|24|4|09|+0000|UTC|%|29"
         );
+        // A zone name and a format that would expand far past the buffer are not expanded.
+        let zone = vec![b'Z'; 1 << 20];
+        let format = "%Z".repeat(1 << 16);
+        assert_eq!(strftime(format.as_bytes(), &tm, 0, &zone, 256), None);
     }
 }

@@ -79,6 +79,15 @@ impl WasmRuntime {
             self.next.fetch_add(1, Ordering::Relaxed)
         );
         if let Ok(mut m) = self.instances.lock() {
+            // Instances are made by requests and live until `terminate`: the oldest go first
+            // beyond a bound (a later call on an evicted handle is a 404).
+            while m.len() >= MAX_INSTANCES {
+                let oldest = m.keys().min_by_key(|h| handle_number(h)).cloned();
+                match oldest {
+                    Some(h) => m.remove(&h),
+                    None => break,
+                };
+            }
             m.insert(handle.clone(), Arc::new(Mutex::new(instance)));
         }
         handle
@@ -93,6 +102,18 @@ impl WasmRuntime {
             m.remove(handle);
         }
     }
+}
+
+/// The most `wasm-64@1.0` instances kept live at once.
+pub const MAX_INSTANCES: usize = 64;
+
+/// The counter in a handle `wasm-instance-<n>`.
+fn handle_number(handle: &str) -> u64 {
+    handle
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `<prefix>/<rest>` with empty parts dropped.

@@ -86,6 +86,32 @@ fn wasm64_computes_fac() {
     );
 }
 
+/// Instances made by requests are bounded: past `MAX_INSTANCES` the oldest is dropped, and
+/// the newest still computes.
+#[test]
+fn wasm64_instances_are_bounded() {
+    let (r, rt) = resolver(Arc::new(ao_core::MemoryStore::new()));
+    let base = Message::new().with("body", fixture("wasm/test.wasm"));
+    let mut last = None;
+    for _ in 0..ao_wasm::devices::MAX_INSTANCES + 6 {
+        last = Some(step(
+            &r,
+            base.clone(),
+            "wasm-64@1.0",
+            "init",
+            Message::new(),
+        ));
+        assert!(rt.live_instances() <= ao_wasm::devices::MAX_INSTANCES);
+    }
+    assert_eq!(rt.live_instances(), ao_wasm::devices::MAX_INSTANCES);
+    let state = last
+        .unwrap()
+        .with("function", "fac")
+        .with("parameters", Value::List(vec![Value::Float(4.0)]));
+    let state = step(&r, state, "wasm-64@1.0", "compute", Message::new());
+    assert_eq!(output(&state), vec![Value::Float(24.0)]);
+}
+
 #[test]
 fn wasm64_imports_through_ao_core_and_restores_snapshots() {
     let store: Arc<dyn Store> = Arc::new(ao_core::MemoryStore::new());

@@ -322,3 +322,89 @@ fn run_away_beside_a_healthy_instance(module: &Arc<CompiledModule>, limits: Limi
     });
     runaway
 }
+
+/// Host functions read their arguments by position: a module declaring one with fewer
+/// parameters is refused when it is linked, not a panic in the host when it calls it.
+#[test]
+fn an_import_declared_with_too_few_parameters_is_refused() {
+    let engine = engine();
+    let wasm = wat::parse_str(
+        r#"(module
+             (import "wasi_snapshot_preview1" "proc_exit" (func $exit))
+             (memory (export "memory") 1)
+             (func (export "f") (call $exit)))"#,
+    )
+    .unwrap();
+    let err = engine
+        .compile(&wasm)
+        .and_then(|m| Instance::new(&m, Limits::new(1_000_000, 1 << 20)).map(|_| ()))
+        .unwrap_err();
+    assert!(
+        matches!(&err, WasmError::Link(m) if m.contains("proc_exit")),
+        "{err}"
+    );
+}
+
+/// A host call costs what it does: `fd_write` is charged a unit per byte, so one call over a
+/// million iovecs is stopped by the budget; with enough fuel it completes, keeping the last
+/// MiB of output.
+#[test]
+fn host_calls_are_charged_by_the_byte() {
+    let engine = engine();
+    let wasm = wat::parse_str(
+        r#"(module
+             (import "wasi_snapshot_preview1" "fd_write"
+               (func $write (param i32 i32 i32 i32) (result i32)))
+             (memory (export "memory") 2)
+             (func (export "write") (result i32) (local $i i32)
+               ;; 1000 iovecs at 65536, each the first 64 KiB of memory
+               (loop $fill
+                 (i32.store (i32.add (i32.const 65536) (i32.mul (local.get $i) (i32.const 8)))
+                            (i32.const 0))
+                 (i32.store (i32.add (i32.const 65540) (i32.mul (local.get $i) (i32.const 8)))
+                            (i32.const 65536))
+                 (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                 (br_if $fill (i32.lt_u (local.get $i) (i32.const 1000))))
+               (call $write (i32.const 1) (i32.const 65536) (i32.const 1000) (i32.const 0))))"#,
+    )
+    .unwrap();
+    let module = engine.compile(&wasm).unwrap();
+    let budget = 1_000_000;
+    let mut inst = Instance::new(&module, Limits::new(budget, 1 << 20)).unwrap();
+    let err = inst.call("write", &[]).unwrap_err();
+    assert!(
+        matches!(err, WasmError::OutOfBudget { budget: b } if b == budget),
+        "{err}"
+    );
+    assert_eq!(inst.last_fuel_used(), budget);
+    let mut inst = Instance::new(&module, Limits::new(1_000_000_000, 1 << 20)).unwrap();
+    assert_eq!(inst.call("write", &[]).unwrap(), vec![WasmValue::I32(0)]);
+    assert_eq!(inst.stdout().len(), 1 << 20);
+    let used = inst.last_fuel_used();
+    assert!(used > 1000 * 65_536, "{used}");
+}
+
+/// No instance gets more memory than the node's `wasm-max-memory`, whatever its tag asks.
+#[test]
+fn memory_limit_tags_are_capped_by_the_node() {
+    let mut config = WasmConfig::default();
+    config.max_memory_limit = 4 << 20;
+    let engine = WasmEngine::new(config).unwrap();
+    let wasm = wat::parse_str(
+        r#"(module
+             (memory (export "memory") 1)
+             (func (export "grow") (param i32) (result i32)
+               (memory.grow (local.get 0))))"#,
+    )
+    .unwrap();
+    let module = engine.compile(&wasm).unwrap();
+    let limits = Limits::new(1_000_000, 1 << 20).with_memory_limit_tag("1-tb");
+    let mut inst = Instance::new(&module, limits).unwrap();
+    // 1 + 60 pages (3.8 MiB) fit; 1 + 60 + 10 do not.
+    assert_eq!(
+        inst.call("grow", &[WasmValue::I32(60)]).unwrap(),
+        vec![WasmValue::I32(1)]
+    );
+    let err = inst.call("grow", &[WasmValue::I32(10)]).unwrap_err();
+    assert!(matches!(err, WasmError::OutOfMemory { .. }), "{err}");
+}

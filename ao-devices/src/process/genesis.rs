@@ -280,6 +280,19 @@ pub fn json_to_value(j: &Json) -> Value {
     }
 }
 
+/// A module's JSON value as a message value the store can hold: a shape no message encodes (a
+/// list mixing messages with other values, nesting past the depth limit) is kept as its JSON
+/// text, so one odd outbox message cannot make a slot's result unstorable.
+pub fn storable_value(j: &Json) -> Value {
+    let value = json_to_value(j);
+    let probe = Message::new().with("v", value.clone());
+    if ao_core::codec::structured::to_tabm(&probe).is_ok() {
+        value
+    } else {
+        Value::from(j.to_string())
+    }
+}
+
 fn outbox_message(j: &Json, env: &ProcessEnv) -> Message {
     let mut m = Message::new();
     if let Json::Object(o) = j {
@@ -292,11 +305,14 @@ fn outbox_message(j: &Json, env: &ProcessEnv) -> Message {
             let value = match v {
                 Json::String(s) if k.eq_ignore_ascii_case("data") && s.starts_with('{') => {
                     match serde_json::from_str::<Json>(s) {
-                        Ok(obj @ Json::Object(_)) => json_to_value(&obj),
+                        Ok(obj @ Json::Object(_)) => match storable_value(&obj) {
+                            Value::Message(m) => Value::Message(m),
+                            _ => json_to_value(v),
+                        },
                         _ => json_to_value(v),
                     }
                 }
-                _ => json_to_value(v),
+                _ => storable_value(v),
             };
             m.insert(Key::new(k), value);
         }
@@ -309,7 +325,7 @@ fn outbox_message(j: &Json, env: &ProcessEnv) -> Message {
                         .unwrap_or_else(|| n.to_string());
                     let name = Key::new(&name);
                     if !name.is_private() {
-                        m.insert(name, json_to_value(v));
+                        m.insert(name, storable_value(v));
                     }
                 }
             }
@@ -362,7 +378,7 @@ pub fn parse_result(out: &str, env: &ProcessEnv) -> Result<Evaluation> {
         Some(other) => Some(other.to_string()),
     };
     let data = match response.get("Output") {
-        Some(Json::Object(o)) if o.contains_key("data") => json_to_value(&o["data"]),
+        Some(Json::Object(o)) if o.contains_key("data") => storable_value(&o["data"]),
         Some(Json::String(s)) => Value::from(s.as_str()),
         _ => match &error {
             Some(e) => Value::from(e.as_str()),
@@ -437,5 +453,36 @@ mod tests {
         assert_eq!(m.get_str("target"), Some("T"));
         let data = m.get_message("data").unwrap();
         assert!(data.private_fields().is_empty() && data.contains("kept"));
+    }
+
+    /// What a module answers in shapes no message encodes (a list mixing a number and an
+    /// object, in `Data`, a tag or `Output.data`) is kept as JSON text: the slot's result stays
+    /// storable (it failed to encode, and the batch of results it was flushed with was lost).
+    #[test]
+    fn unencodable_answers_are_kept_as_text() {
+        let env = ProcessEnv {
+            pid: "P".into(),
+            module_id: "M".into(),
+            env_json: "{}".into(),
+        };
+        let out = json!({"ok": true, "response": {
+            "Output": {"data": [1, {"a": 1}]},
+            "Messages": [{
+                "Target": "T",
+                "Data": "{\"x\":[1,{\"a\":1}]}",
+                "Odd": [1, {"a": 1}],
+                "Tags": [{"name": "Shape", "value": [3, {"b": 2}]}]
+            }]
+        }});
+        let ev = parse_result(&out.to_string(), &env).unwrap();
+        let m = ev.outbox.get_message("1").unwrap();
+        assert_eq!(m.get_str("data"), Some("{\"x\":[1,{\"a\":1}]}"));
+        assert_eq!(m.get_str("odd"), Some("[1,{\"a\":1}]"));
+        assert_eq!(m.get_str("shape"), Some("[3,{\"b\":2}]"));
+        assert_eq!(ev.data, Value::from("[1,{\"a\":1}]"));
+        let results = Message::new()
+            .with("data", ev.data)
+            .with("outbox", ev.outbox);
+        ao_core::cache::message_ops(&results).unwrap();
     }
 }

@@ -1034,7 +1034,23 @@ impl Exec {
         }
         let mut ops = Vec::new();
         for r in std::mem::take(&mut self.unwritten) {
-            self.result_ops(&r, &mut ops)?;
+            let mut one = Vec::new();
+            if let Err(e) = self.result_ops(&r, &mut one) {
+                // One result that cannot be stored must not take the batch's others with it:
+                // the slot is recorded as failed, with the reason.
+                tracing::error!(process = %self.pid, slot = r.slot, error = %e, "a result cannot be stored");
+                let reason = format!("the result cannot be stored: {e}");
+                let failed = Arc::new(SlotResult::from_eval(
+                    r.slot,
+                    r.message_id.clone(),
+                    genesis::failure(&reason),
+                    true,
+                ));
+                self.results.insert(r.slot, failed.clone());
+                one.clear();
+                self.result_ops(&failed, &mut one)?;
+            }
+            ops.append(&mut one);
         }
         // After the results they cover (a snapshot), in the same batch.
         ops.append(&mut self.pending);

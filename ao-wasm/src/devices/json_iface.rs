@@ -217,6 +217,18 @@ fn json_to_value(j: &Json) -> Value {
     }
 }
 
+/// A module's JSON value as a message value a message can encode: a shape none encodes (a list
+/// mixing messages with other values, nesting past the depth limit) is kept as its JSON text.
+fn storable_value(j: &Json) -> Value {
+    let value = json_to_value(j);
+    let probe = Message::new().with("v", value.clone());
+    if ao_core::codec::structured::to_tabm(&probe).is_ok() {
+        value
+    } else {
+        Value::from(j.to_string())
+    }
+}
+
 /// An outbox message (`devices.md` §3.11 step 4).
 fn outbox_message(j: &Json, process_id: &str, image: &str) -> Message {
     let mut out = Message::new();
@@ -225,14 +237,14 @@ fn outbox_message(j: &Json, process_id: &str, image: &str) -> Message {
             if k.eq_ignore_ascii_case("tags") || ao_core::Key::new(k).is_private() {
                 continue;
             }
-            out.insert(k.to_lowercase().as_str(), json_to_value(v));
+            out.insert(k.to_lowercase().as_str(), storable_value(v));
         }
         if let Some(Json::Array(tags)) = o.get("Tags").or_else(|| o.get("tags")) {
             for t in tags {
                 if let (Some(n), Some(v)) = (t["name"].as_str(), t.get("value"))
                     && !ao_core::Key::new(n).is_private()
                 {
-                    out.insert(n.to_lowercase().as_str(), json_to_value(v));
+                    out.insert(n.to_lowercase().as_str(), storable_value(v));
                 }
             }
         }

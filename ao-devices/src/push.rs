@@ -23,6 +23,9 @@
 
 pub mod remote;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ao_core::codec::structured::list_to_message;
 use ao_core::device::BoxFuture;
 use ao_core::id::{IdScope, id_string};
@@ -102,7 +105,41 @@ fn status_of(msg: &Message) -> Result<i64> {
     }
 }
 
+tokio::task_local! {
+    /// The messages the current push (and the chain of pushes it leads to) may still deliver.
+    static PUSH_BUDGET: Arc<AtomicU64>;
+}
+
+/// Takes one message from the current push's budget; `false` once it is spent. Outside a push
+/// (no budget) there is no bound.
+fn take_push_budget() -> bool {
+    PUSH_BUDGET
+        .try_with(|b| {
+            b.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        })
+        .unwrap_or(true)
+}
+
+/// `push`: a push started by a request gets a budget of `push-max-messages`, which the pushes
+/// it leads to share (through the resolver, or in background tasks of `push-mode: async`).
 async fn push(base: &Message, request: &Message, ctx: &Context) -> Result<Value> {
+    if PUSH_BUDGET.try_with(|_| ()).is_ok() {
+        return push_budgeted(base, request, ctx).await;
+    }
+    let max = ctx.extension::<crate::process::Processes>().map_or_else(
+        || crate::process::ProcessOptions::default().push_max_messages,
+        |p| p.options().push_max_messages,
+    );
+    PUSH_BUDGET
+        .scope(
+            Arc::new(AtomicU64::new(max)),
+            push_budgeted(base, request, ctx),
+        )
+        .await
+}
+
+async fn push_budgeted(base: &Message, request: &Message, ctx: &Context) -> Result<Value> {
     let pid = process_id(base)?;
     let process = as_process(base);
     if request.get("slot").is_some() {
@@ -253,9 +290,17 @@ fn push_in_background(
         assignment.clone(),
         ctx.clone(),
     );
+    // The background push spends the budget of the push that started it.
+    let budget = PUSH_BUDGET.try_with(Arc::clone).ok();
     runtime.spawn(async move {
-        if let Err(e) = do_push(&process, &pid, &assignment, &ctx).await {
-            tracing::warn!(process = %pid, error = %e, "asynchronous push failed");
+        let work = async {
+            if let Err(e) = do_push(&process, &pid, &assignment, &ctx).await {
+                tracing::warn!(process = %pid, error = %e, "asynchronous push failed");
+            }
+        };
+        match budget {
+            Some(b) => PUSH_BUDGET.scope(b, work).await,
+            None => work.await,
         }
     });
     Ok(Value::Message(reply))
@@ -368,6 +413,16 @@ async fn push_entry(
         }
     };
     let target = split_target(&raw_target).to_owned();
+    if !take_push_budget() {
+        return Message::new()
+            .with("response", "error")
+            .with("status", 429i64)
+            .with("target", target.as_str())
+            .with(
+                "reason",
+                "This push has delivered as many messages as push-max-messages allows.",
+            );
+    }
     let (_, hint) = crate::relay::split_hint(&raw_target);
     let target_base = match ctx.load(&target) {
         Ok(m) => m,

@@ -963,3 +963,41 @@ async fn a_node_with_scheduling_disabled_refuses_new_slots_and_still_computes() 
         ProcessOptions::from_options(&Message::new().with("scheduling-mode", "sometimes")).is_err()
     );
 }
+
+/// Two processes whose every `Fan` message sends two more to the other: one push delivers at
+/// most `push-max-messages` messages (the chain it leads to included), then answers 429 for the
+/// rest, instead of doubling at each hop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_delivers_at_most_its_budget() {
+    let n = node(opts().with_push_max_messages(6));
+    let (a, b) = (n.spawn("fan-a").await, n.spawn("fan-b").await);
+    for (me, peer) in [(&a, &b), (&b, &a)] {
+        let code = format!(
+            "Peer = '{peer}'; Handlers.add('fan', Handlers.utils.hasMatchingTag('Action', 'Fan'), \
+             function(m) Send({{ Target = Peer, Action = 'Fan' }}); \
+             Send({{ Target = Peer, Action = 'Fan' }}) end); return 'ok'"
+        );
+        assert_eq!(n.eval(me, &code).await, "ok");
+    }
+    let out = n
+        .try_push(&a, "Send({ Target = Peer, Action = 'Fan' }); return 'go'")
+        .await
+        .unwrap();
+    let text = format!("{out:?}");
+    let slot = |pid: &str| {
+        let pid = pid.to_owned();
+        let n = &n;
+        async move {
+            match n.path(&format!("/{pid}/slot/current")).await {
+                Value::Integer(i) => i,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    // Slots 0 (spawn) and 1 (the handler) on each, 2 the push's own Eval on A: the six
+    // messages pushed alternate B, A, B, … depth first.
+    let pushed = (slot(&a).await - 2) + (slot(&b).await - 1);
+    assert_eq!(pushed, 6, "{text}");
+    // The refusals are reported in place, down the chain.
+    assert!(text.contains("429"), "{text}");
+}

@@ -415,6 +415,25 @@ async fn results(rt: &Arc<Processes>, base: &Message, req: &Message) -> Result<V
 }
 
 async fn push(rt: &Arc<Processes>, ctx: &Context, base: &Message, req: &Message) -> Result<Value> {
+    // HyperBEAM's push with a `slot` (how `push@1.0` carries a pushed message on, at the slot
+    // it was given on its target): that slot's outbox is delivered, nothing is scheduled.
+    if let Some(slot) = req.get("slot") {
+        let slot = slot
+            .as_integer()
+            .and_then(|s| u64::try_from(s).ok())
+            .ok_or_else(|| Error::BadRequest(format!("push: the slot is a {}", slot.kind())))?;
+        let pid = process_id(rt, base, req)?;
+        let r = rt.compute(&pid, slot).await?;
+        let depth = req.get("result-depth").and_then(Value::as_integer);
+        let mut reply = Message::new()
+            .with("process", pid.as_str())
+            .with("slot", slot as i64)
+            .with("results", r.results.clone());
+        if let Some(d) = deliver_outbox(rt, ctx, &pid, &r, depth).await {
+            reply.insert("pushed", d);
+        }
+        return Ok(Value::Message(reply));
+    }
     let msg = message_to_schedule(ctx, req)?;
     if runtime::is_process_message(&msg) {
         if wants_json(req) {

@@ -80,6 +80,10 @@ pub struct ProcessOptions {
     pub results_kept: usize,
     /// How often the supervisor checks the budget.
     pub supervise_every: Duration,
+    /// The most outbox messages one push delivers, the pushes it leads to included
+    /// (`push-max-messages`): a process whose every message sends two more doubles the pushes
+    /// at each hop.
+    pub push_max_messages: u64,
 }
 
 impl Default for ProcessOptions {
@@ -95,6 +99,7 @@ impl Default for ProcessOptions {
             scheduling: true,
             results_kept: 64,
             supervise_every: Duration::from_millis(250),
+            push_max_messages: 10_000,
         }
     }
 }
@@ -151,6 +156,9 @@ impl ProcessOptions {
         }
         if let Some(n) = int_option(opts, "process-evict-replay")? {
             o.evict_replay = n;
+        }
+        if let Some(n) = int_option(opts, "push-max-messages")? {
+            o.push_max_messages = n;
         }
         if let Some(v) = opts.get("scheduling-mode") {
             let mode = match v {
@@ -214,6 +222,13 @@ impl ProcessOptions {
     #[must_use]
     pub fn with_evict_replay(mut self, slots: u64) -> Self {
         self.evict_replay = slots;
+        self
+    }
+
+    /// Sets [`ProcessOptions::push_max_messages`].
+    #[must_use]
+    pub fn with_push_max_messages(mut self, n: u64) -> Self {
+        self.push_max_messages = n;
         self
     }
 

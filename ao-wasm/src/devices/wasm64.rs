@@ -331,9 +331,20 @@ impl crate::HostImports for StdlibImports {
         let request = Message::new()
             .with("path", name)
             .with("args", Value::List(args.iter().map(from_wasm).collect()));
-        // Imports are synchronous for the guest; the device answering them must not wait on
-        // anything that needs this thread.
-        let out = poll_to_completion(self.resolver.resolve(lib, request)).ok()?;
+        // Imports are synchronous for the guest: the device answering one must answer at once
+        // (see `answer_now`), and an import's answer may call into WASM again only so deep (each
+        // level is a resolution on this thread's stack, outside the guest's stack limit).
+        let depth = IMPORT_DEPTH.with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        });
+        let out = if depth > MAX_IMPORT_DEPTH {
+            None
+        } else {
+            answer_now(self.resolver.resolve(lib, request))
+        };
+        IMPORT_DEPTH.with(|d| d.set(d.get() - 1));
+        let out = out?.ok()?;
         let results = match &out {
             Value::Message(m) => m.get("results")?.clone(),
             other => other.clone(),
@@ -346,15 +357,23 @@ impl crate::HostImports for StdlibImports {
     }
 }
 
-/// Drives a future on this thread. Import devices answer without waiting, so this normally
-/// completes on the first poll; it must not wait on work that needs this thread.
-fn poll_to_completion<F: std::future::Future>(fut: F) -> F::Output {
+/// How deep import calls may nest (an import answered by WASM that calls an import…).
+const MAX_IMPORT_DEPTH: u32 = 8;
+
+thread_local! {
+    /// Import calls in progress on this thread.
+    static IMPORT_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The output of a future that completes without waiting (import devices compute their
+/// answer), or `None` for one that would wait (on I/O, a timer, another task): it is not
+/// spun on, since what it waits for may need this very thread, and an import has no answer
+/// to give while it waits.
+fn answer_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
     }
 }

@@ -56,20 +56,23 @@ impl Device for Wasm64Device {
     ) -> Option<BoxFuture<'a, Result<Value>>> {
         let rt = &self.rt;
         Some(Box::pin(async move {
-            let out = match key {
-                "init" => init(rt, base, ctx)?,
-                "compute" => compute(rt, base, request, ctx)?,
-                "snapshot" => snapshot(rt, base)?,
-                "normalize" => normalize(rt, base, ctx)?,
-                "terminate" => {
-                    let prefix = output_prefix(base);
-                    if let Some(h) = instance_handle(base, &prefix) {
-                        rt.remove(&h);
+            // Guest code runs for as long as its budget allows: off the async workers.
+            let out = off_the_reactor(|| -> Result<Message> {
+                Ok(match key {
+                    "init" => init(rt, base, ctx)?,
+                    "compute" => compute(rt, base, request, ctx)?,
+                    "snapshot" => snapshot(rt, base)?,
+                    "normalize" => normalize(rt, base, ctx)?,
+                    "terminate" => {
+                        let prefix = output_prefix(base);
+                        if let Some(h) = instance_handle(base, &prefix) {
+                            rt.remove(&h);
+                        }
+                        base.clone()
                     }
-                    base.clone()
-                }
-                other => return Err(Error::NotFound(other.to_owned())),
-            };
+                    other => return Err(Error::NotFound(other.to_owned())),
+                })
+            })?;
             Ok(Value::Message(out))
         }))
     }
@@ -354,6 +357,19 @@ impl crate::HostImports for StdlibImports {
             one => vec![one],
         };
         Some(list.iter().filter_map(to_wasm).collect())
+    }
+}
+
+/// Runs synchronous work that may last (a guest's evaluation) without holding an async worker
+/// of a multi-threaded tokio runtime: the runtime hands the worker's other tasks to another
+/// thread meanwhile (`block_in_place`). Elsewhere (no runtime, a current-thread one, a blocking
+/// thread) it just runs.
+fn off_the_reactor<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

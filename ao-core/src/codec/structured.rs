@@ -14,6 +14,12 @@ pub const MAX_DEPTH: usize = 64;
 /// Keys dropped on encoding because they can be regenerated (spec §1.4, §11 item 22).
 pub const REGEN_KEYS: [&str; 2] = ["unsigned_id", "content-digest"];
 
+/// Whether a message can hold `value` under a key: a list mixing messages with other values,
+/// or nesting past [`MAX_DEPTH`], it cannot.
+pub fn encodes(value: &Value) -> bool {
+    to_tabm(&Message::new().with("v", value.clone())).is_ok()
+}
+
 /// Converts a structured message to its TABM.
 pub fn to_tabm(msg: &Message) -> Result<Message> {
     to_tabm_at(msg, 0)

@@ -221,11 +221,9 @@ fn json_to_value(j: &Json) -> Value {
 /// mixing messages with other values, nesting past the depth limit) is kept as its JSON text.
 fn storable_value(j: &Json) -> Value {
     let value = json_to_value(j);
-    let probe = Message::new().with("v", value.clone());
-    if ao_core::codec::structured::to_tabm(&probe).is_ok() {
-        value
-    } else {
-        Value::from(j.to_string())
+    match ao_core::codec::structured::encodes(&value) {
+        true => value,
+        false => Value::from(j.to_string()),
     }
 }
 

@@ -22,7 +22,8 @@
 //! in bytes (defaults: 1 GiB of redb page cache, 256 MiB of entry cache).
 //! `AO_STORE_BENCH_WRITES=0` skips the write benchmarks (for profiling reads);
 //! `AO_STORE_BENCH_WAL_BYTES` sets the log size between durable checkpoints and
-//! `AO_STORE_BENCH_MEMTABLE_BYTES` the memtable's (`StoreConfig::memtable_bytes`);
+//! `AO_STORE_BENCH_MEMTABLE_BYTES` the memtable's (`StoreConfig::memtable_bytes`),
+//! `AO_STORE_BENCH_RECENT_KEYS` the size of the `recent` table (`StoreConfig::recent_keys`);
 //! `AO_STORE_BENCH_SECS` the length of each write figure's run (default 10 s: a larger
 //! memtable needs longer runs to include its checkpoints), and `AO_STORE_BENCH_ONLY` (e.g.
 //! `16x1,16x8`) runs only the write figures of those writers x in-flight counts.
@@ -78,6 +79,7 @@ fn config(path: &std::path::Path, durability: Durability) -> StoreConfig {
     c.page_cache_bytes = env_u64("AO_STORE_BENCH_PAGE_CACHE", 1 << 30);
     c.wal_bytes = env_u64("AO_STORE_BENCH_WAL_BYTES", c.wal_bytes);
     c.memtable_bytes = env_u64("AO_STORE_BENCH_MEMTABLE_BYTES", c.memtable_bytes);
+    c.recent_keys = env_u64("AO_STORE_BENCH_RECENT_KEYS", c.recent_keys);
     c
 }
 

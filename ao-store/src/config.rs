@@ -59,6 +59,11 @@ pub struct StoreConfig {
     /// 1M-message store); while a checkpoint runs a second memtable fills, and the writer waits
     /// for the checkpoint when that one reaches twice this size.
     pub memtable_bytes: u64,
+    /// The keys the `recent` table holds before a checkpoint merges it into the main table
+    /// (it also waits until `recent` holds a quarter as many keys as the main table). A larger
+    /// value rewrites the main table's leaves less often, and costs readers a lookup in a
+    /// larger `recent` table first.
+    pub recent_keys: u64,
     /// With the write-ahead log, how long the writer waits without a write before it
     /// checkpoints the memtable durably (and empties the log). `0`: only at the size limits,
     /// on flush and on close.
@@ -83,6 +88,7 @@ impl Default for StoreConfig {
             verify_on_open: false,
             wal_bytes: 128 << 20,
             memtable_bytes: 64 << 20,
+            recent_keys: 1 << 20,
             checkpoint_idle_ms: 200,
             crash_after_log_records: None,
         }

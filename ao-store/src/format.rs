@@ -5,6 +5,13 @@
 //!
 //! * `entries`: UTF-8 path → a protobuf [`Record`]: inline bytes, a reference to a blob, a link
 //!   or a group. One ordered table, so the children of a group are a range scan over `path/`.
+//! * `recent` (since version 5): the same, for the records written since they were last merged
+//!   into `entries`. A key in `recent` supersedes the same key in `entries`; checkpoints write
+//!   here, into a tree a fraction of the size of `entries`, and a checkpoint merges the whole
+//!   table into `entries` once it has grown to [`StoreConfig::recent_keys`](crate::StoreConfig)
+//!   and a quarter of `entries`. IDs are hashes, so every checkpoint's keys land in random
+//!   leaves: this way each leaf of the large tree is rewritten once per merge instead of once
+//!   per checkpoint.
 //! * `blobs`: 32-byte blake3 hash → the bytes of a binary at least
 //!   [`StoreConfig::blob_threshold`](crate::StoreConfig::blob_threshold) long, stored once
 //!   however many paths hold it.
@@ -24,7 +31,7 @@ use redb::TableDefinition;
 use crate::error::ReadError;
 
 /// The version of the format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format version this build opens (older stores are migrated when opened
 /// read-write, and read as they are when opened read-only).
@@ -32,6 +39,9 @@ pub(crate) const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Path → record.
 pub(crate) const ENTRIES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("entries");
+/// Path → record, for the records written since the last merge into `entries` (format 5): a
+/// key here supersedes the same key there.
+pub(crate) const RECENT: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("recent");
 /// blake3 → blob bytes.
 pub(crate) const BLOBS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("blobs");
 /// blake3 → reference count.

@@ -50,6 +50,7 @@ mod backend;
 mod config;
 mod entry_cache;
 mod error;
+mod filter;
 mod format;
 pub mod layout;
 mod memtable;

@@ -141,13 +141,12 @@ impl RedbStore {
             format_version: read_version(&snap)?,
             ..Stats::default()
         };
-        for item in snap.entries.iter().map_err(redb::Error::from)? {
-            let (k, v) = item.map_err(redb::Error::from)?;
-            let key = format::key_str(k.value())?;
+        snap.for_each_record(|k, v| {
+            let key = format::key_str(k)?;
             s.records += 1;
-            s.key_bytes += k.value().len() as u64;
-            s.record_bytes += v.value().len() as u64;
-            let rec = Record::decode_at(key, v.value())?;
+            s.key_bytes += k.len() as u64;
+            s.record_bytes += v.len() as u64;
+            let rec = Record::decode_at(key, v)?;
             s.count(&rec);
             if let Some(p) = rec.as_packed() {
                 s.packed += 1;
@@ -155,7 +154,8 @@ impl RedbStore {
                     s.count(r);
                 }
             }
-        }
+            Ok(())
+        })?;
         for item in snap.blobs.iter().map_err(redb::Error::from)? {
             let (_, v) = item.map_err(redb::Error::from)?;
             s.blobs += 1;
@@ -180,26 +180,20 @@ impl RedbStore {
         };
         let mut refs: HashMap<[u8; HASH_LEN], u64> = HashMap::new();
         let mut prev: Option<Vec<u8>> = None;
-        for item in snap.entries.iter().map_err(redb::Error::from)? {
-            let (k, v) = item.map_err(redb::Error::from)?;
+        snap.for_each_record(|raw, value| {
             report.entries += 1;
-            let raw = k.value();
             let Ok(key) = std::str::from_utf8(raw) else {
                 report.problem(format!(
                     "key {:?} is not UTF-8",
                     String::from_utf8_lossy(raw)
                 ));
-                continue;
+                return Ok(());
             };
             if key.is_empty() || key.split('/').any(str::is_empty) {
                 report.problem(format!("key {key:?} is not a normalised path"));
             }
             if let Some((parent, _)) = key.rsplit_once('/') {
-                match snap
-                    .entries
-                    .get(parent.as_bytes())
-                    .map_err(redb::Error::from)?
-                {
+                match snap.raw(parent)? {
                     None => report.problem(format!("{key:?} has no parent entry {parent:?}")),
                     Some(g) => {
                         if Record::decode_at(parent, g.value())
@@ -212,7 +206,7 @@ impl RedbStore {
                     }
                 }
             }
-            match Record::decode_at(key, v.value()) {
+            match Record::decode_at(key, value) {
                 Err(e) => report.problem(e.to_string()),
                 Ok(rec) => {
                     check_record(&snap, key, &rec, &mut refs, &mut report)?;
@@ -236,7 +230,8 @@ impl RedbStore {
                 report.problem(format!("key {key:?} is out of order"));
             }
             prev = Some(raw.to_vec());
-        }
+            Ok(())
+        })?;
         for item in snap.blobs.iter().map_err(redb::Error::from)? {
             let (k, v) = item.map_err(redb::Error::from)?;
             report.blobs += 1;

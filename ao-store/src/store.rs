@@ -17,9 +17,11 @@ use crate::backend::ScratchBackend;
 use crate::config::{Durability, StoreConfig};
 use crate::entry_cache::{Cached, EntryCache, Space};
 use crate::error::{Error, OpenError, ReadError, WriteError};
+use crate::filter::KeyFilter;
 use crate::format::{
     self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CONTENT_OVERWRITTEN,
-    META_CREATED_BY, META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, Record, key_str,
+    META_CREATED_BY, META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, RECENT, Record,
+    key_str,
 };
 use crate::memtable::{self, MemMap, Memtable, merge_sorted};
 use crate::wal::{self, Wal, WalBatch, WalOp};
@@ -33,6 +35,11 @@ type BytesTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 pub(crate) struct Snapshot {
     pub(crate) generation: u64,
     pub(crate) entries: BytesTable,
+    /// The records written since the last merge into `entries` (absent before format 5,
+    /// read-only).
+    pub(crate) recent: Option<BytesTable>,
+    /// The keys `recent` may hold (`None`: look every key up there).
+    pub(crate) recent_filter: Option<Arc<KeyFilter>>,
     pub(crate) blobs: BytesTable,
     pub(crate) txn: ReadTransaction,
 }
@@ -49,12 +56,44 @@ impl Snapshot {
     fn new(txn: ReadTransaction, generation: u64) -> Result<Self, ReadError> {
         let entries = txn.open_table(ENTRIES).map_err(redb::Error::from)?;
         let blobs = txn.open_table(BLOBS).map_err(redb::Error::from)?;
+        // An empty `recent` (just after a merge) is not looked at.
+        let recent = match txn.open_table(RECENT) {
+            Ok(t) if redb::ReadableTableMetadata::len(&t).map_err(redb::Error::from)? > 0 => {
+                Some(t)
+            }
+            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(redb::Error::from(e).into()),
+        };
         Ok(Self {
             generation,
             entries,
+            recent,
+            recent_filter: None,
             blobs,
             txn,
         })
+    }
+
+    /// This snapshot with `filter` telling which keys `recent` may hold.
+    fn with_filter(mut self, filter: Option<Arc<KeyFilter>>) -> Self {
+        self.recent_filter = filter;
+        self
+    }
+
+    /// A filter of the keys of `recent`, for `planned` keys or as many as it holds: every key
+    /// read.
+    fn build_filter(&self, planned: u64) -> Result<Arc<KeyFilter>, ReadError> {
+        use redb::ReadableTableMetadata;
+        let Some(recent) = &self.recent else {
+            return Ok(Arc::new(KeyFilter::with_capacity(planned)));
+        };
+        let len = recent.len().map_err(redb::Error::from)?;
+        let filter = KeyFilter::with_capacity(planned.max(len));
+        for item in recent.iter().map_err(redb::Error::from)? {
+            let (k, _) = item.map_err(redb::Error::from)?;
+            filter.insert(k.value());
+        }
+        Ok(Arc::new(filter))
     }
 
     pub(crate) fn blob(&self, hash: &[u8; HASH_LEN]) -> Result<Option<Bytes>, ReadError> {
@@ -66,15 +105,66 @@ impl Snapshot {
         Ok(v)
     }
 
-    /// The raw value stored under exactly the key `path`.
-    fn raw(
+    /// The raw value stored under exactly the key `path`: in `recent`, else in `entries`.
+    pub(crate) fn raw(
         &self,
         path: &str,
     ) -> Result<Option<redb::AccessGuard<'static, &'static [u8]>>, ReadError> {
+        if let Some(recent) = &self.recent
+            && self
+                .recent_filter
+                .as_ref()
+                .is_none_or(|f| f.may_contain(path.as_bytes()))
+            && let Some(g) = recent.get(path.as_bytes()).map_err(redb::Error::from)?
+        {
+            return Ok(Some(g));
+        }
         Ok(self
             .entries
             .get(path.as_bytes())
             .map_err(redb::Error::from)?)
+    }
+
+    /// Calls `visit(key, raw record)` for every key of the store in key order: the keys of
+    /// `entries` and `recent` merged, a key of `recent` in place of the same key of `entries`.
+    pub(crate) fn for_each_record(
+        &self,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
+        let mut older = self.entries.iter().map_err(redb::Error::from)?.peekable();
+        let mut newer = match &self.recent {
+            Some(t) => Some(t.iter().map_err(redb::Error::from)?.peekable()),
+            None => None,
+        };
+        loop {
+            let take_newer = match (older.peek(), newer.as_mut().and_then(|n| n.peek())) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(Ok((a, _))), Some(Ok((b, _)))) => match a.value().cmp(b.value()) {
+                    std::cmp::Ordering::Less => false,
+                    std::cmp::Ordering::Greater => true,
+                    std::cmp::Ordering::Equal => {
+                        // The same key in both: `recent`'s supersedes.
+                        older.next();
+                        true
+                    }
+                },
+                // An error: take it from whichever side holds it.
+                (Some(Err(_)), _) => false,
+                (_, Some(Err(_))) => true,
+            };
+            let item = if take_newer {
+                newer.as_mut().and_then(Iterator::next)
+            } else {
+                older.next()
+            };
+            let Some(item) = item else {
+                return Ok(());
+            };
+            let (k, v) = item.map_err(redb::Error::from)?;
+            visit(k.value(), v.value())?;
+        }
     }
 
     /// The record stored under exactly the key `path`.
@@ -153,11 +243,7 @@ impl Snapshot {
             if let Some((packed, rel)) = self.packed_at(path)? {
                 return self.packed_children(path, &packed, &rel);
             }
-        } else if let Some(guard) = self
-            .entries
-            .get(path.as_bytes())
-            .map_err(redb::Error::from)?
-        {
+        } else if let Some(guard) = self.raw(path)? {
             // A top-level path: its own record (one lookup) is packed or a plain group.
             let rec = Record::decode_at(path, guard.value())?;
             if rec.as_packed().is_some() {
@@ -234,44 +320,92 @@ impl Snapshot {
         path: &str,
         mut visit: impl FnMut(&[u8], &[u8], &[u8]) -> Result<(), ReadError>,
     ) -> Result<(), ReadError> {
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
+        let Some(recent) = &self.recent else {
+            return scan_table(&self.entries, path, visit);
         };
-        let mut start = prefix.clone().into_bytes();
-        'seek: loop {
-            let range = self
-                .entries
-                .range::<&[u8]>(start.as_slice()..)
-                .map_err(redb::Error::from)?;
-            for item in range {
-                let (k, v) = item.map_err(redb::Error::from)?;
-                let key = k.value();
-                let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
-                    break 'seek;
-                };
-                match rest.iter().position(|&b| b == b'/') {
-                    None => {
-                        if !rest.is_empty() {
-                            visit(rest, key, v.value())?;
-                        }
+        // Each table's children, merged: a child is listed where its own key is (its
+        // subtree may lie in either table), from `recent` when both hold it.
+        type Found = Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>;
+        let collect = |table: &BytesTable| -> Result<Found, ReadError> {
+            let mut found = Vec::new();
+            scan_table(table, path, |c, k, v| {
+                found.push((c.to_vec(), k.to_vec(), v.to_vec()));
+                Ok(())
+            })?;
+            Ok(found)
+        };
+        let newer = collect(recent)?;
+        if newer.is_empty() {
+            return scan_table(&self.entries, path, visit);
+        }
+        let older = collect(&self.entries)?;
+        let mut newer = newer.into_iter().peekable();
+        let mut older = older.into_iter().peekable();
+        loop {
+            let next = match (older.peek(), newer.peek()) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => older.next(),
+                (None, Some(_)) => newer.next(),
+                (Some(o), Some(n)) => match o.0.cmp(&n.0) {
+                    std::cmp::Ordering::Less => older.next(),
+                    std::cmp::Ordering::Greater => newer.next(),
+                    std::cmp::Ordering::Equal => {
+                        older.next();
+                        newer.next()
                     }
-                    Some(i) => {
-                        // A key below the child `rest[..i]`: jump past that child's subtree.
-                        // Every key under `child/` sorts before `child0` ('0' follows '/').
-                        let mut next = prefix.clone().into_bytes();
-                        next.extend_from_slice(&rest[..i]);
-                        next.push(b'0');
-                        start = next;
-                        continue 'seek;
+                },
+            };
+            if let Some((c, k, v)) = next {
+                visit(&c, &k, &v)?;
+            }
+        }
+    }
+}
+
+/// Calls `visit(child, full key, raw record)` for each direct child of `path` among the keys
+/// of `table`, in key order: one range scan over `path/` that jumps over the subtree below
+/// each child.
+fn scan_table(
+    table: &BytesTable,
+    path: &str,
+    mut visit: impl FnMut(&[u8], &[u8], &[u8]) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    let mut start = prefix.clone().into_bytes();
+    'seek: loop {
+        let range = table
+            .range::<&[u8]>(start.as_slice()..)
+            .map_err(redb::Error::from)?;
+        for item in range {
+            let (k, v) = item.map_err(redb::Error::from)?;
+            let key = k.value();
+            let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+                break 'seek;
+            };
+            match rest.iter().position(|&b| b == b'/') {
+                None => {
+                    if !rest.is_empty() {
+                        visit(rest, key, v.value())?;
                     }
                 }
+                Some(i) => {
+                    // A key below the child `rest[..i]`: jump past that child's subtree.
+                    // Every key under `child/` sorts before `child0` ('0' follows '/').
+                    let mut next = prefix.clone().into_bytes();
+                    next.extend_from_slice(&rest[..i]);
+                    next.push(b'0');
+                    start = next;
+                    continue 'seek;
+                }
             }
-            break;
         }
-        Ok(())
+        break;
     }
+    Ok(())
 }
 
 /// Whether a stored record is exactly one packed field (`2a`, its length as a varint, then
@@ -366,6 +500,10 @@ fn check_meta(txn: &ReadTransaction, path: &Path) -> Result<Option<u32>, OpenErr
         txn.open_table(table)
             .map_err(|e| OpenError::from_storage(path, e))?;
     }
+    if version >= 5 {
+        txn.open_table(RECENT)
+            .map_err(|e| OpenError::from_storage(path, e))?;
+    }
     if version >= 2 {
         read_applied(txn, path)?;
     }
@@ -435,8 +573,8 @@ fn check_log_applied(txn: &ReadTransaction, path: &Path) -> Result<(), OpenError
 
 /// Upgrades a format-1 or format-2 store to this format, in one transaction: the
 /// `format-version` record, and from format 1 the `wal-applied` record (format 2 adds the
-/// write-ahead log, format 3 packed records, format 4 content copies; the records already there
-/// stay valid as they are).
+/// write-ahead log, format 3 packed records, format 4 content copies, format 5 the `recent`
+/// table, created empty; the records already there stay valid as they are).
 fn migrate(db: &Database, path: &Path, from: u32) -> Result<(), OpenError> {
     if from == FORMAT_VERSION {
         return Ok(());
@@ -456,6 +594,7 @@ fn migrate(db: &Database, path: &Path, from: u32) -> Result<(), OpenError> {
             meta.insert(META_WAL_APPLIED, &format::encode_seq(0)[..])
                 .map_err(|e| err(e.into()))?;
         }
+        txn.open_table(RECENT).map_err(|e| err(e.into()))?;
     }
     txn.commit().map_err(|e| err(e.into()))
 }
@@ -536,7 +675,7 @@ fn initialise(db: &Database, path: &Path) -> Result<(), OpenError> {
         let created_by = concat!("ao-store ", env!("CARGO_PKG_VERSION"));
         meta.insert(META_CREATED_BY, created_by.as_bytes())
             .map_err(|e| err(e.into()))?;
-        for table in [ENTRIES, BLOBS, BLOB_REFS] {
+        for table in [ENTRIES, RECENT, BLOBS, BLOB_REFS] {
             txn.open_table(table).map_err(|e| err(e.into()))?;
         }
     }
@@ -876,7 +1015,17 @@ impl RedbStore {
                     .map_err(|e| OpenError::from_storage(&path, e))?;
                 let overwritten = read_content_overwritten(&txn, &path)?;
                 let snap = Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))?;
-                Ok((snap, seq, replayed, wal, overwritten))
+                let filter = filter_capacity(&snap.entries, config.recent_keys)
+                    .map_err(ReadError::from_redb)
+                    .and_then(|planned| snap.build_filter(planned))
+                    .map_err(|e| open_read_error(&path, e))?;
+                Ok((
+                    snap.with_filter(Some(filter)),
+                    seq,
+                    replayed,
+                    wal,
+                    overwritten,
+                ))
             });
         let (snapshot, seq, replayed, wal, overwritten) = match ready {
             Ok(s) => s,
@@ -1627,7 +1776,7 @@ impl Writer {
             &frozen,
             self.seq,
             durable,
-            self.config.blob_threshold,
+            Limits::of(&self.config),
             self.generation,
         );
         self.checkpointed(result, durable)?;
@@ -1660,11 +1809,11 @@ impl Writer {
         }
         let frozen = self.freeze()?;
         let (db, shared) = (self.db.clone(), self.shared.clone());
-        let (seq, threshold, generation) = (self.seq, self.config.blob_threshold, self.generation);
+        let (seq, limits, generation) = (self.seq, Limits::of(&self.config), self.generation);
         let spawned = std::thread::Builder::new()
             .name("ao-store-checkpoint".into())
             .spawn(move || {
-                write_checkpoint(&db, &shared, &frozen, seq, durable, threshold, generation)
+                write_checkpoint(&db, &shared, &frozen, seq, durable, limits, generation)
             });
         match spawned {
             Ok(handle) => {
@@ -1680,7 +1829,7 @@ impl Writer {
                     &frozen,
                     seq,
                     durable,
-                    threshold,
+                    limits,
                     generation,
                 );
                 self.checkpointed(result, durable)
@@ -1757,9 +1906,16 @@ impl Writer {
             }
             w.into_changes()
         };
+        let mut filter = self.view()?.snap.recent_filter.clone();
         match TxnWriter::open(&txn, self.config.blob_threshold)
+            .map(|w| w.noting_keys_in(filter.clone()))
             .and_then(|mut w| w.write_entries(&changes))
-        {
+            .and_then(|overwritten| {
+                if let Some(fresh) = merge_recent(&txn, self.config.recent_keys)? {
+                    filter = Some(fresh);
+                }
+                Ok(overwritten)
+            }) {
             // Before the snapshot holding the change is published.
             Ok(true) => self
                 .shared
@@ -1792,7 +1948,8 @@ impl Writer {
             .db
             .begin_read()
             .map_err(ReadError::from_redb)
-            .and_then(|txn| Snapshot::new(txn, self.generation));
+            .and_then(|txn| Snapshot::new(txn, self.generation))
+            .map(|snap| snap.with_filter(filter));
         let snap = match snap {
             Ok(s) => s,
             Err(e) => {
@@ -1839,6 +1996,62 @@ fn begin_write(db: &Database, durable: bool) -> Result<redb::WriteTransaction, W
     Ok(txn)
 }
 
+/// What a checkpoint needs of the configuration.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    blob_threshold: u64,
+    recent_keys: u64,
+}
+
+impl Limits {
+    fn of(config: &StoreConfig) -> Self {
+        Self {
+            blob_threshold: config.blob_threshold,
+            recent_keys: config.recent_keys,
+        }
+    }
+}
+
+/// Merges the `recent` table into the main one, in the transaction `txn`, once it holds at
+/// least `recent_keys` keys and a quarter as many as the main table: each record replaces the
+/// main table's record under its key (blob reference counts already count the records as they
+/// are read, `recent` superseding), and `recent` starts over empty. Returns the (empty) filter
+/// of the new `recent` table when it merged.
+fn merge_recent(
+    txn: &redb::WriteTransaction,
+    recent_keys: u64,
+) -> Result<Option<Arc<KeyFilter>>, WriteError> {
+    use redb::ReadableTableMetadata;
+    let planned = {
+        let recent = txn.open_table(RECENT).map_err(WriteError::storage)?;
+        let mut main = txn.open_table(ENTRIES).map_err(WriteError::storage)?;
+        let n = recent.len().map_err(WriteError::storage)?;
+        if n == 0 || n < recent_keys || n < main.len().map_err(WriteError::storage)? / 4 {
+            return Ok(None);
+        }
+        for item in recent.iter().map_err(WriteError::storage)? {
+            let (k, v) = item.map_err(WriteError::storage)?;
+            main.insert(k.value(), v.value())
+                .map_err(WriteError::storage)?;
+        }
+        filter_capacity(&main, recent_keys).map_err(WriteError::storage)?
+    };
+    txn.delete_table(RECENT).map_err(WriteError::storage)?;
+    txn.open_table(RECENT).map_err(WriteError::storage)?;
+    Ok(Some(Arc::new(KeyFilter::with_capacity(planned))))
+}
+
+/// The keys to plan the filter of `recent` for, given the main table: the size at which it is
+/// merged, and half as many again (the checkpoint that merges it adds a memtable's worth), at
+/// most 3M (a larger `recent` is merely filtered less well).
+fn filter_capacity(
+    main: &impl redb::ReadableTableMetadata,
+    recent_keys: u64,
+) -> Result<u64, redb::StorageError> {
+    let merged_at = recent_keys.max(main.len()? / 4).min(2 << 20);
+    Ok(merged_at + merged_at / 2)
+}
+
 /// A checkpoint: writes the frozen memtable (every log record up to `seq`) into redb in one
 /// transaction, durable or not, then publishes the snapshot holding it in place of the frozen
 /// memtable. The entries readers see are the same before and after: the cache stays valid.
@@ -1848,12 +2061,26 @@ fn write_checkpoint(
     frozen: &Arc<Memtable>,
     seq: u64,
     durable: bool,
-    threshold: u64,
+    limits: Limits,
     generation: u64,
 ) -> Result<(), WriteError> {
     let txn = begin_write(db, durable)?;
+    let mut filter = shared
+        .view
+        .read()
+        .map_err(|_| WriteError::Closed)?
+        .as_ref()
+        .ok_or(WriteError::Closed)?
+        .snap
+        .recent_filter
+        .clone();
     let written = (|| {
-        TxnWriter::open(&txn, threshold)?.write_entries(frozen.read().entries())?;
+        TxnWriter::open(&txn, limits.blob_threshold)?
+            .noting_keys_in(filter.clone())
+            .write_entries(frozen.read().entries())?;
+        if let Some(fresh) = merge_recent(&txn, limits.recent_keys)? {
+            filter = Some(fresh);
+        }
         let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
         meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
             .map_err(WriteError::storage)?;
@@ -1867,7 +2094,8 @@ fn write_checkpoint(
     let snap = db
         .begin_read()
         .map_err(ReadError::from_redb)
-        .and_then(|txn| Snapshot::new(txn, generation));
+        .and_then(|txn| Snapshot::new(txn, generation))
+        .map(|snap| snap.with_filter(filter));
     let mut guard = shared.view.write().map_err(|_| WriteError::Closed)?;
     match (snap, guard.as_mut()) {
         (Ok(snap), Some(view)) => {
@@ -2080,7 +2308,12 @@ pub(crate) const PACK_LIMIT: usize = 16 << 10;
 /// `ao_core::cache` becomes one key); a packed record is unpacked into one key per entry
 /// before anything is written at or under its key. Blob reference counts are kept right.
 struct TxnWriter<'t> {
+    /// The main table: read, never written (see [`merge_recent`]).
     entries: WTable<'t>,
+    /// Where every record is written.
+    recent: WTable<'t>,
+    /// The filter of the keys of `recent`, given each key written there.
+    recent_filter: Option<Arc<KeyFilter>>,
     blobs: WTable<'t>,
     refs: WTable<'t>,
     meta: WTable<'t>,
@@ -2096,6 +2329,8 @@ impl<'t> TxnWriter<'t> {
     fn open(txn: &'t redb::WriteTransaction, threshold: u64) -> Result<Self, WriteError> {
         Ok(Self {
             entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
+            recent: txn.open_table(RECENT).map_err(WriteError::storage)?,
+            recent_filter: None,
             blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
             refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
             meta: txn.open_table(META).map_err(WriteError::storage)?,
@@ -2103,6 +2338,25 @@ impl<'t> TxnWriter<'t> {
             data_is_group: None,
             copies: HashMap::default(),
         })
+    }
+
+    /// This writer, adding every key it writes to `filter`.
+    fn noting_keys_in(mut self, filter: Option<Arc<KeyFilter>>) -> Self {
+        self.recent_filter = filter;
+        self
+    }
+
+    /// Writes a record into `recent` (its key into the filter first), returning the record
+    /// `recent` held there.
+    fn insert_recent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, WriteError> {
+        if let Some(f) = &self.recent_filter {
+            f.insert(key);
+        }
+        Ok(self
+            .recent
+            .insert(key, value)
+            .map_err(WriteError::storage)?
+            .map(|g| g.value().to_vec()))
     }
 
     /// Stores `changes` (path → the entry it now holds; the ancestors a write creates are
@@ -2142,18 +2396,16 @@ impl<'t> TxnWriter<'t> {
             }
             if !plain.contains(top) {
                 // A group new at `top` is stored packed with its subtree. Most such groups are
-                // new messages, so the packed record is inserted first, and the key's previous
-                // record, if it had one after all, put back (one descent of the tree instead of
-                // a lookup and an insert).
+                // new messages, so (once the main table is found not to hold the key) the
+                // packed record is inserted first, and the key's previous record, if it had
+                // one after all, put back (one descent of the tree instead of a lookup and an
+                // insert).
                 let existing = if path == top
                     && *entry == Entry::Group
+                    && !self.in_main(top)?
                     && let Some((encoded, blobs)) = self.packed_record(top, changes)?
                 {
-                    let old = self
-                        .entries
-                        .insert(top.as_bytes(), encoded.as_slice())
-                        .map_err(WriteError::storage)?
-                        .map(|g| g.value().to_vec());
+                    let old = self.insert_recent(top.as_bytes(), &encoded)?;
                     match old {
                         // A new group: nothing exists below it yet (keys are never removed,
                         // and a key below another implies that one), so its subtree is in
@@ -2166,9 +2418,7 @@ impl<'t> TxnWriter<'t> {
                             continue;
                         }
                         Some(old) => {
-                            self.entries
-                                .insert(top.as_bytes(), old.as_slice())
-                                .map_err(WriteError::storage)?;
+                            self.insert_recent(top.as_bytes(), &old)?;
                             Some(Record::decode_at(top, &old)?)
                         }
                     }
@@ -2297,9 +2547,7 @@ impl<'t> TxnWriter<'t> {
         let Some(p) = rec.as_packed() else {
             return Ok(());
         };
-        self.entries
-            .insert(top.as_bytes(), Record::group().encode().as_slice())
-            .map_err(WriteError::storage)?;
+        self.insert_recent(top.as_bytes(), &Record::group().encode())?;
         for (rel, r) in p.iter() {
             let key = format!("{top}/{rel}");
             // A copy lives only in packed records: under its own key it is the plain link.
@@ -2309,9 +2557,7 @@ impl<'t> TxnWriter<'t> {
                 }
                 _ => r.encode(),
             };
-            self.entries
-                .insert(key.as_bytes(), encoded.as_slice())
-                .map_err(WriteError::storage)?;
+            self.insert_recent(key.as_bytes(), &encoded)?;
         }
         Ok(())
     }
@@ -2321,7 +2567,15 @@ impl<'t> TxnWriter<'t> {
         self.put(path, rec, blob)
     }
 
+    /// The record stored at `path`: in `recent`, else in the main table.
     fn record(&self, path: &str) -> Result<Option<Record>, WriteError> {
+        if let Some(g) = self
+            .recent
+            .get(path.as_bytes())
+            .map_err(WriteError::storage)?
+        {
+            return Ok(Some(Record::decode_at(path, g.value())?));
+        }
         match self
             .entries
             .get(path.as_bytes())
@@ -2332,6 +2586,15 @@ impl<'t> TxnWriter<'t> {
         }
     }
 
+    /// Whether the main table holds a record at `path`.
+    fn in_main(&self, path: &str) -> Result<bool, WriteError> {
+        Ok(self
+            .entries
+            .get(path.as_bytes())
+            .map_err(WriteError::storage)?
+            .is_some())
+    }
+
     /// Stores a (non-packed) record, keeping blob reference counts right: the new record's
     /// blob gains a reference before the replaced record's loses one.
     fn put(&mut self, path: &str, rec: Record, blob: Option<&Bytes>) -> Result<(), WriteError> {
@@ -2339,11 +2602,14 @@ impl<'t> TxnWriter<'t> {
         if let (Some(hash), Some(bytes)) = (rec.blob_hash(), blob) {
             self.incref(&hash, bytes)?;
         }
-        let old = self
-            .entries
-            .insert(path.as_bytes(), encoded.as_slice())
-            .map_err(WriteError::storage)?
-            .map(|g| g.value().to_vec());
+        let old = match self.insert_recent(path.as_bytes(), &encoded)? {
+            Some(old) => Some(old),
+            None => self
+                .entries
+                .get(path.as_bytes())
+                .map_err(WriteError::storage)?
+                .map(|g| g.value().to_vec()),
+        };
         if let Some(old) = &old
             && let Some(hash) = Record::decode_at(path, old)?.blob_hash()
         {

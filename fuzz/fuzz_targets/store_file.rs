@@ -63,6 +63,8 @@ fn config(path: &std::path::Path) -> StoreConfig {
     let mut c = StoreConfig::new(path).with_durability(Durability::None);
     c.page_cache_bytes = 1 << 20;
     c.cache_bytes = 16 << 10;
+    // Merge the table of recent records into the main one often.
+    c.recent_keys = 8;
     c.blob_threshold = 64;
     c
 }

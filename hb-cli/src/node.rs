@@ -59,8 +59,9 @@ impl std::fmt::Debug for Node {
 
 /// The store's options: `store-durability` (`immediate`, `eventual`, `none`),
 /// `store-cache-bytes`, `store-wal-bytes` (the write-ahead log's size between checkpoints;
-/// `0` turns it off) and `store-memtable-bytes` (acknowledged writes kept in memory before a
-/// checkpoint writes them into the database).
+/// `0` turns it off), `store-memtable-bytes` (acknowledged writes kept in memory before a
+/// checkpoint writes them into the database) and `store-recent-keys` (the size of the table of
+/// recent records before it is merged into the main one).
 fn store_config(opts: &Message, data_dir: &Path) -> Result<StoreConfig> {
     let mut c = StoreConfig::in_data_dir(data_dir);
     if let Some(d) = opts.get_str("store-durability") {
@@ -73,14 +74,17 @@ fn store_config(opts: &Message, data_dir: &Path) -> Result<StoreConfig> {
             }
         });
     }
-    if let Some(n) = byte_option(opts, "store-cache-bytes")? {
+    if let Some(n) = count_option(opts, "store-cache-bytes")? {
         c = c.with_cache_bytes(n);
     }
-    if let Some(n) = byte_option(opts, "store-wal-bytes")? {
+    if let Some(n) = count_option(opts, "store-wal-bytes")? {
         c.wal_bytes = n;
     }
-    if let Some(n) = byte_option(opts, "store-memtable-bytes")? {
+    if let Some(n) = count_option(opts, "store-memtable-bytes")? {
         c.memtable_bytes = n;
+    }
+    if let Some(n) = count_option(opts, "store-recent-keys")? {
+        c.recent_keys = n;
     }
     Ok(c)
 }
@@ -94,8 +98,8 @@ fn option_is_true(opts: &Message, name: &str) -> bool {
     }
 }
 
-/// An option holding a number of bytes (an integer, or a string of digits).
-fn byte_option(opts: &Message, name: &str) -> Result<Option<u64>> {
+/// An option holding a count (of bytes, of keys): a non-negative integer, or a string of digits.
+fn count_option(opts: &Message, name: &str) -> Result<Option<u64>> {
     let Some(v) = opts.get(name) else {
         return Ok(None);
     };
@@ -104,7 +108,7 @@ fn byte_option(opts: &Message, name: &str) -> Result<Option<u64>> {
         v => v.as_str().and_then(|s| s.trim().parse().ok()),
     };
     n.map(Some)
-        .with_context(|| format!("{name} must be a number of bytes"))
+        .with_context(|| format!("{name} must be a non-negative integer"))
 }
 
 /// Every device the node loads: the built-ins of `ao-devices`, the WASM devices, and the
@@ -512,17 +516,20 @@ mod tests {
             .with("store-durability", "eventual")
             .with("store-cache-bytes", 1024i64)
             .with("store-wal-bytes", "0")
-            .with("store-memtable-bytes", 4096i64);
+            .with("store-memtable-bytes", 4096i64)
+            .with("store-recent-keys", "5000");
         let c = store_config(&opts, dir).unwrap();
         assert_eq!(c.durability, Durability::Eventual);
         assert_eq!(c.cache_bytes, 1024);
         assert_eq!(c.wal_bytes, 0);
         assert_eq!(c.memtable_bytes, 4096);
+        assert_eq!(c.recent_keys, 5000);
         let defaults = store_config(&Message::new(), dir).unwrap();
         assert_eq!(defaults, StoreConfig::in_data_dir(dir));
         for bad in [
             Message::new().with("store-wal-bytes", "lots"),
             Message::new().with("store-memtable-bytes", -1i64),
+            Message::new().with("store-recent-keys", "many"),
             Message::new().with("store-durability", "sometimes"),
         ] {
             let err = store_config(&bad, dir).unwrap_err().to_string();

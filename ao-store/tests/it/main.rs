@@ -9,4 +9,5 @@ mod model;
 mod open_errors;
 mod operator;
 mod packing;
+mod recent;
 mod util;

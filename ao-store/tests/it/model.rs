@@ -230,11 +230,15 @@ proptest! {
         cache_bytes in prop_oneof![Just(0u64), Just(4096u64), Just(1u64 << 20)],
         // 1: a background checkpoint after every group, so reads meet frozen memtables.
         memtable_bytes in prop_oneof![Just(1u64), Just(600u64), Just(32u64 << 20)],
+        // 0 and 3: the `recent` table is merged into the main one at most commits, so reads
+        // meet keys in both; 1M: never.
+        recent_keys in prop_oneof![Just(0u64), Just(3u64), Just(1u64 << 20)],
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(&store_path(dir.path())).with_durability(durability);
         cfg.cache_bytes = cache_bytes;
         cfg.memtable_bytes = memtable_bytes;
+        cfg.recent_keys = recent_keys;
         let store = RedbStore::open(cfg.clone()).unwrap();
         replay(store, |s| {
             s.close().unwrap();

@@ -58,8 +58,8 @@ fn check_reports_damaged_records() {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let def: redb::TableDefinition<'_, &[u8], &[u8]> =
-                redb::TableDefinition::new("entries");
+            // Records written since the last merge live in `recent`.
+            let def: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("recent");
             let mut t = txn.open_table(def).unwrap();
             t.insert(&b"c"[..], &[0xff, 0xff][..]).unwrap();
             t.insert(&b"orphan/child"[..], &[0x22, 0x00][..]).unwrap();

@@ -179,6 +179,15 @@ pub enum PeerError {
     /// The request cannot be sent as given (bad URL, unencodable message): 400.
     #[error("cannot send the request: {0}")]
     BadRequest(String),
+    /// The node's options forbid requests to the peer's address (`http-blocked-addresses`):
+    /// 403.
+    #[error("requests to {peer} are not allowed: {reason}")]
+    Forbidden {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl PeerError {
@@ -188,6 +197,7 @@ impl PeerError {
             Self::Unreachable { .. } | Self::BadReply { .. } => 502,
             Self::Timeout { .. } => 504,
             Self::BadRequest(_) => 400,
+            Self::Forbidden { .. } => 403,
         }
     }
 }

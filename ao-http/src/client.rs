@@ -22,6 +22,8 @@ use ao_core::{Message, Value};
 use ao_devices::relay::{Outbound, PeerClient, PeerError, Reply, split_url};
 use bytes::Bytes;
 
+use crate::address::{Blocked, BlockedAddresses, FilteringResolver};
+
 /// Limits of the outbound client, read from the node options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,6 +41,9 @@ pub struct ClientConfig {
     /// The largest reply body read from a peer (`http-max-reply-bytes`): a larger one is a
     /// bad reply, so a peer (any URL a relay request names) cannot fill the node's memory.
     pub max_reply_bytes: u64,
+    /// The addresses requests may not reach (`http-blocked-addresses`: `link-local`, the
+    /// default, `internal` or `none`).
+    pub blocked_addresses: BlockedAddresses,
 }
 
 impl Default for ClientConfig {
@@ -50,6 +55,7 @@ impl Default for ClientConfig {
             retries: 2,
             pool_idle_per_host: 32,
             max_reply_bytes: 64 << 20,
+            blocked_addresses: BlockedAddresses::default(),
         }
     }
 }
@@ -84,6 +90,17 @@ impl ClientConfig {
         }
         if let Some(v) = int(opts, "http-max-reply-bytes") {
             c.max_reply_bytes = v?;
+        }
+        if let Some(v) = opts.get("http-blocked-addresses") {
+            c.blocked_addresses =
+                v.as_str()
+                    .and_then(BlockedAddresses::parse)
+                    .ok_or_else(|| {
+                        crate::Error::Config(
+                        "option \"http-blocked-addresses\" must be link-local, internal or none"
+                            .into(),
+                    )
+                    })?;
         }
         Ok(c)
     }
@@ -173,7 +190,11 @@ fn idempotent(method: &reqwest::Method) -> bool {
 impl HttpClient {
     /// A client; `wallet` signs the messages sent with [`Outbound::sign`].
     pub fn new(config: ClientConfig, wallet: Option<Arc<Wallet>>) -> Result<Self, crate::Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if config.blocked_addresses != BlockedAddresses::None {
+            builder = builder.dns_resolver(Arc::new(FilteringResolver(config.blocked_addresses)));
+        }
+        let http = builder
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -188,6 +209,27 @@ impl HttpClient {
             wallet,
             config,
         })
+    }
+
+    /// Refuses a URL whose host is an address the policy blocks (names are checked as they
+    /// resolve).
+    fn check_address(&self, peer: &str, url: &str) -> Result<(), PeerError> {
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            // reqwest reports it as a bad request.
+            return Ok(());
+        };
+        let host = parsed.host_str().unwrap_or("");
+        let host = host.strip_prefix('[').unwrap_or(host);
+        let host = host.strip_suffix(']').unwrap_or(host);
+        if let Ok(ip) = host.parse::<std::net::IpAddr>()
+            && let Some(reason) = self.config.blocked_addresses.blocks(ip)
+        {
+            return Err(PeerError::Forbidden {
+                peer: peer.to_owned(),
+                reason: format!("{ip} is {reason} (option http-blocked-addresses)"),
+            });
+        }
+        Ok(())
     }
 
     /// The limits.
@@ -283,6 +325,7 @@ impl HttpClient {
         req: &Outbound,
     ) -> Result<reqwest::Response, PeerError> {
         let url = format!("{}{}", peer.trim_end_matches('/'), path);
+        self.check_address(peer, &url)?;
         let timeout = req.timeout.unwrap_or(self.config.request_timeout);
         let mut attempt = 0;
         loop {
@@ -308,6 +351,14 @@ impl HttpClient {
             }
             match builder.send().await {
                 Ok(resp) => return Ok(resp),
+                Err(e) if blocked_cause(&e).is_some() => {
+                    return Err(PeerError::Forbidden {
+                        peer: peer.to_owned(),
+                        reason: blocked_cause(&e)
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                    });
+                }
                 Err(e) if e.is_timeout() => {
                     return Err(PeerError::Timeout {
                         peer: peer.to_owned(),
@@ -446,6 +497,18 @@ impl PeerClient for HttpClient {
     }
 }
 
+/// The resolver's refusal, if it is what failed the request.
+fn blocked_cause(e: &reqwest::Error) -> Option<&Blocked> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(b) = err.downcast_ref::<Blocked>() {
+            return Some(b);
+        }
+        source = err.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,6 +575,117 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status(), 400);
         hold.abort();
+    }
+
+    /// `http-blocked-addresses`: link-local addresses (cloud metadata services) are refused by
+    /// default, before any connection, also as a redirect's target; `internal` refuses the
+    /// machine's own addresses, by address and by a name resolving to them; `none` refuses
+    /// nothing.
+    #[tokio::test]
+    async fn blocked_addresses_are_refused_with_403() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let default = HttpClient::new(ClientConfig::default(), None).unwrap();
+        for url in [
+            "http://169.254.169.254",
+            "http://[fe80::1]:8080",
+            "http://[::ffff:169.254.169.254]",
+            // The decimal form of 169.254.169.254, which URL parsing normalises.
+            "http://2852039166",
+        ] {
+            let e = default
+                .request(Outbound::new(
+                    "GET",
+                    url,
+                    "/latest/meta-data",
+                    Message::new(),
+                ))
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 403, "{url}: {e}");
+            assert!(e.to_string().contains("link-local"), "{e}");
+        }
+
+        // A peer on loopback: allowed by default, redirecting to the metadata address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut served = 0;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                s.write_all(
+                    b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                served += 1;
+            }
+            served
+        });
+        let local = format!("http://127.0.0.1:{port}");
+        let reply = default
+            .request(
+                Outbound::new("GET", local.clone(), "/", Message::new()).follow_redirects(false),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 302);
+        let e = default
+            .request(
+                Outbound::new("GET", local.clone(), "/", Message::new()).follow_redirects(true),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403, "{e}");
+
+        let internal = HttpClient::new(
+            ClientConfig {
+                blocked_addresses: BlockedAddresses::Internal,
+                ..ClientConfig::default()
+            },
+            None,
+        )
+        .unwrap();
+        for url in [local.clone(), format!("http://localhost:{port}")] {
+            let e = internal
+                .request(Outbound::new("GET", url.clone(), "/", Message::new()))
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 403, "{url}: {e}");
+            assert!(e.to_string().contains("loopback"), "{e}");
+        }
+        let none = HttpClient::new(
+            ClientConfig {
+                blocked_addresses: BlockedAddresses::None,
+                ..ClientConfig::default()
+            },
+            None,
+        )
+        .unwrap();
+        let reply = none
+            .request(
+                Outbound::new(
+                    "GET",
+                    format!("http://localhost:{port}"),
+                    "/",
+                    Message::new(),
+                )
+                .follow_redirects(false),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 302);
+        server.abort();
+        assert!(
+            ClientConfig::from_options(&Message::new().with("http-blocked-addresses", "internal"))
+                .unwrap()
+                .blocked_addresses
+                == BlockedAddresses::Internal
+        );
+        assert!(
+            ClientConfig::from_options(&Message::new().with("http-blocked-addresses", "all"))
+                .is_err()
+        );
     }
 
     /// Headers given beside the message reach the peer (and transport headers among them are

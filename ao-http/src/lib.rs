@@ -14,6 +14,7 @@
 //!
 //! warp, hyper and reqwest types stay inside this crate.
 
+pub mod address;
 pub mod client;
 mod config;
 mod error;

@@ -251,6 +251,18 @@ async fn three_nodes_route_relay_and_choose() {
     )
     .await;
     assert_eq!(status, 404);
+    // A link-local address (a cloud VM's metadata service) is refused by default: 403.
+    let (status, body) = get(
+        &c,
+        &format!(
+            "{}/~relay@1.0/call?relay-path={}",
+            a.url,
+            q("http://169.254.169.254/latest/meta-data/")
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("link-local"), "{body}");
 
     // Random: both nodes, about equally often (400 draws; ±6 standard deviations).
     let picks = route_many(&c, &a.url, "/random/x", 400).await;

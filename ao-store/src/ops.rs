@@ -30,10 +30,10 @@ pub struct Stats {
     pub log_bytes: u64,
     /// The format version in the file.
     pub format_version: u32,
-    /// Entries (paths) of the store: records of the `entries` table and the entries inside
-    /// packed records.
+    /// Entries (paths) of the store: its records (of the `entries` and `recent` tables, a key
+    /// of both counted once) and the entries inside packed records.
     pub entries: u64,
-    /// Records (keys) of the `entries` table.
+    /// Records (keys) of the `entries` and `recent` tables, a key of both counted once.
     pub records: u64,
     /// Packed records (groups stored with their subtree in one record, each counted once
     /// more under `groups`).
@@ -55,9 +55,9 @@ pub struct Stats {
     pub blobs: u64,
     /// Bytes of distinct blobs.
     pub blob_bytes: u64,
-    /// Bytes of all paths (keys of `entries`).
+    /// Bytes of all paths (the keys of the records).
     pub key_bytes: u64,
-    /// Bytes of all records (values of `entries`).
+    /// Bytes of all records (as read: `recent`'s where both tables hold a key).
     pub record_bytes: u64,
 }
 

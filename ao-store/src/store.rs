@@ -571,7 +571,7 @@ fn check_log_applied(txn: &ReadTransaction, path: &Path) -> Result<(), OpenError
     }
 }
 
-/// Upgrades a format-1 or format-2 store to this format, in one transaction: the
+/// Upgrades a store of an older format to this one, in one transaction: the
 /// `format-version` record, and from format 1 the `wal-applied` record (format 2 adds the
 /// write-ahead log, format 3 packed records, format 4 content copies, format 5 the `recent`
 /// table, created empty; the records already there stay valid as they are).

@@ -324,41 +324,31 @@ impl Snapshot {
             return scan_table(&self.entries, path, visit);
         };
         // Each table's children, merged: a child is listed where its own key is (its
-        // subtree may lie in either table), from `recent` when both hold it.
-        type Found = Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>;
-        let collect = |table: &BytesTable| -> Result<Found, ReadError> {
-            let mut found = Vec::new();
-            scan_table(table, path, |c, k, v| {
-                found.push((c.to_vec(), k.to_vec(), v.to_vec()));
-                Ok(())
-            })?;
-            Ok(found)
-        };
-        let newer = collect(recent)?;
+        // subtree may lie in either table), from `recent` when both hold it. `recent`'s
+        // (the smaller table) are collected, the main table's streamed between them.
+        let mut newer = Vec::new();
+        scan_table(recent, path, |c, k, v| {
+            newer.push((c.to_vec(), k.to_vec(), v.to_vec()));
+            Ok(())
+        })?;
         if newer.is_empty() {
             return scan_table(&self.entries, path, visit);
         }
-        let older = collect(&self.entries)?;
         let mut newer = newer.into_iter().peekable();
-        let mut older = older.into_iter().peekable();
-        loop {
-            let next = match (older.peek(), newer.peek()) {
-                (None, None) => return Ok(()),
-                (Some(_), None) => older.next(),
-                (None, Some(_)) => newer.next(),
-                (Some(o), Some(n)) => match o.0.cmp(&n.0) {
-                    std::cmp::Ordering::Less => older.next(),
-                    std::cmp::Ordering::Greater => newer.next(),
-                    std::cmp::Ordering::Equal => {
-                        older.next();
-                        newer.next()
-                    }
-                },
-            };
-            if let Some((c, k, v)) = next {
-                visit(&c, &k, &v)?;
+        scan_table(&self.entries, path, |c, k, v| {
+            // `recent`'s children before this one, then this one unless `recent` holds it.
+            while let Some((n, nk, nv)) = newer.next_if(|(n, _, _)| n.as_slice() <= c) {
+                visit(&n, &nk, &nv)?;
+                if n.as_slice() == c {
+                    return Ok(());
+                }
             }
+            visit(c, k, v)
+        })?;
+        for (n, nk, nv) in newer {
+            visit(&n, &nk, &nv)?;
         }
+        Ok(())
     }
 }
 

@@ -17,6 +17,8 @@
 //!   however many paths hold it.
 //! * `blob-refs`: 32-byte blake3 hash → 8-byte little-endian `u64` count of the
 //!   records that reference the blob. A blob is deleted when its count falls to zero.
+//! * `main-filter`: the stored Bloom filter of the keys of `entries` (see
+//!   [`crate::main_filter`]), written by each merge.
 //! * `meta`: ASCII name → bytes. `format-version` is a 4-byte little-endian `u32`;
 //!   `wal-applied` (since version 2) the 8-byte little-endian `u64` sequence number of the last
 //!   write-ahead log record the database holds (see [`crate::wal`]); `content-overwritten`

@@ -53,6 +53,7 @@ mod error;
 mod filter;
 mod format;
 pub mod layout;
+mod main_filter;
 mod memtable;
 mod ops;
 mod store;

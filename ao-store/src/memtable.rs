@@ -33,17 +33,10 @@ pub(crate) struct PathKey {
 }
 
 impl PathKey {
-    #[expect(
-        clippy::big_endian_bytes,
-        reason = "in memory only, never stored: big-endian makes the number order as the bytes do"
-    )]
     pub(crate) fn new(path: impl Into<Box<str>>) -> Self {
         let path = path.into();
-        let mut head = [0u8; 16];
-        let n = path.len().min(16);
-        head[..n].copy_from_slice(&path.as_bytes()[..n]);
         Self {
-            head: u128::from_be_bytes(head),
+            head: head_of(&path),
             path,
         }
     }
@@ -51,6 +44,106 @@ impl PathKey {
     #[cfg(test)]
     pub(crate) fn as_str(&self) -> &str {
         &self.path
+    }
+}
+
+/// The first 16 bytes of `path` (zero-padded) as a big-endian number.
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "in memory only, never stored: big-endian makes the number order as the bytes do"
+)]
+fn head_of(path: &str) -> u128 {
+    let mut head = [0u8; 16];
+    let n = path.len().min(16);
+    head[..n].copy_from_slice(&path.as_bytes()[..n]);
+    u128::from_be_bytes(head)
+}
+
+/// A key of the map as its search sees it, so that a search by a borrowed path ([`PathRef`])
+/// compares the inline heads too (a search by `&str` reads every visited key's path).
+trait KeyView {
+    fn head(&self) -> u128;
+    fn path(&self) -> &str;
+}
+
+impl KeyView for PathKey {
+    fn head(&self) -> u128 {
+        self.head
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// A path to search the map by, its head computed once.
+struct PathRef<'a> {
+    head: u128,
+    path: &'a str,
+}
+
+impl KeyView for PathRef<'_> {
+    fn head(&self) -> u128 {
+        self.head
+    }
+    fn path(&self) -> &str {
+        self.path
+    }
+}
+
+impl<'a> Borrow<dyn KeyView + 'a> for PathKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+/// [`PathKey`]'s order.
+impl Ord for dyn KeyView + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.head()
+            .cmp(&other.head())
+            .then_with(|| self.path().as_bytes().cmp(other.path().as_bytes()))
+    }
+}
+
+impl PartialOrd for dyn KeyView + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.head() == other.head() && self.path() == other.path()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+/// The entry at `path` in a map keyed by [`PathKey`]s.
+pub(crate) fn lookup<'m, V>(map: &'m BTreeMap<PathKey, V>, path: &str) -> Option<&'m V> {
+    let key = PathRef {
+        head: head_of(path),
+        path,
+    };
+    map.get(&key as &dyn KeyView)
+}
+
+/// The key of a sorted map of changes (the memtable's [`PathKey`]s, or the `String`s of a
+/// group committed without a log), with its fastest lookup.
+pub(crate) trait ChangeKey: Borrow<str> + Ord + Sized {
+    /// The entry at `path` in `map`.
+    fn find<'m>(map: &'m BTreeMap<Self, Entry>, path: &str) -> Option<&'m Entry>;
+}
+
+impl ChangeKey for PathKey {
+    fn find<'m>(map: &'m BTreeMap<Self, Entry>, path: &str) -> Option<&'m Entry> {
+        lookup(map, path)
+    }
+}
+
+impl ChangeKey for String {
+    fn find<'m>(map: &'m BTreeMap<Self, Entry>, path: &str) -> Option<&'m Entry> {
+        map.get(path)
     }
 }
 
@@ -116,7 +209,7 @@ impl MemMap {
         if !self.hashes.contains(&hash) {
             return None;
         }
-        self.entries.get(path)
+        lookup(&self.entries, path)
     }
 
     /// Sets `path` to `entry`.
@@ -310,7 +403,7 @@ mod tests {
 
     proptest! {
         /// Keys order exactly as their paths do (the `Borrow<str>` contract), and lookups by
-        /// `&str` find them.
+        /// `&str` and by [`lookup`] find them.
         #[test]
         fn path_keys_order_as_their_paths(a in path(), b in path(), more in proptest::collection::vec(path(), 0..40)) {
             prop_assert_eq!(
@@ -325,6 +418,7 @@ mod tests {
             prop_assert!(keyed.keys().map(PathKey::as_str).eq(plain.keys().copied()));
             for p in more.iter().chain([&a]) {
                 prop_assert_eq!(keyed.get(p.as_str()), plain.get(p.as_str()));
+                prop_assert_eq!(lookup(&keyed, p), plain.get(p.as_str()));
                 prop_assert!(keyed
                     .range::<str, _>((std::ops::Bound::Included(p.as_str()), std::ops::Bound::Unbounded))
                     .map(|(k, _)| k.as_str())

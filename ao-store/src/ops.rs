@@ -59,6 +59,9 @@ pub struct Stats {
     pub key_bytes: u64,
     /// Bytes of all records (as read: `recent`'s where both tables hold a key).
     pub record_bytes: u64,
+    /// Bytes of the filter of the main table's keys in use (0: none; the next merge builds
+    /// it).
+    pub main_filter_bytes: u64,
 }
 
 impl fmt::Display for Stats {
@@ -88,11 +91,15 @@ impl fmt::Display for Stats {
             "blobs:           {} ({} bytes)",
             self.blobs, self.blob_bytes
         )?;
-        write!(
+        writeln!(
             f,
             "keys / records:  {} / {} bytes",
             self.key_bytes, self.record_bytes
-        )
+        )?;
+        match self.main_filter_bytes {
+            0 => write!(f, "main filter:     none (built at the next merge)"),
+            n => write!(f, "main filter:     {n} bytes"),
+        }
     }
 }
 
@@ -139,6 +146,11 @@ impl RedbStore {
             file_bytes: std::fs::metadata(self.path()).map_or(0, |m| m.len()),
             log_bytes: std::fs::metadata(crate::wal::wal_path(self.path())).map_or(0, |m| m.len()),
             format_version: read_version(&snap)?,
+            main_filter_bytes: snap
+                .filters
+                .main
+                .as_ref()
+                .map_or(0, |f| f.len_words() as u64 * 8),
             ..Stats::default()
         };
         snap.for_each_record(|k, v| {
@@ -279,6 +291,18 @@ impl RedbStore {
                 "{} blobs are referenced, {counted} have reference counts",
                 refs.len()
             ));
+        }
+        // The filter of the main table must let every key of it through.
+        if let Some(filter) = &snap.filters.main {
+            for item in snap.entries.iter().map_err(redb::Error::from)? {
+                let (k, _) = item.map_err(redb::Error::from)?;
+                if !filter.may_contain(k.value()) {
+                    report.problem(format!(
+                        "the main table's filter leaves out its key {:?}",
+                        String::from_utf8_lossy(k.value())
+                    ));
+                }
+            }
         }
         if report.blobs != refs.len() as u64 {
             report.problem(format!(

@@ -1,6 +1,5 @@
 //! [`RedbStore`]: the store, its snapshots and its group-commit writer.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,13 +16,14 @@ use crate::backend::ScratchBackend;
 use crate::config::{Durability, StoreConfig};
 use crate::entry_cache::{Cached, EntryCache, Space};
 use crate::error::{Error, OpenError, ReadError, WriteError};
-use crate::filter::KeyFilter;
+use crate::filter::{self, KeyFilter};
 use crate::format::{
     self, BLOB_REFS, BLOBS, ENTRIES, FORMAT_VERSION, HASH_LEN, META, META_CONTENT_OVERWRITTEN,
     META_CREATED_BY, META_FORMAT_VERSION, META_WAL_APPLIED, OLDEST_FORMAT_VERSION, RECENT, Record,
     key_str,
 };
-use crate::memtable::{self, MemMap, Memtable, merge_sorted};
+use crate::main_filter;
+use crate::memtable::{self, ChangeKey, MemMap, Memtable, merge_sorted};
 use crate::wal::{self, Wal, WalBatch, WalOp};
 
 /// The largest binary a write accepts (redb's limit is 3 GiB per value).
@@ -38,10 +38,26 @@ pub(crate) struct Snapshot {
     /// The records written since the last merge into `entries` (absent before format 5,
     /// read-only).
     pub(crate) recent: Option<BytesTable>,
-    /// The keys `recent` may hold (`None`: look every key up there).
-    pub(crate) recent_filter: Option<Arc<KeyFilter>>,
+    /// The keys `recent` and `entries` may hold.
+    pub(crate) filters: Filters,
     pub(crate) blobs: BytesTable,
     pub(crate) txn: ReadTransaction,
+}
+
+/// The filters of a snapshot's tables (`None`: that table is looked up for every key).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filters {
+    /// The keys `recent` may hold.
+    pub(crate) recent: Option<Arc<KeyFilter>>,
+    /// The keys `entries` may hold (see [`crate::main_filter`]).
+    pub(crate) main: Option<Arc<KeyFilter>>,
+}
+
+impl Filters {
+    /// `false`: the main table does not hold `key`.
+    pub(crate) fn may_be_in_main(&self, key: &[u8]) -> bool {
+        self.main.as_ref().is_none_or(|f| f.may_contain(key))
+    }
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -68,15 +84,15 @@ impl Snapshot {
             generation,
             entries,
             recent,
-            recent_filter: None,
+            filters: Filters::default(),
             blobs,
             txn,
         })
     }
 
-    /// This snapshot with `filter` telling which keys `recent` may hold.
-    fn with_filter(mut self, filter: Option<Arc<KeyFilter>>) -> Self {
-        self.recent_filter = filter;
+    /// This snapshot with `filters` telling which keys its tables may hold.
+    fn with_filters(mut self, filters: Filters) -> Self {
+        self.filters = filters;
         self
     }
 
@@ -85,10 +101,13 @@ impl Snapshot {
     fn build_filter(&self, planned: u64) -> Result<Arc<KeyFilter>, ReadError> {
         use redb::ReadableTableMetadata;
         let Some(recent) = &self.recent else {
-            return Ok(Arc::new(KeyFilter::with_capacity(planned)));
+            return Ok(Arc::new(KeyFilter::with_capacity(
+                planned,
+                filter::RECENT_BITS_PER_KEY,
+            )));
         };
         let len = recent.len().map_err(redb::Error::from)?;
-        let filter = KeyFilter::with_capacity(planned.max(len));
+        let filter = KeyFilter::with_capacity(planned.max(len), filter::RECENT_BITS_PER_KEY);
         for item in recent.iter().map_err(redb::Error::from)? {
             let (k, _) = item.map_err(redb::Error::from)?;
             filter.insert(k.value());
@@ -112,12 +131,16 @@ impl Snapshot {
     ) -> Result<Option<redb::AccessGuard<'static, &'static [u8]>>, ReadError> {
         if let Some(recent) = &self.recent
             && self
-                .recent_filter
+                .filters
+                .recent
                 .as_ref()
                 .is_none_or(|f| f.may_contain(path.as_bytes()))
             && let Some(g) = recent.get(path.as_bytes()).map_err(redb::Error::from)?
         {
             return Ok(Some(g));
+        }
+        if !self.filters.may_be_in_main(path.as_bytes()) {
+            return Ok(None);
         }
         Ok(self
             .entries
@@ -966,6 +989,11 @@ impl RedbStore {
         check_log_applied(&txn, &path)?;
         let overwritten = read_content_overwritten(&txn, &path)?;
         let snapshot = Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))?;
+        let main = main_filter::load(&snapshot.txn).map_err(|e| open_read_error(&path, e))?;
+        let snapshot = snapshot.with_filters(Filters {
+            recent: None,
+            main: main.map(Arc::new),
+        });
         Ok(Self {
             path,
             shared: Arc::new(Shared {
@@ -1005,17 +1033,17 @@ impl RedbStore {
                     .map_err(|e| OpenError::from_storage(&path, e))?;
                 let overwritten = read_content_overwritten(&txn, &path)?;
                 let snap = Snapshot::new(txn, 1).map_err(|e| open_read_error(&path, e))?;
-                let filter = filter_capacity(&snap.entries, config.recent_keys)
+                let filters = filter_capacity(&snap.entries, config.recent_keys)
                     .map_err(ReadError::from_redb)
                     .and_then(|planned| snap.build_filter(planned))
+                    .and_then(|recent| {
+                        Ok(Filters {
+                            recent: Some(recent),
+                            main: main_filter::load(&snap.txn)?.map(Arc::new),
+                        })
+                    })
                     .map_err(|e| open_read_error(&path, e))?;
-                Ok((
-                    snap.with_filter(Some(filter)),
-                    seq,
-                    replayed,
-                    wal,
-                    overwritten,
-                ))
+                Ok((snap.with_filters(filters), seq, replayed, wal, overwritten))
             });
         let (snapshot, seq, replayed, wal, overwritten) = match ready {
             Ok(s) => s,
@@ -1896,13 +1924,13 @@ impl Writer {
             }
             w.into_changes()
         };
-        let mut filter = self.view()?.snap.recent_filter.clone();
+        let mut filters = self.view()?.snap.filters.clone();
         match TxnWriter::open(&txn, self.config.blob_threshold)
-            .map(|w| w.noting_keys_in(filter.clone()))
+            .map(|w| w.with_filters(filters.clone()))
             .and_then(|mut w| w.write_entries(&changes))
             .and_then(|overwritten| {
-                if let Some(fresh) = merge_recent(&txn, self.config.recent_keys)? {
-                    filter = Some(fresh);
+                if let Some(fresh) = merge_recent(&txn, self.config.recent_keys, &filters)? {
+                    filters = fresh;
                 }
                 Ok(overwritten)
             }) {
@@ -1939,7 +1967,7 @@ impl Writer {
             .begin_read()
             .map_err(ReadError::from_redb)
             .and_then(|txn| Snapshot::new(txn, self.generation))
-            .map(|snap| snap.with_filter(filter));
+            .map(|snap| snap.with_filters(filters));
         let snap = match snap {
             Ok(s) => s,
             Err(e) => {
@@ -2005,12 +2033,14 @@ impl Limits {
 /// Merges the `recent` table into the main one, in the transaction `txn`, once it holds at
 /// least `recent_keys` keys and a quarter as many as the main table: each record replaces the
 /// main table's record under its key (blob reference counts already count the records as they
-/// are read, `recent` superseding), and `recent` starts over empty. Returns the (empty) filter
-/// of the new `recent` table when it merged.
+/// are read, `recent` superseding), and `recent` starts over empty. The filter of the main
+/// table (`filters.main`, given the merged keys) is stored with it (see [`main_filter`]).
+/// Returns the filters of the tables after the merge, when it merged.
 fn merge_recent(
     txn: &redb::WriteTransaction,
     recent_keys: u64,
-) -> Result<Option<Arc<KeyFilter>>, WriteError> {
+    filters: &Filters,
+) -> Result<Option<Filters>, WriteError> {
     use redb::ReadableTableMetadata;
     let planned = {
         let recent = txn.open_table(RECENT).map_err(WriteError::storage)?;
@@ -2023,12 +2053,24 @@ fn merge_recent(
             let (k, v) = item.map_err(WriteError::storage)?;
             main.insert(k.value(), v.value())
                 .map_err(WriteError::storage)?;
+            // Readers of the snapshot before the merge share this filter: a key added early
+            // is at worst a false positive for them.
+            if let Some(f) = &filters.main {
+                f.insert(k.value());
+            }
         }
         filter_capacity(&main, recent_keys).map_err(WriteError::storage)?
     };
+    let main = main_filter::store_after_merge(txn, filters.main.clone())?;
     txn.delete_table(RECENT).map_err(WriteError::storage)?;
     txn.open_table(RECENT).map_err(WriteError::storage)?;
-    Ok(Some(Arc::new(KeyFilter::with_capacity(planned))))
+    Ok(Some(Filters {
+        recent: Some(Arc::new(KeyFilter::with_capacity(
+            planned,
+            filter::RECENT_BITS_PER_KEY,
+        ))),
+        main: Some(main),
+    }))
 }
 
 /// The keys to plan the filter of `recent` for, given the main table: the size at which it is
@@ -2055,21 +2097,21 @@ fn write_checkpoint(
     generation: u64,
 ) -> Result<(), WriteError> {
     let txn = begin_write(db, durable)?;
-    let mut filter = shared
+    let mut filters = shared
         .view
         .read()
         .map_err(|_| WriteError::Closed)?
         .as_ref()
         .ok_or(WriteError::Closed)?
         .snap
-        .recent_filter
+        .filters
         .clone();
     let written = (|| {
         TxnWriter::open(&txn, limits.blob_threshold)?
-            .noting_keys_in(filter.clone())
+            .with_filters(filters.clone())
             .write_entries(frozen.read().entries())?;
-        if let Some(fresh) = merge_recent(&txn, limits.recent_keys)? {
-            filter = Some(fresh);
+        if let Some(fresh) = merge_recent(&txn, limits.recent_keys, &filters)? {
+            filters = fresh;
         }
         let mut meta = txn.open_table(META).map_err(WriteError::storage)?;
         meta.insert(META_WAL_APPLIED, &format::encode_seq(seq)[..])
@@ -2085,7 +2127,7 @@ fn write_checkpoint(
         .begin_read()
         .map_err(ReadError::from_redb)
         .and_then(|txn| Snapshot::new(txn, generation))
-        .map(|snap| snap.with_filter(filter));
+        .map(|snap| snap.with_filters(filters));
     let mut guard = shared.view.write().map_err(|_| WriteError::Closed)?;
     match (snap, guard.as_mut()) {
         (Ok(snap), Some(view)) => {
@@ -2302,8 +2344,8 @@ struct TxnWriter<'t> {
     entries: WTable<'t>,
     /// Where every record is written.
     recent: WTable<'t>,
-    /// The filter of the keys of `recent`, given each key written there.
-    recent_filter: Option<Arc<KeyFilter>>,
+    /// The filters of the tables' keys; `recent`'s is given each key written there.
+    filters: Filters,
     blobs: WTable<'t>,
     refs: WTable<'t>,
     meta: WTable<'t>,
@@ -2320,7 +2362,7 @@ impl<'t> TxnWriter<'t> {
         Ok(Self {
             entries: txn.open_table(ENTRIES).map_err(WriteError::storage)?,
             recent: txn.open_table(RECENT).map_err(WriteError::storage)?,
-            recent_filter: None,
+            filters: Filters::default(),
             blobs: txn.open_table(BLOBS).map_err(WriteError::storage)?,
             refs: txn.open_table(BLOB_REFS).map_err(WriteError::storage)?,
             meta: txn.open_table(META).map_err(WriteError::storage)?,
@@ -2330,16 +2372,17 @@ impl<'t> TxnWriter<'t> {
         })
     }
 
-    /// This writer, adding every key it writes to `filter`.
-    fn noting_keys_in(mut self, filter: Option<Arc<KeyFilter>>) -> Self {
-        self.recent_filter = filter;
+    /// This writer, skipping lookups of the keys `filters` rule out, and adding every key it
+    /// writes to `filters.recent`.
+    fn with_filters(mut self, filters: Filters) -> Self {
+        self.filters = filters;
         self
     }
 
     /// Writes a record into `recent` (its key into the filter first), returning the record
     /// `recent` held there.
     fn insert_recent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, WriteError> {
-        if let Some(f) = &self.recent_filter {
+        if let Some(f) = &self.filters.recent {
             f.insert(key);
         }
         Ok(self
@@ -2354,7 +2397,7 @@ impl<'t> TxnWriter<'t> {
     ///
     /// Returns whether a change gave a content-addressed path other contents
     /// ([`format::overwrites_content`]); `meta/content-overwritten` is then set too.
-    fn write_entries<K: Borrow<str> + Ord>(
+    fn write_entries<K: ChangeKey>(
         &mut self,
         changes: &BTreeMap<K, Entry>,
     ) -> Result<bool, WriteError> {
@@ -2430,7 +2473,7 @@ impl<'t> TxnWriter<'t> {
     /// The bytes a packed link to `target` may carry a copy of ([`format::Kind::Content`]):
     /// those `target` holds, if it is a content-addressed path (`data` a group, `target` the
     /// data path of the small binary it holds) once `changes` are written.
-    fn content_copy<K: Borrow<str> + Ord>(
+    fn content_copy<K: ChangeKey>(
         &mut self,
         target: &str,
         changes: &BTreeMap<K, Entry>,
@@ -2438,7 +2481,7 @@ impl<'t> TxnWriter<'t> {
         if !target.starts_with("data/") {
             return Ok(None);
         }
-        let bytes = match changes.get(target) {
+        let bytes = match K::find(changes, target) {
             Some(Entry::Binary(b)) if is_copy_of(b, target) => b.clone(),
             Some(_) => return Ok(None),
             None => match self.copies.get(target) {
@@ -2462,7 +2505,7 @@ impl<'t> TxnWriter<'t> {
         let data_is_group = match self.data_is_group {
             Some(g) => g,
             None => {
-                let g = match changes.get("data") {
+                let g = match K::find(changes, "data") {
                     Some(e) => *e == Entry::Group,
                     None => matches!(
                         self.record("data")?.and_then(|r| r.kind),
@@ -2492,7 +2535,7 @@ impl<'t> TxnWriter<'t> {
     /// The packed record of the new top-level group `top` and its subtree from `changes`, and
     /// the blobs it references, unless it would exceed [`PACK_LIMIT`].
     #[expect(clippy::type_complexity, reason = "a private helper's pair")]
-    fn packed_record<'c, K: Borrow<str> + Ord>(
+    fn packed_record<'c, K: ChangeKey>(
         &mut self,
         top: &str,
         changes: &'c BTreeMap<K, Entry>,
@@ -2559,25 +2602,39 @@ impl<'t> TxnWriter<'t> {
 
     /// The record stored at `path`: in `recent`, else in the main table.
     fn record(&self, path: &str) -> Result<Option<Record>, WriteError> {
-        if let Some(g) = self
+        let key = path.as_bytes();
+        if self
+            .filters
             .recent
-            .get(path.as_bytes())
-            .map_err(WriteError::storage)?
+            .as_ref()
+            .is_none_or(|f| f.may_contain(key))
+            && let Some(g) = self.recent.get(key).map_err(WriteError::storage)?
         {
             return Ok(Some(Record::decode_at(path, g.value())?));
         }
-        match self
-            .entries
-            .get(path.as_bytes())
-            .map_err(WriteError::storage)?
-        {
-            Some(g) => Ok(Some(Record::decode_at(path, g.value())?)),
+        match self.main_raw(path)? {
+            Some(v) => Ok(Some(Record::decode_at(path, &v)?)),
             None => Ok(None),
         }
     }
 
+    /// The raw record the main table holds at `path`.
+    fn main_raw(&self, path: &str) -> Result<Option<Vec<u8>>, WriteError> {
+        if !self.filters.may_be_in_main(path.as_bytes()) {
+            return Ok(None);
+        }
+        Ok(self
+            .entries
+            .get(path.as_bytes())
+            .map_err(WriteError::storage)?
+            .map(|g| g.value().to_vec()))
+    }
+
     /// Whether the main table holds a record at `path`.
     fn in_main(&self, path: &str) -> Result<bool, WriteError> {
+        if !self.filters.may_be_in_main(path.as_bytes()) {
+            return Ok(false);
+        }
         Ok(self
             .entries
             .get(path.as_bytes())
@@ -2594,11 +2651,7 @@ impl<'t> TxnWriter<'t> {
         }
         let old = match self.insert_recent(path.as_bytes(), &encoded)? {
             Some(old) => Some(old),
-            None => self
-                .entries
-                .get(path.as_bytes())
-                .map_err(WriteError::storage)?
-                .map(|g| g.value().to_vec()),
+            None => self.main_raw(path)?,
         };
         if let Some(old) = &old
             && let Some(hash) = Record::decode_at(path, old)?.blob_hash()

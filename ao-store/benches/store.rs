@@ -12,7 +12,8 @@
 //! * the latency of a 1 KiB overwrite + `fdatasync` and + `fsync` on a preallocated file;
 //! * the bytes of store file per message.
 //!
-//! Each write figure also gives the CPU time the whole bench process spent per acknowledged
+//! Each write figure also gives the 99th percentile and the longest time a write waited for
+//! its acknowledgement, and the CPU time the whole bench process spent per acknowledged
 //! message (the store's threads and the writers' building of the messages): on a shared, noisy
 //! machine it varies far less than the throughput does.
 //!
@@ -23,7 +24,9 @@
 //! `AO_STORE_BENCH_WRITES=0` skips the write benchmarks (for profiling reads);
 //! `AO_STORE_BENCH_WAL_BYTES` sets the log size between durable checkpoints and
 //! `AO_STORE_BENCH_MEMTABLE_BYTES` the memtable's (`StoreConfig::memtable_bytes`),
-//! `AO_STORE_BENCH_RECENT_KEYS` the size of the `recent` table (`StoreConfig::recent_keys`);
+//! `AO_STORE_BENCH_RECENT_KEYS` the size of the `recent` table (`StoreConfig::recent_keys`),
+//! `AO_STORE_BENCH_RATE` a limit on the messages the writers submit per second (a load below
+//! the store's capacity, for the waits);
 //! `AO_STORE_BENCH_SECS` the length of each write figure's run (default 10 s: a larger
 //! memtable needs longer runs to include its checkpoints), and `AO_STORE_BENCH_ONLY` (e.g.
 //! `16x1,16x8`) runs only the write figures of those writers x in-flight counts.
@@ -160,35 +163,73 @@ fn write_bench(
     in_flight: usize,
     duration: Duration,
     base: u64,
-) -> f64 {
+) -> (f64, Latencies) {
     let done = Arc::new(AtomicU64::new(0));
+    // `AO_STORE_BENCH_RATE`: the writers together submit at most this many messages a second
+    // (a load the store sustains, to see how long writes wait at checkpoints and merges).
+    let interval = match env_u64("AO_STORE_BENCH_RATE", 0) {
+        0 => None,
+        rate => Some(Duration::from_secs_f64(writers as f64 / rate as f64)),
+    };
     let start = Instant::now();
-    std::thread::scope(|s| {
-        for w in 0..writers {
-            let (store, done) = (store.clone(), done.clone());
-            s.spawn(move || {
-                let mut n = 0;
-                let mut acked = 0;
-                let mut pending = std::collections::VecDeque::new();
-                while start.elapsed() < duration {
-                    let i = base + w * 1_000_000 + n;
-                    let (_, ops) = cache::message_ops(&small_message(i)).unwrap();
-                    pending.push_back(store.submit(ops).unwrap());
-                    n += 1;
-                    if pending.len() >= in_flight {
-                        pending.pop_front().unwrap().wait().unwrap();
-                        acked += 1;
+    let mut waits: Vec<Duration> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..writers)
+            .map(|w| {
+                let (store, done) = (store.clone(), done.clone());
+                s.spawn(move || {
+                    let mut n = 0;
+                    let mut waits = Vec::new();
+                    let mut pending = std::collections::VecDeque::new();
+                    while start.elapsed() < duration {
+                        if let Some(interval) = interval {
+                            let due = start + interval.mul_f64(n as f64);
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        }
+                        let i = base + w * 1_000_000 + n;
+                        let (_, ops) = cache::message_ops(&small_message(i)).unwrap();
+                        pending.push_back((Instant::now(), store.submit(ops).unwrap()));
+                        n += 1;
+                        if pending.len() >= in_flight {
+                            let (at, p) = pending.pop_front().unwrap();
+                            p.wait().unwrap();
+                            waits.push(at.elapsed());
+                        }
                     }
-                }
-                for p in pending {
-                    p.wait().unwrap();
-                    acked += 1;
-                }
-                done.fetch_add(acked, Ordering::Relaxed);
-            });
-        }
+                    for (at, p) in pending {
+                        p.wait().unwrap();
+                        waits.push(at.elapsed());
+                    }
+                    done.fetch_add(waits.len() as u64, Ordering::Relaxed);
+                    waits
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
     });
-    per_sec(done.load(Ordering::Relaxed), start.elapsed())
+    waits.sort_unstable();
+    let at = |q: f64| {
+        waits
+            .get(((waits.len() as f64 * q) as usize).min(waits.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let latencies = Latencies {
+        p99: at(0.99),
+        max: waits.last().copied().unwrap_or_default(),
+    };
+    (
+        per_sec(done.load(Ordering::Relaxed), start.elapsed()),
+        latencies,
+    )
+}
+
+/// How long writes waited for their acknowledgement.
+struct Latencies {
+    p99: Duration,
+    max: Duration,
 }
 
 /// Mean latency of a 1 KiB overwrite followed by `fdatasync` (or `fsync`) in a preallocated
@@ -363,7 +404,7 @@ fn main() {
         }
         let cpu = cpu_seconds();
         let started = Instant::now();
-        let rate = write_bench(
+        let (rate, waits) = write_bench(
             &store,
             writers,
             in_flight,
@@ -373,8 +414,10 @@ fn main() {
         let messages = rate * started.elapsed().as_secs_f64();
         let label = format!("durable writes, {writers:>2}w x {in_flight:>2} in flight:");
         println!(
-            "{label:<37}{rate:>10.0} messages/s   cpu {:>5.1} µs/message",
-            (cpu_seconds() - cpu) * 1e6 / messages.max(1.0)
+            "{label:<37}{rate:>10.0} messages/s   cpu {:>5.1} µs/message   wait p99 {:>7.1} ms, max {:>7.1} ms",
+            (cpu_seconds() - cpu) * 1e6 / messages.max(1.0),
+            waits.p99.as_secs_f64() * 1e3,
+            waits.max.as_secs_f64() * 1e3,
         );
     }
 

@@ -74,11 +74,13 @@ pub(crate) fn load(txn: &redb::ReadTransaction) -> Result<Option<KeyFilter>, Rea
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
         Err(e) => return Err(redb::Error::from(e).into()),
     };
-    let mut all = Vec::with_capacity(words as usize);
+    // Grown as the chunks are read (a corrupt header must not make the open allocate).
+    let mut all = Vec::new();
     for (i, item) in chunks.iter().map_err(redb::Error::from)?.enumerate() {
         let (k, v) = item.map_err(redb::Error::from)?;
         let v = v.value();
-        if k.value() != chunk_key(i) || v.len() % 8 != 0 {
+        if k.value() != chunk_key(i) || v.len() % 8 != 0 || (all.len() + v.len() / 8) as u64 > words
+        {
             return Ok(None);
         }
         all.extend(

@@ -2618,28 +2618,28 @@ impl<'t> TxnWriter<'t> {
         }
     }
 
-    /// The raw record the main table holds at `path`.
-    fn main_raw(&self, path: &str) -> Result<Option<Vec<u8>>, WriteError> {
+    /// The record the main table holds at `path` (a key its filter rules out is not looked
+    /// up).
+    fn main_get(
+        &self,
+        path: &str,
+    ) -> Result<Option<redb::AccessGuard<'_, &'static [u8]>>, WriteError> {
         if !self.filters.may_be_in_main(path.as_bytes()) {
             return Ok(None);
         }
-        Ok(self
-            .entries
+        self.entries
             .get(path.as_bytes())
-            .map_err(WriteError::storage)?
-            .map(|g| g.value().to_vec()))
+            .map_err(WriteError::storage)
+    }
+
+    /// The raw record the main table holds at `path`.
+    fn main_raw(&self, path: &str) -> Result<Option<Vec<u8>>, WriteError> {
+        Ok(self.main_get(path)?.map(|g| g.value().to_vec()))
     }
 
     /// Whether the main table holds a record at `path`.
     fn in_main(&self, path: &str) -> Result<bool, WriteError> {
-        if !self.filters.may_be_in_main(path.as_bytes()) {
-            return Ok(false);
-        }
-        Ok(self
-            .entries
-            .get(path.as_bytes())
-            .map_err(WriteError::storage)?
-            .is_some())
+        Ok(self.main_get(path)?.is_some())
     }
 
     /// Stores a (non-packed) record, keeping blob reference counts right: the new record's

@@ -14,6 +14,15 @@
 //! is finite straight-line code, bulk operations aside, which are charged by their length), so
 //! it runs out of fuel; and since the count depends only on the path taken, an evaluation runs
 //! out at the same point on every node. A trap with the counter at zero is the budget's.
+//!
+//! A function whose whole run is bounded by its code gets no entry step ([`unchecked`]): one
+//! with no loop, no indirect call and no call of an import, whose direct callees are all such
+//! functions, and whose operators plus its callees' (each call site counted) are at most
+//! [`UNCHECKED_OPS`]. Recursion is a cycle of direct calls and never qualifies; the bound on
+//! the total keeps a chain of functions each calling the next many times (whose run grows
+//! exponentially with the chain's length) from escaping the budget. Between two steps there
+//! is then at most a function's straight-line code and a bounded number of such calls, so the
+//! argument above holds. In the aos builds about a ninth of the functions qualify.
 //! [`STEP_COST`] makes a unit about one wasm instruction on the Lua interpreter, as wasmtime's
 //! fuel counts. wasmtime's fuel keeps the count in a value carried through every call and
 //! updated in every block; one global taken down at function and loop heads costs a third as
@@ -33,7 +42,7 @@ use crate::{Result, WasmError};
 
 /// The metering's version, part of the engine's artifact compatibility digest under
 /// [`crate::Budget::Fuel`]: change it whenever the code added changes.
-pub(crate) const VERSION: &str = "ao-wasm fuel metering 2";
+pub(crate) const VERSION: &str = "ao-wasm fuel metering 3";
 
 /// The export name of the fuel-left global.
 pub(crate) const FUEL_EXPORT: &str = "__ao_fuel_left";
@@ -41,6 +50,9 @@ pub(crate) const FUEL_EXPORT: &str = "__ao_fuel_left";
 /// Fuel units one function entry or loop iteration costs: the Lua interpreter runs about this
 /// many wasm instructions between two of them.
 pub(crate) const STEP_COST: i64 = 32;
+
+/// The most operators a function left without an entry step may run, its callees' included.
+pub(crate) const UNCHECKED_OPS: u64 = 1024;
 
 /// wasmparser's (and so wasmtime's) limits that metering could push a valid module past
 /// (those on globals and exports are `rewrite.rs`'s).
@@ -76,8 +88,12 @@ pub(crate) fn instrument(module: &[u8]) -> Result<Vec<u8>> {
         |sec, out| {
             let metered;
             let bytes = if sec.id == SECTION_CODE {
+                let unchecked = unchecked(sec, &shape)?;
+                let mut next = 0;
                 metered = with_bodies(sec, &shape, bad, |bytes, offset, params| {
-                    metered_body(bytes, offset, params, &shape, counter)
+                    let entry_step = !unchecked.get(next).copied().unwrap_or(false);
+                    next += 1;
+                    metered_body(bytes, offset, params, &shape, counter, entry_step)
                 })?;
                 &metered[..]
             } else {
@@ -87,6 +103,73 @@ pub(crate) fn instrument(module: &[u8]) -> Result<Vec<u8>> {
             Ok(())
         },
     )
+}
+
+/// Which defined functions need no entry step (see the module documentation), by their
+/// index among the defined functions.
+fn unchecked(code: &Section<'_>, shape: &Shape) -> Result<Vec<bool>> {
+    let n = shape.func_types.len();
+    // Whether a function may run unboundedly by itself, its operator count, and the defined
+    // functions it calls directly (once per call site).
+    let mut open = vec![false; n];
+    let mut ops = vec![0_u64; n];
+    let mut callees: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let bodies =
+        wasmparser::CodeSectionReader::new(reader(code.bytes, code.offset)).map_err(bad)?;
+    if bodies.count() as usize != n {
+        return Err(bad("function and code sections disagree"));
+    }
+    for (f, body) in bodies.into_iter().enumerate() {
+        let mut r = body.map_err(bad)?.get_operators_reader().map_err(bad)?;
+        while !r.eof() {
+            ops[f] += 1;
+            match r.read().map_err(bad)? {
+                Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
+                    match function_index.checked_sub(shape.imported_funcs) {
+                        Some(g) if (g as usize) < n => callees[f].push(g),
+                        // An import (which may call back into the module), or invalid.
+                        _ => open[f] = true,
+                    }
+                }
+                Operator::Loop { .. }
+                | Operator::CallIndirect { .. }
+                | Operator::ReturnCallIndirect { .. }
+                | Operator::CallRef { .. }
+                | Operator::ReturnCallRef { .. } => open[f] = true,
+                _ => {}
+            }
+        }
+    }
+    // Callees before callers: a function is ready once all its callees are unchecked; one on
+    // a cycle, or calling a function that is not, never is.
+    let mut callers: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (f, cs) in callees.iter().enumerate() {
+        for &g in cs {
+            callers[g as usize].push(f as u32);
+        }
+    }
+    let mut pending: Vec<usize> = callees.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&f| !open[f] && pending[f] == 0).collect();
+    let mut cost = vec![0_u64; n];
+    let mut unchecked = vec![false; n];
+    while let Some(f) = ready.pop() {
+        let total = callees[f]
+            .iter()
+            .fold(ops[f], |t, &g| t.saturating_add(cost[g as usize]));
+        if total > UNCHECKED_OPS {
+            continue;
+        }
+        cost[f] = total;
+        unchecked[f] = true;
+        for &caller in &callers[f] {
+            let c = caller as usize;
+            pending[c] -= 1;
+            if pending[c] == 0 && !open[c] {
+                ready.push(c);
+            }
+        }
+    }
+    Ok(unchecked)
 }
 
 fn check_export_names(sec: &Section<'_>) -> Result<()> {
@@ -214,6 +297,7 @@ fn metered_body(
     params: u32,
     shape: &Shape,
     counter: u32,
+    entry_step: bool,
 ) -> Result<Vec<u8>> {
     let at = |pos: usize| pos - offset;
     let body = FunctionBody::new(reader(bytes, offset));
@@ -243,7 +327,9 @@ fn metered_body(
     } else {
         own.write_with(0, &[], &mut out);
     }
-    step(counter, &mut out);
+    if entry_step {
+        step(counter, &mut out);
+    }
     let mut ops = body.get_operators_reader().map_err(bad)?;
     let mut copied = ops_start;
     while !ops.eof() {
@@ -311,5 +397,72 @@ mod tests {
                 let _ = instrument(&b);
             }
         }
+    }
+
+    /// The defined functions of a WAT module that get no entry step.
+    fn unchecked_of(wat: &str) -> Vec<bool> {
+        let bytes = wat::parse_str(wat).unwrap();
+        let sections = sections(&bytes).unwrap();
+        let shape = shape(&sections).unwrap();
+        let code = sections.iter().find(|s| s.id == SECTION_CODE).unwrap();
+        unchecked(code, &shape).unwrap()
+    }
+
+    #[test]
+    fn only_functions_bounded_by_their_code_skip_the_entry_step() {
+        let big_leaf = "i32.const 0 drop ".repeat(600);
+        let wat = format!(
+            r#"(module
+              (import "env" "host" (func $host))
+              (type $t (func))
+              (table 1 funcref)
+              (func $leaf)
+              (func $calls_leaf call $leaf call $leaf)
+              (func $tail return_call $calls_leaf)
+              (func $loop (loop))
+              (func $calls_loop call $loop)
+              (func $self call $self)
+              (func $ping call $pong)
+              (func $pong call $ping)
+              (func $calls_host call $host)
+              (func $indirect (call_indirect (type $t) (i32.const 0)))
+              (func $big_leaf {big_leaf})
+              (func $calls_big call $big_leaf)
+            )"#
+        );
+        assert_eq!(
+            unchecked_of(&wat),
+            [
+                true,  // leaf
+                true,  // calls_leaf
+                true,  // tail
+                false, // loop
+                false, // calls_loop
+                false, // self
+                false, // ping
+                false, // pong
+                false, // calls_host
+                false, // indirect
+                false, // big_leaf: 1,201 operators
+                false, // calls_big
+            ]
+        );
+    }
+
+    /// A chain of functions each calling the next twice runs 2^depth calls with no loop and no
+    /// recursion: the bound on the operators keeps the upper ones checked.
+    #[test]
+    fn a_doubling_chain_stays_checked_above_the_bound() {
+        let mut wat = String::from("(module (func $f0)");
+        for k in 1..=20 {
+            let p = k - 1;
+            wat.push_str(&format!(" (func $f{k} call $f{p} call $f{p})"));
+        }
+        wat.push(')');
+        let u = unchecked_of(&wat);
+        // f_k runs 2^(k+2) - 3 operators, its callees' included: f_9 is the first over 1,024.
+        let first_checked = u.iter().position(|&b| !b).unwrap();
+        assert_eq!(first_checked, 9, "{u:?}");
+        assert!(u[first_checked..].iter().all(|&b| !b));
     }
 }

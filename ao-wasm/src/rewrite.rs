@@ -93,6 +93,8 @@ pub(crate) struct Shape {
     /// Whether each table (imports first) has 64-bit indices.
     pub(crate) table64: Vec<bool>,
     pub(crate) globals: u32,
+    /// Imported functions: the index of defined function `i` is `imported_funcs + i`.
+    pub(crate) imported_funcs: u32,
 }
 
 pub(crate) fn shape(sections: &[Section<'_>]) -> Result<Shape, String> {
@@ -115,6 +117,7 @@ pub(crate) fn shape(sections: &[Section<'_>]) -> Result<Shape, String> {
                 for import in ImportSectionReader::new(r).map_err(text)?.into_imports() {
                     match import.map_err(text)?.ty {
                         TypeRef::Global(_) => s.globals += 1,
+                        TypeRef::Func(_) | TypeRef::FuncExact(_) => s.imported_funcs += 1,
                         TypeRef::Memory(m) => s.memory64.push(m.memory64),
                         TypeRef::Table(t) => s.table64.push(t.table64),
                         _ => {}

@@ -261,6 +261,29 @@ fn bulk_operations_are_charged_by_length() {
     assert_eq!(inst.last_fuel_used(), budget);
 }
 
+/// A function with no loop and no recursion can still run for ages: a chain of 60 functions,
+/// each calling the next twice, makes 2^60 calls. Functions bounded by their own code skip
+/// the entry step (`meter.rs`), but not these: the evaluation ends with the budget's error.
+#[test]
+fn a_call_tree_without_loops_is_stopped_by_the_budget() {
+    let mut wat = String::from("(module (func $f0)");
+    for k in 1..=60 {
+        let p = k - 1;
+        wat.push_str(&format!(" (func $f{k} call $f{p} call $f{p})"));
+    }
+    wat.push_str(r#" (func (export "spin") call $f60))"#);
+    let budget = 20_000_000;
+    let engine = engine();
+    let module = engine.compile(&wat::parse_str(&wat).unwrap()).unwrap();
+    let mut inst = Instance::new(&module, Limits::new(budget, 1 << 20)).unwrap();
+    let err = inst.call("spin", &[]).unwrap_err();
+    assert!(
+        matches!(err, WasmError::OutOfBudget { budget: b } if b == budget),
+        "{err}"
+    );
+    assert_eq!(inst.last_fuel_used(), budget);
+}
+
 /// The step charge, exactly: a function entry and each pass through a loop head cost 32 units;
 /// a call that has just enough fuel completes with the counter at zero, and one unit less
 /// stops it at its last step with all of the budget used.

@@ -426,6 +426,8 @@ fn main() {
         let _ = std::fs::remove_file(&path);
         let mut log = path.into_os_string();
         log.push(".wal");
+        let _ = std::fs::remove_file(&log);
+        log.push(".1");
         let _ = std::fs::remove_file(log);
     }
 }

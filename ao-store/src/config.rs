@@ -46,10 +46,12 @@ pub struct StoreConfig {
     pub blob_threshold: u64,
     /// Verify every page checksum when opening (reads the whole file; slow on large stores).
     pub verify_on_open: bool,
-    /// With [`Durability::Immediate`], the size the write-ahead log (`<path>.wal`) reaches
-    /// before a checkpoint makes redb durable and the log starts over (at least 1 MiB); it
-    /// bounds the replay after a crash. `0` turns the log off: every group commit is then an
-    /// fsynced redb commit.
+    /// With [`Durability::Immediate`], the size each of the write-ahead log's two files
+    /// (`<path>.wal`, `<path>.wal.1`) reaches before the writer goes on in the other one and
+    /// checkpoints in the background (at least 4 KiB past the header; a file grows to four
+    /// times this while the checkpoint that frees the other one runs). It bounds the replay
+    /// after a crash. `0` turns the log off: every group commit is then an fsynced redb
+    /// commit.
     pub wal_bytes: u64,
     /// With the write-ahead log, the bytes of acknowledged writes kept in memory (the
     /// memtable, which reads consult first) before a checkpoint writes them into redb in one

@@ -14,7 +14,8 @@
 //!   by byte in `docs/store-format.md`. Large binaries are stored once, keyed by blake3.
 //! * **Group commit behind a write-ahead log.** One writer thread owns the database. Batches
 //!   from every caller waiting at once form one group: with [`Durability::Immediate`] the group
-//!   is appended to the write-ahead log (`<file>.wal`) and `fdatasync`ed (on a thread of its
+//!   is appended to the write-ahead log (two files used in turn, `<file>.wal` and
+//!   `<file>.wal.1`) and `fdatasync`ed (on a thread of its
 //!   own, while the writer computes the entries the group produces), then applied to the
 //!   in-memory *memtable* that reads consult first, then all its callers are answered: an `Ok`
 //!   from [`ao_core::Store::apply`] means on disk. Checkpoints write the memtable into redb in

@@ -26,7 +26,7 @@ pub struct Stats {
     pub path: PathBuf,
     /// Size of the file.
     pub file_bytes: u64,
-    /// Size of the write-ahead log file (`<file>.wal`; 0 if there is none).
+    /// Size of the write-ahead log's files (`<file>.wal`, `<file>.wal.1`; 0 if there are none).
     pub log_bytes: u64,
     /// The format version in the file.
     pub format_version: u32,
@@ -144,7 +144,10 @@ impl RedbStore {
         let mut s = Stats {
             path: self.path().to_path_buf(),
             file_bytes: std::fs::metadata(self.path()).map_or(0, |m| m.len()),
-            log_bytes: std::fs::metadata(crate::wal::wal_path(self.path())).map_or(0, |m| m.len()),
+            log_bytes: crate::wal::wal_paths(self.path())
+                .iter()
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum(),
             format_version: read_version(&snap)?,
             main_filter_bytes: snap
                 .filters

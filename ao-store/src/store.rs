@@ -1074,7 +1074,6 @@ impl RedbStore {
             poisoned: None,
             in_flight: None,
             memo: WriterMemo::default(),
-            log_catching_up: false,
         };
         let thread = std::thread::Builder::new()
             .name("ao-store-writer".into())
@@ -1471,9 +1470,6 @@ struct Writer {
     in_flight: Option<(JoinHandle<Result<(), WriteError>>, bool)>,
     /// What the writer learnt about the snapshot (see [`WriterMemo`]).
     memo: WriterMemo,
-    /// Set when the log is full and a durable checkpoint of it runs in the background: the
-    /// next checkpoint, of what was logged since, is made here and resets the log.
-    log_catching_up: bool,
 }
 
 /// What the writer learnt about the database while computing groups, kept across groups.
@@ -1589,27 +1585,35 @@ impl Writer {
             }
             if let Some(wal) = &self.wal {
                 let result = if wal.full() {
-                    // The log is reused only once redb holds all of it durably: durable
-                    // checkpoints in the background (the log grows meanwhile) until what was
-                    // logged during the last one is small, then one here, which resets the
-                    // log. A log grown to four times its size is reset here at once.
+                    // Switch log files once the other one is free (a durable checkpoint since
+                    // the last switch holds its records) and no checkpoint runs, then
+                    // checkpoint durably in the background what the full file holds. Until
+                    // then the full file grows; at four times its size the writer waits.
                     let overfull = wal.overfull();
-                    self.reap(overfull).and_then(|()| match self.in_flight {
-                        Some(_) => Ok(()),
-                        None if overfull
-                            || (self.log_catching_up
-                                && self.mem_bytes <= self.config.memtable_bytes / 16) =>
-                        {
-                            self.checkpoint(true)
+                    self.reap(overfull).and_then(|()| {
+                        if self.in_flight.is_some() {
+                            return Ok(());
                         }
-                        None => {
-                            self.log_catching_up = true;
-                            self.start_checkpoint(true)
+                        let Some(wal) = self.wal.as_mut().filter(|w| w.can_switch()) else {
+                            // No checkpoint since the switch holds the other file (the one
+                            // started then could not be): one here frees both.
+                            return self.checkpoint(true);
+                        };
+                        match wal.switch() {
+                            Ok(()) => self.start_checkpoint(true),
+                            Err(e) => {
+                                let e = WriteError::Log {
+                                    path: wal.path().to_path_buf(),
+                                    source: Arc::new(e),
+                                };
+                                self.poisoned = Some(e.clone());
+                                Err(e)
+                            }
                         }
                     })
                 } else if self.mem_bytes >= self.config.memtable_bytes {
-                    // In the background, durably once the log is half full (so that the
-                    // checkpoint that lets it start over has little left to sync).
+                    // In the background, durably once the active log file is half full
+                    // (which frees the other one early: the next switch need not wait).
                     let durable = wal.half_full();
                     self.reap(self.mem_bytes >= 2 * self.config.memtable_bytes)
                         .and_then(|()| match self.in_flight {
@@ -1783,7 +1787,6 @@ impl Writer {
         if view.mem.read().is_empty() && !(durable && self.pending_since.is_some()) {
             if durable && let Some(wal) = &mut self.wal {
                 wal.reset();
-                self.log_catching_up = false;
             }
             return Ok(());
         }
@@ -1801,7 +1804,6 @@ impl Writer {
         if durable && let Some(wal) = &mut self.wal {
             // Every record of the log is durable in redb now.
             wal.reset();
-            self.log_catching_up = false;
         }
         Ok(())
     }
@@ -1890,6 +1892,11 @@ impl Writer {
             Ok(()) => {
                 if durable {
                     self.pending_since = None;
+                    // Checkpoints run one at a time and a switch waits for none to run, so
+                    // this one started after the last switch: it holds the other file.
+                    if let Some(wal) = &mut self.wal {
+                        wal.checkpointed();
+                    }
                 } else {
                     self.pending_since.get_or_insert_with(Instant::now);
                 }

@@ -1,22 +1,31 @@
-//! The write-ahead log (format version 2): what makes a durable write cost one sequential
+//! The write-ahead log (log version 3): what makes a durable write cost one sequential
 //! `fdatasync` instead of a redb commit that writes back scattered B-tree pages.
 //!
 //! With [`Durability::Immediate`](crate::Durability::Immediate) each group commit is appended
-//! to `<store file>.wal` as one record and `fdatasync`ed; only then is it committed to redb
+//! to the active log file as one record and `fdatasync`ed; only then is it committed to redb
 //! (without an fsync), published to readers and acknowledged. Every redb commit stores the
 //! sequence number of the last log record it contains (`meta/wal-applied`), in the same
-//! transaction. A *checkpoint* (a durable redb commit) happens when the log reaches
-//! [`StoreConfig::wal_bytes`](crate::StoreConfig::wal_bytes), on flush and on close; the log
-//! is then reused from its start. Opening the store replays the records after `wal-applied`,
-//! then empties the log.
+//! transaction. A *checkpoint* is a durable redb commit.
 //!
-//! Layout (docs/store-format.md): a 16-byte header (`ao-wal\0\x02` then 8 zero bytes), then
-//! records: `len: u32 LE`, `seq: u64 LE`, 16 bytes of blake3 over those 12 bytes and the
-//! payload, then `len` bytes of payload (a protobuf [`WalBatch`]). The file is grown with
-//! zeros a mebibyte at a time (and fsynced), so an append overwrites allocated blocks and its
-//! `fdatasync` need not commit file-size metadata. Reading stops at the first record that is
-//! torn (short or failing its checksum) or whose sequence number does not follow its
-//! predecessor's: what lies beyond is a stale record of an earlier cycle.
+//! The log is two files, `<store file>.wal` and `<store file>.wal.1`, used in turn. When the
+//! active one reaches [`StoreConfig::wal_bytes`](crate::StoreConfig::wal_bytes), the writer
+//! syncs it, goes on in the other file from its start, and checkpoints everything logged so
+//! far in the background; once that checkpoint is durable, the full file may be written over
+//! at the next switch. The log makes the writer wait for a checkpoint only when the active
+//! file grows to four times its size before the other one is free (with version 2's one
+//! file, the writer made a checkpoint itself each time the file was full, after catching up
+//! in the background). A checkpoint made on the writer's thread (when idle, on flush, on
+//! close) holds every record: both files are then free, and the active one starts over. Opening the store replays the records of both files after
+//! `wal-applied`, in sequence order, then empties them.
+//!
+//! Layout (docs/store-format.md), each file: a 16-byte header (`ao-wal\0\x03` then 8 zero
+//! bytes; version 2, one file, is read the same way), then records: `len: u32 LE`, `seq: u64
+//! LE`, 16 bytes of blake3 over those 12 bytes and the payload, then `len` bytes of payload (a
+//! protobuf [`WalBatch`]). A file is grown with zeros a mebibyte at a time (and fsynced), so
+//! an append overwrites allocated blocks and its `fdatasync` need not commit file-size
+//! metadata. Reading a file stops at the first record that is torn (short or failing its
+//! checksum) or whose sequence number does not follow its predecessor's: what lies beyond is
+//! a stale record of an earlier cycle.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read as _;
@@ -30,19 +39,31 @@ use prost::Message as _;
 use crate::error::OpenError;
 
 /// The header: magic (with the format version in its last byte) and 8 reserved zero bytes.
-pub(crate) const MAGIC: [u8; 8] = *b"ao-wal\0\x02";
+pub(crate) const MAGIC: [u8; 8] = *b"ao-wal\0\x03";
+/// The header of a version 2 log (one file, records as in version 3): read, never written.
+const MAGIC_V2: [u8; 8] = *b"ao-wal\0\x02";
 /// Length of the file header.
 pub(crate) const HEADER: u64 = 16;
 /// Length of a record header (`len`, `seq`, checksum).
 pub(crate) const RECORD_HEADER: usize = 4 + 8 + 16;
 /// The file is grown this much at a time.
 const GROW: u64 = 1 << 20;
+/// The smallest switch size past the header.
+const MIN_RECORDS: u64 = 4 << 10;
 
-/// The log file of a store file.
+/// The first log file of a store file (the only one of a version 2 log).
 pub(crate) fn wal_path(store: &Path) -> PathBuf {
     let mut name = store.as_os_str().to_owned();
     name.push(".wal");
     PathBuf::from(name)
+}
+
+/// Both log files of a store file.
+pub(crate) fn wal_paths(store: &Path) -> [PathBuf; 2] {
+    let first = wal_path(store);
+    let mut second = first.clone().into_os_string();
+    second.push(".1");
+    [first, PathBuf::from(second)]
 }
 
 /// One logged group commit: the ops of every batch in it, in order.
@@ -173,23 +194,42 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<(u64, WalBatch)>, u64), String>
     Ok((out, off as u64))
 }
 
-/// The records after `applied`, checked to follow it without a gap.
+/// The records after `applied`, checked to follow it and each other without a gap.
 pub(crate) fn pending(
     records: Vec<(u64, WalBatch)>,
     applied: u64,
 ) -> Result<Vec<(u64, WalBatch)>, String> {
     let pending: Vec<_> = records.into_iter().filter(|(s, _)| *s > applied).collect();
-    match pending.first() {
-        Some((first, _)) if *first != applied + 1 => Err(format!(
-            "the log resumes at record {first} but the database holds records up to {applied}"
-        )),
-        _ => Ok(pending),
+    let mut expected = applied.wrapping_add(1);
+    for (seq, _) in &pending {
+        if *seq != expected {
+            return Err(if expected == applied.wrapping_add(1) {
+                format!(
+                    "the log resumes at record {seq} but the database holds records up to {applied}"
+                )
+            } else {
+                format!("the log skips from record {} to record {seq}", expected - 1)
+            });
+        }
+        expected = seq.wrapping_add(1);
     }
+    Ok(pending)
 }
 
-/// Reads a log file without modifying it. A missing file has no records.
+/// Reads the log files without modifying them: the records of both, in sequence order. A
+/// missing file has no records.
 pub(crate) fn read(store: &Path) -> Result<Vec<(u64, WalBatch)>, OpenError> {
-    let path = wal_path(store);
+    let mut records = Vec::new();
+    for path in wal_paths(store) {
+        records.extend(read_file(path)?);
+    }
+    // Each file's records are consecutive: sorting orders the two runs.
+    records.sort_by_key(|(seq, _)| *seq);
+    Ok(records)
+}
+
+/// The records of one log file.
+fn read_file(path: PathBuf) -> Result<Vec<(u64, WalBatch)>, OpenError> {
     let mut bytes = Vec::new();
     match File::open(&path) {
         Ok(mut f) => {
@@ -205,7 +245,7 @@ pub(crate) fn read(store: &Path) -> Result<Vec<(u64, WalBatch)>, OpenError> {
         // Created but never written past its header: no record was ever acknowledged.
         return Ok(Vec::new());
     }
-    if bytes[..8] != MAGIC {
+    if bytes[..8] != MAGIC && bytes[..8] != MAGIC_V2 {
         return Err(OpenError::Corrupt {
             path,
             reason: "the write-ahead log has an unknown header".into(),
@@ -219,17 +259,66 @@ pub(crate) fn read(store: &Path) -> Result<Vec<(u64, WalBatch)>, OpenError> {
 /// The open log of a read-write store (owned by the writer thread).
 #[derive(Debug)]
 pub(crate) struct Wal {
+    files: [LogFile; 2],
+    /// The file records are appended to.
+    active: usize,
+    /// Where the next record goes in the active file.
+    offset: u64,
+    /// Switch files once `offset` reaches this.
+    limit: u64,
+    /// Whether every record of the other file is durable in redb, so that it may be written
+    /// over.
+    other_free: bool,
+    /// The thread that `fdatasync`s the active file while the writer goes on (started on the
+    /// first sync after a switch; `None` before, or when it could not be started).
+    syncer: Option<Syncer>,
+}
+
+/// One of the two files.
+#[derive(Debug)]
+struct LogFile {
     file: File,
     path: PathBuf,
-    /// Where the next record goes.
-    offset: u64,
     /// The file's length (zero-filled beyond the records).
     allocated: u64,
-    /// Checkpoint once `offset` reaches this.
-    limit: u64,
-    /// The thread that `fdatasync`s the log while the writer goes on (started on the first
-    /// sync; `None` before, or when it could not be started).
-    syncer: Option<Syncer>,
+}
+
+impl LogFile {
+    /// Opens (creating if needed) a log file and empties it, with a version 3 header.
+    fn open_empty(path: PathBuf) -> Result<Self, OpenError> {
+        let io = |source| OpenError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut header = [0u8; HEADER as usize];
+        header[..8].copy_from_slice(&MAGIC);
+        let mut current = [0u8; HEADER as usize];
+        let same_header =
+            len >= HEADER && file.read_exact_at(&mut current, 0).is_ok() && current == header;
+        if len != HEADER || !same_header {
+            // Every record is in the database now: start from an empty file, so that nothing
+            // of an earlier life of the file (whatever it holds) can follow a new record.
+            file.set_len(0).map_err(io)?;
+            file.write_all_at(&header, 0).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            }
+        }
+        Ok(Self {
+            file,
+            path,
+            allocated: HEADER,
+        })
+    }
 }
 
 /// A thread that `fdatasync`s the log on request, so that the writer computes a group's
@@ -290,48 +379,24 @@ impl Drop for Syncer {
 }
 
 impl Wal {
-    /// Opens (creating if needed) the log of `store` for appending from its start, emptying it:
-    /// call only after its records were replayed and made durable in redb.
+    /// Opens (creating if needed) the log files of `store` for appending from the first one's
+    /// start, emptying both: call only after their records were replayed and made durable in
+    /// redb.
     pub(crate) fn open(store: &Path, limit: u64) -> Result<Self, OpenError> {
-        let path = wal_path(store);
-        let io = |source| OpenError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let mut header = [0u8; HEADER as usize];
-        header[..8].copy_from_slice(&MAGIC);
-        if len < HEADER {
-            file.write_all_at(&header, 0).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-            }
-        } else if len > HEADER {
-            // Every record is in the database now: start from an empty log, so that nothing
-            // of an earlier life of the file (whatever it holds) can follow a new record.
-            file.set_len(HEADER).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
+        let [first, second] = wal_paths(store);
         Ok(Self {
-            file,
+            files: [LogFile::open_empty(first)?, LogFile::open_empty(second)?],
+            active: 0,
             offset: HEADER,
-            allocated: HEADER,
-            limit: limit.max(HEADER + GROW),
-            path,
+            limit: limit.max(HEADER + MIN_RECORDS),
+            other_free: true,
             syncer: None,
         })
     }
 
+    /// The active file's path.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        &self.files[self.active].path
     }
 
     /// Appends one record and, with `sync`, waits until it is on disk (`fdatasync`), running
@@ -354,7 +419,7 @@ impl Wal {
             return (Ok(()), meanwhile());
         }
         if self.syncer.is_none() {
-            self.syncer = Syncer::start(&self.file);
+            self.syncer = Syncer::start(&self.files[self.active].file);
         }
         let value;
         let synced = match self.syncer.as_ref().filter(|s| s.start_sync()) {
@@ -366,7 +431,7 @@ impl Wal {
                 // No sync thread: sync here.
                 self.syncer = None;
                 value = meanwhile();
-                self.file.sync_data()
+                self.files[self.active].file.sync_data()
             }
         };
         if synced.is_ok() {
@@ -378,47 +443,79 @@ impl Wal {
     /// Writes one record at the end of the log, without syncing it or taking it into the log.
     fn write(&mut self, record: &[u8]) -> std::io::Result<()> {
         let end = self.offset + record.len() as u64;
-        if end > self.allocated {
+        let f = &mut self.files[self.active];
+        if end > f.allocated {
             // Grow with zeros (read back as a torn record), and make the new length durable
             // once, so that the appends into it need only `fdatasync`.
             let target = end.div_ceil(GROW) * GROW;
-            let zeros = vec![0u8; (target - self.allocated) as usize];
-            self.file.write_all_at(&zeros, self.allocated)?;
-            self.file.sync_all()?;
-            self.allocated = target;
+            let zeros = vec![0u8; (target - f.allocated) as usize];
+            f.file.write_all_at(&zeros, f.allocated)?;
+            f.file.sync_all()?;
+            f.allocated = target;
         }
-        self.file.write_all_at(record, self.offset)
+        f.file.write_all_at(record, self.offset)
     }
 
-    /// Whether the log is due for a checkpoint.
+    /// Whether the active file is due for a switch.
     pub(crate) fn full(&self) -> bool {
         self.offset >= self.limit
     }
 
-    /// Whether the log has grown to four times the size at which it is [`Self::full`] (while
-    /// checkpoints in the background catch up with it).
+    /// Whether the active file has grown to four times the size at which it is
+    /// [`Self::full`] (while the checkpoint that frees the other one runs).
     pub(crate) fn overfull(&self) -> bool {
         self.offset >= self.limit.saturating_mul(4)
     }
 
-    /// Whether the log is at least half way to [`Self::full`].
+    /// Whether the active file is at least half way to [`Self::full`].
     pub(crate) fn half_full(&self) -> bool {
         self.offset >= self.limit / 2
     }
 
-    /// After the last checkpoint of a clean close: leave an empty log (so that a copy of the
-    /// database file alone, restored later beside this log, is not refused for a gap).
-    pub(crate) fn truncate(&mut self) -> std::io::Result<()> {
-        self.file.set_len(HEADER)?;
-        self.file.sync_all()?;
+    /// Whether the other file may be written over ([`Self::switch`]).
+    pub(crate) fn can_switch(&self) -> bool {
+        self.other_free
+    }
+
+    /// Makes the other file the active one, from its start: the records of the file left are
+    /// synced first (deferred ones included), and it stays in use until a checkpoint started
+    /// after this holds them ([`Self::checkpointed`]). Only when [`Self::can_switch`].
+    pub(crate) fn switch(&mut self) -> std::io::Result<()> {
+        debug_assert!(self.other_free);
+        self.files[self.active].file.sync_data()?;
+        // The syncer holds the old file: the next sync starts one on the new file.
+        self.syncer = None;
+        self.active ^= 1;
         self.offset = HEADER;
-        self.allocated = HEADER;
+        self.other_free = false;
         Ok(())
     }
 
-    /// After a checkpoint: the next record goes to the start again.
+    /// After a durable checkpoint started after the last [`Self::switch`]: the other file's
+    /// records are all in redb.
+    pub(crate) fn checkpointed(&mut self) {
+        self.other_free = true;
+    }
+
+    /// After a durable checkpoint of every record logged: both files are free, and the next
+    /// record goes to the active file's start.
     pub(crate) fn reset(&mut self) {
         self.offset = HEADER;
+        self.other_free = true;
+    }
+
+    /// After the last checkpoint of a clean close: leave empty files (so that a copy of the
+    /// database file alone, restored later beside the log, is not refused for a gap).
+    pub(crate) fn truncate(&mut self) -> std::io::Result<()> {
+        self.syncer = None;
+        for f in &mut self.files {
+            f.file.set_len(HEADER)?;
+            f.file.sync_all()?;
+            f.allocated = HEADER;
+        }
+        self.offset = HEADER;
+        self.other_free = true;
+        Ok(())
     }
 }
 
@@ -512,12 +609,102 @@ mod tests {
     }
 
     #[test]
+    fn records_of_both_files_read_back_in_sequence_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s.redb");
+        let [first, second] = wal_paths(&store);
+        assert_eq!(second.file_name().unwrap(), "s.redb.wal.1");
+        let b: Vec<_> = (0..8).map(|i| batch(&format!("p{i}"))).collect();
+        // The second file holds the older run, the first the newer one, followed by a stale
+        // record of an earlier cycle.
+        std::fs::write(&second, file(&[(3, &b[3]), (4, &b[4])])).unwrap();
+        std::fs::write(&first, file(&[(5, &b[5]), (6, &b[6]), (1, &b[1])])).unwrap();
+        let records = read(&store).unwrap();
+        let seqs: Vec<u64> = records.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        assert_eq!(records[2].1, b[5]);
+        assert_eq!(pending(records.clone(), 2).unwrap().len(), 4);
+        assert_eq!(pending(records, 4).unwrap().len(), 2);
+        // A gap between the files is corruption, as is a run that does not follow the
+        // database.
+        std::fs::write(&second, file(&[(2, &b[2]), (3, &b[3])])).unwrap();
+        let gap = pending(read(&store).unwrap(), 1).unwrap_err();
+        assert!(gap.contains("skips from record 3 to record 5"), "{gap}");
+        assert!(pending(read(&store).unwrap(), 0).is_err());
+        // A version 2 log (one file) reads the same way.
+        let mut v2 = file(&[(7, &b[7])]);
+        v2[..8].copy_from_slice(b"ao-wal\0\x02");
+        std::fs::remove_file(&second).unwrap();
+        std::fs::write(&first, v2).unwrap();
+        assert_eq!(read(&store).unwrap(), vec![(7, b[7].clone())]);
+        // Opening empties both files, with this version's header.
+        std::fs::write(&second, file(&[(8, &b[0])])).unwrap();
+        let wal = Wal::open(&store, 1).unwrap();
+        assert!(read(&store).unwrap().is_empty());
+        for path in [&first, &second] {
+            let bytes = std::fs::read(path).unwrap();
+            assert_eq!(bytes.len() as u64, HEADER);
+            assert_eq!(bytes[..8], MAGIC);
+        }
+        drop(wal);
+    }
+
+    #[test]
+    fn switching_files_keeps_every_record_not_yet_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s.redb");
+        // The smallest log: it is full after 4 KiB of records.
+        let mut wal = Wal::open(&store, 1).unwrap();
+        let payload = batch(&"x".repeat(1000)).encode_to_vec();
+        let seq = std::cell::Cell::new(0);
+        let append = |wal: &mut Wal, sync: bool| {
+            seq.set(seq.get() + 1);
+            let rec = encode_record(seq.get(), &payload);
+            wal.append_while(&rec, sync, || ()).0.unwrap();
+            seq.get()
+        };
+        while !wal.full() {
+            append(&mut wal, false);
+        }
+        let first_run = seq.get();
+        assert!(wal.can_switch());
+        wal.switch().unwrap();
+        assert!(!wal.can_switch());
+        assert!(wal.path().ends_with("s.redb.wal.1"));
+        for _ in 0..5 {
+            append(&mut wal, true);
+        }
+        // Nothing checkpointed yet: every record of both files.
+        let seqs: Vec<u64> = read(&store).unwrap().iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=first_run + 5).collect::<Vec<_>>());
+        // A checkpoint holding the first file frees it; the next switch writes over it, and
+        // its older records are never read after the new ones.
+        wal.checkpointed();
+        while !wal.full() {
+            append(&mut wal, false);
+        }
+        let second_run_end = seq.get();
+        wal.switch().unwrap();
+        assert!(wal.path().ends_with("s.redb.wal"));
+        let last = append(&mut wal, true);
+        let records = read(&store).unwrap();
+        let seqs: Vec<u64> = records.iter().map(|(s, _)| *s).collect();
+        let mut want: Vec<u64> = (first_run + 1..=second_run_end).collect();
+        want.push(last);
+        assert_eq!(seqs, want);
+        assert_eq!(pending(records, first_run).unwrap().len(), want.len());
+        // A clean close leaves both files empty.
+        wal.truncate().unwrap();
+        assert!(read(&store).unwrap().is_empty());
+    }
+
+    #[test]
     fn the_record_layout_is_as_documented() {
         let rec = encode_record(7, b"xyz");
         assert_eq!(rec[..4], [3, 0, 0, 0]);
         assert_eq!(rec[4..12], [7, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(rec[12..28], checksum(&rec[..12], b"xyz"));
         assert_eq!(&rec[28..], b"xyz");
-        assert_eq!(&MAGIC, b"ao-wal\0\x02");
+        assert_eq!(&MAGIC, b"ao-wal\0\x03");
     }
 }

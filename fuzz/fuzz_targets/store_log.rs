@@ -1,4 +1,5 @@
-//! Opens a store whose write-ahead log (`store.redb.wal`) holds arbitrary records: arbitrary
+//! Opens a store whose write-ahead log (`store.redb.wal` and `store.redb.wal.1`) holds
+//! arbitrary records: arbitrary
 //! payloads framed with valid checksums (so the fuzzer reaches the decoder and the replay),
 //! arbitrary sequence numbers, and an arbitrary tail. Every outcome must be an error or a
 //! consistent store, never a panic; a refused open leaves both files untouched. The database
@@ -16,6 +17,8 @@ struct Input {
     header: bool,
     /// Records: sequence number relative to the database's (`wal-applied`, 0 here), payload.
     records: Vec<(i8, Vec<u8>)>,
+    /// Records of the second file.
+    second: Vec<(i8, Vec<u8>)>,
     /// Bytes after the records.
     tail: Vec<u8>,
 }
@@ -56,7 +59,7 @@ fuzz_target!(|input: Input| {
         store.close().unwrap();
     }
     let mut log = if input.header {
-        b"ao-wal\0\x02\0\0\0\0\0\0\0\0".to_vec()
+        b"ao-wal\0\x03\0\0\0\0\0\0\0\0".to_vec()
     } else {
         input.tail.iter().copied().take(16).collect()
     };
@@ -66,6 +69,12 @@ fuzz_target!(|input: Input| {
     log.extend(&input.tail);
     let wal = dir.path().join("store.redb.wal");
     std::fs::write(&wal, &log).unwrap();
+    let mut log1 = b"ao-wal\0\x03\0\0\0\0\0\0\0\0".to_vec();
+    for (rel, payload) in &input.second {
+        log1.extend(record(i64::from(*rel).max(0) as u64, payload));
+    }
+    let wal1 = dir.path().join("store.redb.wal.1");
+    std::fs::write(&wal1, &log1).unwrap();
     let before = std::fs::read(&path).unwrap();
 
     if let Ok(store) = RedbStore::open_read_only(config(&path)) {
@@ -84,6 +93,7 @@ fuzz_target!(|input: Input| {
         }
         Err(_) => {
             assert_eq!(std::fs::read(&wal).unwrap(), log);
+            assert_eq!(std::fs::read(&wal1).unwrap(), log1);
         }
     }
 });

@@ -58,8 +58,8 @@ impl std::fmt::Debug for Node {
 }
 
 /// The store's options: `store-durability` (`immediate`, `eventual`, `none`),
-/// `store-cache-bytes`, `store-wal-bytes` (the write-ahead log's size between checkpoints;
-/// `0` turns it off), `store-memtable-bytes` (acknowledged writes kept in memory before a
+/// `store-cache-bytes`, `store-wal-bytes` (the size of each of the write-ahead log's two
+/// files before the writer switches to the other; `0` turns the log off), `store-memtable-bytes` (acknowledged writes kept in memory before a
 /// checkpoint writes them into the database) and `store-recent-keys` (the size of the table of
 /// recent records before it is merged into the main one).
 fn store_config(opts: &Message, data_dir: &Path) -> Result<StoreConfig> {

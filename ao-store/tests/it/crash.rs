@@ -45,8 +45,10 @@ fn crash_child_process() {
     cfg.crash_after_log_records = std::env::var(CHILD_ABORT_ENV)
         .ok()
         .map(|n| n.parse().unwrap());
-    // A small memtable: the kill lands before, during and after checkpoints.
+    // A small memtable and the smallest log: the kill lands before, during and after
+    // checkpoints and switches of log files.
     cfg.memtable_bytes = 16 << 10;
+    cfg.wal_bytes = 1;
     let store = RedbStore::open(cfg).unwrap();
     std::thread::scope(|s| {
         let store_ref = &store;
@@ -127,6 +129,7 @@ fn acknowledged_writes_survive_sigkill() {
     let exe = std::env::current_exe().unwrap();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut acknowledged: Vec<(u64, String)> = Vec::new();
+    let mut rounds_that_switched = 0;
     for round in 0..ROUNDS + LOG_ROUNDS {
         let kill_after = 1 + next(&mut seed) % 40;
         // Log rounds: the child aborts itself after this many log records.
@@ -171,6 +174,16 @@ fn acknowledged_writes_survive_sigkill() {
             assert!(!status.success(), "round {round}: the child did not abort");
         }
 
+        // The second log file has records only once the writer switched to it.
+        let second_log = {
+            let mut p = path.clone().into_os_string();
+            p.push(".wal.1");
+            std::path::PathBuf::from(p)
+        };
+        if std::fs::metadata(&second_log).is_ok_and(|m| m.len() > 16) {
+            rounds_that_switched += 1;
+        }
+
         if round == 0 {
             // A crashed store cannot be opened read-only; `check` still checks it, untouched.
             let before = std::fs::read(&path).unwrap();
@@ -211,6 +224,7 @@ fn acknowledged_writes_survive_sigkill() {
         );
     }
     assert!(acknowledged.len() as u64 >= ROUNDS);
+    assert!(rounds_that_switched >= ROUNDS / 2, "{rounds_that_switched}");
     // The log survives reopening: a clean close leaves nothing to replay.
     let store = RedbStore::open(config(&path)).unwrap();
     assert_eq!(store.replayed_log_records(), 0);

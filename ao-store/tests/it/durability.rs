@@ -223,9 +223,9 @@ fn acknowledged_writes_stay_visible_through_background_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&crate::util::store_path(dir.path()));
     cfg.memtable_bytes = 8 << 10;
-    // The smallest log: it fills about every 1,500 writes, so the log's own checkpoints (one
-    // in the background, then one that resets the log) run several times too.
-    cfg.wal_bytes = 1 << 20;
+    // The smallest log: a file fills about every 6 writes, so the writer switches log files
+    // (and checkpoints the full one in the background) hundreds of times too.
+    cfg.wal_bytes = 1;
     let value = |k: u64| Bytes::from(format!("v{k:0>600}"));
     let store = Arc::new(RedbStore::open(cfg.clone()).unwrap());
     // Keys `k/0..acked` are acknowledged; `counter` holds the last acknowledged `acked`.
@@ -275,6 +275,12 @@ fn acknowledged_writes_stay_visible_through_background_checkpoints() {
     stop.store(true, Ordering::Relaxed);
     let checked: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert!(checked > 0);
+    let mut second_log = cfg.path.clone().into_os_string();
+    second_log.push(".wal.1");
+    assert!(
+        std::fs::metadata(second_log).unwrap().len() > 16,
+        "no switch"
+    );
     Arc::try_unwrap(store).unwrap().close().unwrap();
     let store = RedbStore::open(cfg).unwrap();
     for k in 0..N {

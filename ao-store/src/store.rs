@@ -1069,6 +1069,7 @@ impl RedbStore {
             pending_since: None,
             wal,
             seq,
+            frozen_seq: seq,
             logged: 0,
             mem_bytes: 0,
             poisoned: None,
@@ -1457,6 +1458,10 @@ struct Writer {
     wal: Option<Wal>,
     /// Sequence number of the last log record written (and held by redb or the memtable).
     seq: u64,
+    /// The last log record the last checkpoint (running or done) holds: a record after it
+    /// that changed nothing still needs a checkpoint to record it in `wal-applied` before the
+    /// log may start over.
+    frozen_seq: u64,
     /// Log records written since opening (for the `crash_after_log_records` test hook).
     logged: u64,
     /// Bytes the memtable holds (approximately).
@@ -1712,10 +1717,18 @@ impl Writer {
             let changes = match self.wal.as_mut() {
                 Some(wal) => {
                     let (logged, changes) = wal.append_while(&bytes, sync, || changes(ops));
-                    logged.map_err(|e| WriteError::Log {
-                        path: wal.path().to_path_buf(),
-                        source: Arc::new(e),
-                    })?;
+                    if let Err(e) = logged {
+                        // The record may be on disk all the same (a failed `fdatasync` says
+                        // nothing of the pages): were the writer to go on, a later record
+                        // could take its sequence number in the other log file. Stop until a
+                        // reopen replays the log.
+                        let e = WriteError::Log {
+                            path: wal.path().to_path_buf(),
+                            source: Arc::new(e),
+                        };
+                        self.poisoned = Some(e.clone());
+                        return Err(e);
+                    }
                     changes
                 }
                 None => changes(ops),
@@ -1784,7 +1797,10 @@ impl Writer {
         }
         self.reap(true)?;
         let view = self.view()?;
-        if view.mem.read().is_empty() && !(durable && self.pending_since.is_some()) {
+        if view.mem.read().is_empty()
+            && self.frozen_seq == self.seq
+            && !(durable && self.pending_since.is_some())
+        {
             if durable && let Some(wal) = &mut self.wal {
                 wal.reset();
             }
@@ -1817,6 +1833,7 @@ impl Writer {
         let frozen = std::mem::take(&mut view.mem);
         view.frozen = Some(frozen.clone());
         self.mem_bytes = 0;
+        self.frozen_seq = self.seq;
         Ok(frozen)
     }
 

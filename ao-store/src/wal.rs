@@ -300,18 +300,34 @@ impl LogFile {
         let len = file.metadata().map_err(io)?.len();
         let mut header = [0u8; HEADER as usize];
         header[..8].copy_from_slice(&MAGIC);
-        let mut current = [0u8; HEADER as usize];
-        let same_header =
-            len >= HEADER && file.read_exact_at(&mut current, 0).is_ok() && current == header;
-        if len != HEADER || !same_header {
-            // Every record is in the database now: start from an empty file, so that nothing
-            // of an earlier life of the file (whatever it holds) can follow a new record.
-            file.set_len(0).map_err(io)?;
+        if len < HEADER {
+            // New (or never written past its header): write the header, and make the file's
+            // directory entry durable, since acknowledged records will live in it.
             file.write_all_at(&header, 0).map_err(io)?;
             file.sync_all().map_err(io)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            return Ok(Self {
+                file,
+                path,
+                allocated: HEADER,
+            });
+        }
+        let mut current = [0u8; HEADER as usize];
+        file.read_exact_at(&mut current, 0).map_err(io)?;
+        if len > HEADER || current != header {
+            // Every record is in the database now: keep the header only, so that nothing of
+            // an earlier life of the file (whatever it holds) can follow a new record. A
+            // version 2 header differs in its last magic byte only: rewriting it in place
+            // never leaves a torn header.
+            file.set_len(HEADER).map_err(io)?;
+            if current != header {
+                file.write_all_at(&header, 0).map_err(io)?;
             }
+            file.sync_all().map_err(io)?;
         }
         Ok(Self {
             file,

@@ -27,6 +27,7 @@ const CHILD_ENV: &str = "AO_STORE_CRASH_CHILD_DIR";
 const CHILD_START_ENV: &str = "AO_STORE_CRASH_CHILD_START";
 const CHILD_ABORT_ENV: &str = "AO_STORE_CRASH_CHILD_ABORT_AFTER";
 const DEFERRED_CHILD_ENV: &str = "AO_STORE_CRASH_DEFERRED_CHILD_DIR";
+const UNCHANGED_CHILD_ENV: &str = "AO_STORE_CRASH_UNCHANGED_CHILD_DIR";
 const WRITERS: u64 = 4;
 /// Rounds killed with SIGKILL.
 const ROUNDS: u64 = 24;
@@ -309,6 +310,61 @@ fn a_crash_loses_at_most_the_deferred_batches_at_the_end_of_the_log() {
         Some(sample_message(1))
     );
     assert_eq!(store.list("derived").unwrap(), None);
+    store.close().unwrap();
+    assert!(ao_store::check(&config(&path)).unwrap().is_ok());
+}
+
+/// The child of the next test: a write and a flush; a group that changes nothing (its record
+/// is logged all the same) and a flush; then a write, and a crash right after its record is on
+/// disk.
+#[test]
+fn unchanged_group_crash_child_process() {
+    let Ok(dir) = std::env::var(UNCHANGED_CHILD_ENV) else {
+        return;
+    };
+    let mut cfg = config(&store_path(Path::new(&dir)));
+    cfg.checkpoint_idle_ms = 0;
+    cfg.crash_after_log_records = Some(3);
+    let store = RedbStore::open(cfg).unwrap();
+    let make_group = || store.apply(vec![Op::MakeGroup { path: "g".into() }]);
+    make_group().unwrap();
+    store.flush().unwrap();
+    // The same group again: record 2, which changes nothing.
+    make_group().unwrap();
+    store.flush().unwrap();
+    println!("FLUSHED");
+    // Record 3: the child aborts once it is on disk.
+    let _ = store.apply(vec![Op::Write {
+        path: "g/x".into(),
+        value: "2".into(),
+    }]);
+    unreachable!("the child did not abort");
+}
+
+/// A flush after a group that changed nothing must still record that group's log record in the
+/// database before the log starts over: otherwise the next record lands at the log's start
+/// and, after a crash, follows a record the database never held (the open refused the store
+/// as corrupt).
+#[test]
+fn a_group_that_changes_nothing_does_not_break_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash::unchanged_group_crash_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(UNCHANGED_CHILD_ENV, dir.path())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child did not crash");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FLUSHED"));
+    let path = store_path(dir.path());
+    let store = RedbStore::open(config(&path)).unwrap();
+    assert_eq!(store.replayed_log_records(), 1);
+    assert_eq!(store.read("g/x").unwrap().as_deref(), Some(&b"2"[..]));
     store.close().unwrap();
     assert!(ao_store::check(&config(&path)).unwrap().is_ok());
 }

@@ -75,6 +75,11 @@ pub struct StoreConfig {
     #[doc(hidden)]
     #[serde(skip)]
     pub crash_after_log_records: Option<u64>,
+    /// Testing only: report the append of the log record this many records after opening as
+    /// failed, after it is on disk (a failed `fdatasync` whose pages were written all the same).
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub fail_log_record: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -93,6 +98,7 @@ impl Default for StoreConfig {
             recent_keys: 1 << 20,
             checkpoint_idle_ms: 200,
             crash_after_log_records: None,
+            fail_log_record: None,
         }
     }
 }

@@ -1716,7 +1716,12 @@ impl Writer {
             let changes = |ops| group_changes(&view, memo, ops);
             let changes = match self.wal.as_mut() {
                 Some(wal) => {
-                    let (logged, changes) = wal.append_while(&bytes, sync, || changes(ops));
+                    let (mut logged, changes) = wal.append_while(&bytes, sync, || changes(ops));
+                    if self.config.fail_log_record == Some(self.logged + 1) {
+                        // Test hook (see `StoreConfig::fail_log_record`), once.
+                        self.config.fail_log_record = None;
+                        logged = logged.and(Err(std::io::Error::other("injected log failure")));
+                    }
                     if let Err(e) = logged {
                         // The record may be on disk all the same (a failed `fdatasync` says
                         // nothing of the pages): were the writer to go on, a later record

@@ -293,3 +293,60 @@ fn acknowledged_writes_stay_visible_through_background_checkpoints() {
     assert!(store.check_records().unwrap().is_ok());
     store.close().unwrap();
 }
+
+/// A log record whose append fails stops the writer: a record whose `fdatasync` failed may be
+/// on disk all the same, and were the writer to go on, a later record could take its number
+/// in the other log file. Later writes fail until the store is reopened; the reopen replays
+/// the log (so the write reported as failed appears: the hook fails the append after the
+/// record is on disk) and finds every acknowledged write.
+#[test]
+fn a_failed_log_append_stops_the_writer_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&crate::util::store_path(dir.path()));
+    // The smallest log: the writer switches files every dozen records.
+    cfg.wal_bytes = 1;
+    cfg.checkpoint_idle_ms = 0;
+    cfg.fail_log_record = Some(40);
+    let value = |k: u64| Bytes::from(format!("v{k:0>300}"));
+    let write = |store: &RedbStore, k: u64| {
+        store.apply(vec![ao_core::store::Op::Write {
+            path: format!("k/{k}"),
+            value: value(k),
+        }])
+    };
+    let store = RedbStore::open(cfg.clone()).unwrap();
+    for k in 0..39 {
+        write(&store, k).unwrap();
+    }
+    let failed = write(&store, 39).unwrap_err();
+    assert!(
+        failed.to_string().contains("injected log failure"),
+        "{failed}"
+    );
+    // Stopped: the next writes fail too, and so does the close (it cannot checkpoint).
+    for k in 40..43 {
+        assert!(write(&store, k).is_err(), "write {k} was taken");
+    }
+    assert!(store.close().is_err());
+    drop(store);
+
+    cfg.fail_log_record = None;
+    let store = RedbStore::open(cfg.clone()).unwrap();
+    assert!(store.replayed_log_records() > 0);
+    for k in 0..40 {
+        assert_eq!(
+            store.read(&format!("k/{k}")).unwrap(),
+            Some(value(k)),
+            "k/{k}"
+        );
+    }
+    assert_eq!(store.read("k/40").unwrap(), None);
+    for k in 40..60 {
+        write(&store, k).unwrap();
+    }
+    store.close().unwrap();
+    let store = RedbStore::open(cfg).unwrap();
+    assert_eq!(store.replayed_log_records(), 0);
+    assert_eq!(store.read("k/59").unwrap(), Some(value(59)));
+    store.close().unwrap();
+}

@@ -314,9 +314,9 @@ fn a_crash_loses_at_most_the_deferred_batches_at_the_end_of_the_log() {
     assert!(ao_store::check(&config(&path)).unwrap().is_ok());
 }
 
-/// The child of the next test: a write and a flush; a group that changes nothing (its record
-/// is logged all the same) and a flush; then a write, and a crash right after its record is on
-/// disk.
+/// The child of the next test: making a group, and a flush; making the same group again (a
+/// group that changes nothing: its record is logged all the same), and a flush; then a write,
+/// and a crash right after its record is on disk.
 #[test]
 fn unchanged_group_crash_child_process() {
     let Ok(dir) = std::env::var(UNCHANGED_CHILD_ENV) else {
